@@ -1,0 +1,307 @@
+//! Errors of the `outbox` runtime.
+
+use std::fmt;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the `outbox` runtime.
+///
+/// Variants are grouped by domain; each one names what is wrong. The enum is
+/// `#[non_exhaustive]`: later releases add variants for new domains.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{Error, Event};
+///
+/// let err = Event::custom("Password Reset").unwrap_err();
+/// assert!(matches!(err, Error::InvalidEventName { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid event name \"Password Reset\": character 'P' at byte 0 is not one of [a-z0-9_.-]"
+/// );
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Kafka record could not be decoded into a [`Message`](crate::Message).
+    #[error("could not decode message")]
+    Decode(#[from] DecodeError),
+
+    /// An event name does not follow the rules of [`EventName`](crate::EventName).
+    #[error("invalid event name {name}: {reason}")]
+    InvalidEventName {
+        /// The offending name, quoted and truncated to a readable length.
+        name: Truncated,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// A string is not a valid [`MessageId`](crate::MessageId).
+    #[error("invalid message id {value}: {reason}")]
+    InvalidMessageId {
+        /// The offending value, quoted and truncated to a readable length.
+        value: Truncated,
+        /// Why it is not a message id.
+        reason: String,
+    },
+
+    /// A `traceparent` value does not follow W3C Trace Context.
+    #[error("invalid traceparent {value}: expected `00-<32 hex>-<16 hex>-<2 hex>`")]
+    InvalidTraceparent {
+        /// The offending value, quoted and truncated to a readable length.
+        value: Truncated,
+    },
+
+    /// A payload version is 0; versions start at 1.
+    #[error("invalid payload version {version}: versions start at 1")]
+    InvalidVersion {
+        /// The offending version.
+        version: u32,
+    },
+
+    /// A list of payload versions (the `versions` header) is not valid.
+    #[error("invalid version list {value}: {reason}")]
+    InvalidVersions {
+        /// The offending list, truncated.
+        value: Truncated,
+        /// Why it is invalid.
+        reason: String,
+    },
+
+    /// A timestamp is not RFC 3339.
+    #[error(
+        "invalid timestamp {value}: {reason} (expected RFC 3339, e.g. `2026-11-23T16:32:07.123Z`)"
+    )]
+    InvalidTimestamp {
+        /// The offending value, truncated.
+        value: Truncated,
+        /// What the parser said.
+        reason: String,
+    },
+
+    /// The reader and the message share no payload version.
+    #[error(
+        "no common payload version: the message carries {offered:?}, the reader knows {supported:?}"
+    )]
+    NoCommonVersion {
+        /// The versions the message carries.
+        offered: Vec<u32>,
+        /// The versions the reader knows.
+        supported: Vec<u32>,
+    },
+}
+
+/// Why a Kafka record is not a valid [`Message`](crate::Message).
+///
+/// Every variant names the header or field at fault and, where there is one,
+/// the offending value truncated to a readable length.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{DecodeError, Message};
+///
+/// let err = Message::decode("accounts", Some(b"42"), [], Some(b"{}")).unwrap_err();
+/// assert!(matches!(err, DecodeError::MissingHeader { name: "message_id" }));
+/// assert_eq!(err.to_string(), "header `message_id` is missing");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The record has no key; every message is keyed by its partition key.
+    #[error("record has no key (the partition key)")]
+    MissingKey,
+    /// The record's key is not UTF-8.
+    #[error("record key is not valid UTF-8: {key}")]
+    KeyNotUtf8 {
+        /// The key, lossily decoded and truncated.
+        key: Truncated,
+    },
+    /// The record has no value (a tombstone); a message always has one.
+    #[error("record has no value (a tombstone is not a message)")]
+    MissingValue,
+    /// A required header is absent.
+    #[error("header `{name}` is missing")]
+    MissingHeader {
+        /// The header's name.
+        name: &'static str,
+    },
+    /// A header the envelope defines appears more than once.
+    #[error("header `{name}` appears more than once")]
+    DuplicateHeader {
+        /// The header's name.
+        name: &'static str,
+    },
+    /// A header the envelope defines has no value or a value that is not UTF-8.
+    #[error("header `{name}` is not valid UTF-8: {value}")]
+    HeaderNotUtf8 {
+        /// The header's name.
+        name: &'static str,
+        /// The value, lossily decoded and truncated.
+        value: Truncated,
+    },
+    /// A header holds a value that is not valid for it.
+    #[error("header `{name}` has an invalid value {value}: {reason}")]
+    InvalidHeader {
+        /// The header's name.
+        name: &'static str,
+        /// The offending value, truncated.
+        value: Truncated,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The `content-type` header names an encoding this release cannot read.
+    #[error("unsupported content type {value}: expected `application/json`")]
+    UnsupportedContentType {
+        /// The offending value, truncated.
+        value: Truncated,
+    },
+    /// The record's value is not a JSON object.
+    #[error("record value is not a JSON envelope: {reason} (value starts {value})")]
+    InvalidJson {
+        /// What the JSON parser said.
+        reason: String,
+        /// The start of the value, truncated.
+        value: Truncated,
+    },
+    /// A field of the JSON envelope is absent.
+    #[error("envelope field `{field}` is missing")]
+    MissingField {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// A field of the JSON envelope has a value that is not valid for it.
+    #[error("envelope field `{field}` has an invalid value {value}: {reason}")]
+    InvalidField {
+        /// The field's name (`payloads.<n>` for a payload).
+        field: String,
+        /// The offending value, truncated.
+        value: Truncated,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A header and the envelope disagree on a value both carry.
+    #[error("header `{name}` is {header} but the envelope says {envelope}")]
+    Mismatch {
+        /// The header's (and field's) name.
+        name: &'static str,
+        /// The header's value, truncated.
+        header: Truncated,
+        /// The envelope's value, truncated.
+        envelope: Truncated,
+    },
+}
+
+/// A value quoted for an error message, cut to [`Truncated::MAX_CHARS`] characters.
+///
+/// Values that come from the network can be huge or unprintable; errors show a
+/// readable prefix and say how long the whole was.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::Truncated;
+///
+/// assert_eq!(Truncated::new("short").to_string(), "\"short\"");
+/// let long = "x".repeat(500);
+/// assert!(Truncated::new(&long).to_string().ends_with("…\" (500 bytes)"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Truncated {
+    shown: String,
+    total_len: usize,
+    cut: bool,
+}
+
+impl Truncated {
+    /// How many characters of the value are shown.
+    pub const MAX_CHARS: usize = 80;
+
+    /// Keeps a readable prefix of `value`.
+    pub fn new(value: &str) -> Self {
+        let (shown, cut) = match value.char_indices().nth(Self::MAX_CHARS) {
+            Some((end, _)) => (&value[..end], true),
+            None => (value, false),
+        };
+        Truncated {
+            shown: shown.to_owned(),
+            total_len: value.len(),
+            cut,
+        }
+    }
+
+    /// Keeps a readable prefix of bytes that may not be UTF-8 (invalid sequences become `�`).
+    pub fn lossy(value: &[u8]) -> Self {
+        // A character is at most 4 bytes: this prefix is enough for MAX_CHARS characters.
+        let prefix = &value[..value.len().min(Self::MAX_CHARS * 4)];
+        let mut truncated = Self::new(&String::from_utf8_lossy(prefix));
+        truncated.cut |= prefix.len() < value.len();
+        truncated.total_len = value.len();
+        truncated
+    }
+
+    /// The part of the value that is shown.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Whether the value was cut.
+    pub fn is_cut(&self) -> bool {
+        self.cut
+    }
+}
+
+impl fmt::Display for Truncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_cut() {
+            let escaped = format!("{:?}", self.shown);
+            write!(
+                f,
+                "{}…\" ({} bytes)",
+                &escaped[..escaped.len() - 1],
+                self.total_len
+            )
+        } else {
+            write!(f, "{:?}", self.shown)
+        }
+    }
+}
+
+impl fmt::Debug for Truncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        let value = "é".repeat(100);
+        let t = Truncated::new(&value);
+        assert_eq!(t.shown().chars().count(), Truncated::MAX_CHARS);
+        assert!(t.is_cut());
+        assert!(t.to_string().ends_with("…\" (200 bytes)"));
+    }
+
+    #[test]
+    fn lossy_keeps_total_length_of_binary_values() {
+        let t = Truncated::lossy(&[0xff; 1000]);
+        assert!(t.is_cut());
+        assert!(t.to_string().contains("(1000 bytes)"));
+        // Fewer bytes than shown characters would take, but still more than shown.
+        let t = Truncated::lossy(&[0xff; 90]);
+        assert!(t.is_cut());
+        assert_eq!(t.shown().chars().count(), Truncated::MAX_CHARS);
+    }
+
+    #[test]
+    fn short_values_are_quoted_whole() {
+        assert_eq!(Truncated::new("a\"b").to_string(), r#""a\"b""#);
+        assert_eq!(Truncated::lossy(b"ok").to_string(), "\"ok\"");
+    }
+}

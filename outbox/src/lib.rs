@@ -1,0 +1,44 @@
+//! Reliable event-driven services on PostgreSQL and Kafka: the runtime.
+//!
+//! A service writes business data and the messages that describe it in one
+//! database transaction (the transactional outbox); a relay publishes those
+//! messages to Kafka; consuming services apply each message exactly once, in
+//! order per key, in their own transaction (the idempotent inbox).
+//!
+//! This crate holds what both sides share: [`Event`], [`MessageId`], the
+//! [`Message`] envelope and its wire format, and the errors. The PostgreSQL
+//! side lives in `outbox-diesel`.
+//!
+//! # Examples
+//!
+//! ```
+//! use outbox::{Event, Message, Payloads};
+//! use serde_json::json;
+//!
+//! let payloads = Payloads::new(1, json!({"id": 42}))?;
+//! let message = Message::new(Event::Created, "accounts", "users", "accounts", "42", payloads);
+//! let record = message.encode();
+//! let headers = record.headers.iter().map(|(n, v)| (*n, Some(v.as_bytes())));
+//! assert_eq!(Message::decode("accounts", Some(&record.key), headers, Some(&record.value))?, message);
+//! # Ok::<(), outbox::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+mod event;
+mod message;
+mod message_id;
+mod trace;
+
+pub use error::{DecodeError, Error, Result, Truncated};
+pub use event::{Event, EventName};
+pub use message::{CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers};
+pub use message_id::MessageId;
+pub use trace::TraceContext;
+
+/// Derives [`Outboxed`](derive@Outboxed) for a Diesel model. Not implemented yet.
+pub use outbox_derive::Outboxed;
+
+/// Generates message handling for a controller's impl block. Not implemented yet.
+pub use outbox_derive::message_controller;

@@ -1,0 +1,621 @@
+//! The message envelope and its wire format: the only place that knows the layout.
+//!
+//! A message travels as a Kafka record:
+//!
+//! - key: the partition key, UTF-8;
+//! - headers: `message_id`, `event`, `from`, `to`, `versions`, `content-type`,
+//!   `occurred_at`, and `traceparent` (with `tracestate`) when a trace is active;
+//! - value: the JSON envelope `{"message_id", "event", "from", "to",
+//!   "partition_key", "occurred_at", "payloads": {"1": {..}, "2": {..}}}`.
+//!
+//! Headers let a consumer route and deduplicate without parsing the value; the
+//! envelope repeats them so the value alone is a complete message. Decoding checks
+//! that both agree.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::{DecodeError, Error, Truncated};
+use crate::event::Event;
+use crate::message_id::MessageId;
+use crate::trace::TraceContext;
+
+/// Names of the Kafka headers a message carries.
+pub mod headers {
+    /// The message id (UUIDv7).
+    pub const MESSAGE_ID: &str = "message_id";
+    /// The event name.
+    pub const EVENT: &str = "event";
+    /// The producing service.
+    pub const FROM: &str = "from";
+    /// The route: which model or controller the message is for.
+    pub const TO: &str = "to";
+    /// The payload versions carried, ascending, comma separated (`1,2`).
+    pub const VERSIONS: &str = "versions";
+    /// The encoding of the value; `application/json`.
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// When the event happened, RFC 3339.
+    pub const OCCURRED_AT: &str = "occurred_at";
+    /// W3C trace parent, when a trace was active at enqueue.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C trace state, beside `traceparent`.
+    pub const TRACESTATE: &str = "tracestate";
+}
+
+/// The content type of every value this release writes.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// One message: what happened, to which model, from whom, with its payloads.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{Event, Message, Payloads};
+/// use serde_json::json;
+///
+/// let payloads = Payloads::new(1, json!({"id": 42, "email": "a@example.com"}))?;
+/// let message = Message::new(Event::Created, "accounts", "users", "accounts", "42", payloads);
+///
+/// let record = message.encode();
+/// assert_eq!(record.key, b"42");
+///
+/// let headers = record.headers.iter().map(|(name, value)| (*name, Some(value.as_bytes())));
+/// let decoded = Message::decode("accounts", Some(&record.key), headers, Some(&record.value))?;
+/// assert_eq!(decoded, message);
+/// # Ok::<(), outbox::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Unique id, made at enqueue; consumers deduplicate on it.
+    pub id: MessageId,
+    /// What happened.
+    pub event: Event,
+    /// The producing service (header `from`).
+    pub from: String,
+    /// The route: which model or controller handles it (header `to`).
+    pub to: String,
+    /// The Kafka topic.
+    pub topic: String,
+    /// The Kafka key: messages with the same key keep their order.
+    pub partition_key: String,
+    /// When the event happened.
+    pub occurred_at: DateTime<Utc>,
+    /// One payload per version the producer supports.
+    pub payloads: Payloads,
+    /// The trace active at enqueue, if any.
+    pub trace: Option<TraceContext>,
+}
+
+/// A message as a Kafka record: key, headers and value.
+///
+/// The topic is the message's [`topic`](Message::topic); it is not repeated here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedMessage {
+    /// The partition key, UTF-8.
+    pub key: Vec<u8>,
+    /// Header names and values, in a fixed order.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON envelope.
+    pub value: Vec<u8>,
+}
+
+impl Message {
+    /// Makes a message with a new [`MessageId`], occurring now, without a trace.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::{Event, Message, Payloads};
+    ///
+    /// let payloads = Payloads::new(1, serde_json::json!({"id": 7}))?;
+    /// let message = Message::new(Event::Destroyed, "accounts", "users", "accounts", "7", payloads);
+    /// assert_eq!(message.to, "users");
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    pub fn new(
+        event: Event,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        topic: impl Into<String>,
+        partition_key: impl Into<String>,
+        payloads: Payloads,
+    ) -> Self {
+        Message {
+            id: MessageId::new(),
+            event,
+            from: from.into(),
+            to: to.into(),
+            topic: topic.into(),
+            partition_key: partition_key.into(),
+            occurred_at: Utc::now(),
+            payloads,
+            trace: None,
+        }
+    }
+
+    /// Encodes the message as a Kafka record (key, headers, value).
+    ///
+    /// `occurred_at` is written in RFC 3339 with as many fractional digits as it
+    /// needs, so [`decode`](Message::decode) gives the same instant back.
+    pub fn encode(&self) -> EncodedMessage {
+        let id = self.id.to_string();
+        let occurred_at = self
+            .occurred_at
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let envelope = EnvelopeOut {
+            message_id: &id,
+            event: self.event.as_str(),
+            from: &self.from,
+            to: &self.to,
+            partition_key: &self.partition_key,
+            occurred_at: &occurred_at,
+            payloads: &self.payloads.0,
+        };
+        // Serialising strings and `Value`s into a Vec cannot fail.
+        let value = serde_json::to_vec(&envelope).unwrap_or_default();
+
+        let mut headers = vec![
+            (headers::MESSAGE_ID, id),
+            (headers::EVENT, self.event.as_str().to_owned()),
+            (headers::FROM, self.from.clone()),
+            (headers::TO, self.to.clone()),
+            (headers::VERSIONS, self.payloads.versions_header()),
+            (headers::CONTENT_TYPE, CONTENT_TYPE_JSON.to_owned()),
+            (headers::OCCURRED_AT, occurred_at),
+        ];
+        if let Some(trace) = &self.trace {
+            headers.push((headers::TRACEPARENT, trace.traceparent().to_owned()));
+            if let Some(state) = trace.tracestate() {
+                headers.push((headers::TRACESTATE, state.to_owned()));
+            }
+        }
+        EncodedMessage {
+            key: self.partition_key.as_bytes().to_vec(),
+            headers,
+            value,
+        }
+    }
+
+    /// Decodes a Kafka record read from `topic`.
+    ///
+    /// Headers this format does not define are ignored (brokers and other tools
+    /// add their own); the ones it defines must appear once and agree with the
+    /// envelope.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] naming the header or field at fault. Never panics,
+    /// whatever the bytes.
+    pub fn decode<'h>(
+        topic: &str,
+        key: Option<&[u8]>,
+        headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+        value: Option<&[u8]>,
+    ) -> Result<Message, DecodeError> {
+        let key = key.ok_or(DecodeError::MissingKey)?;
+        let key = std::str::from_utf8(key).map_err(|_| DecodeError::KeyNotUtf8 {
+            key: Truncated::lossy(key),
+        })?;
+        let headers = RecordHeaders::collect(headers)?;
+        let id = parse_header(&headers, headers::MESSAGE_ID, MessageId::parse)?;
+        let event = parse_header(&headers, headers::EVENT, Event::parse)?;
+        let from = headers.required(headers::FROM)?;
+        let to = headers.required(headers::TO)?;
+        let versions = parse_header(&headers, headers::VERSIONS, parse_versions)?;
+        let content_type = headers.required(headers::CONTENT_TYPE)?;
+        if !is_json_media_type(content_type) {
+            return Err(DecodeError::UnsupportedContentType {
+                value: Truncated::new(content_type),
+            });
+        }
+        let occurred_at = parse_header(&headers, headers::OCCURRED_AT, parse_timestamp)?;
+        let trace = match headers.optional(headers::TRACEPARENT) {
+            Some(parent) => Some(
+                TraceContext::new(parent, headers.optional(headers::TRACESTATE))
+                    .map_err(|e| invalid_header(headers::TRACEPARENT, parent, e))?,
+            ),
+            None => None,
+        };
+
+        let value = value.ok_or(DecodeError::MissingValue)?;
+        let envelope = Envelope::parse(value)?;
+        let envelope_id = envelope.parse_field(headers::MESSAGE_ID, MessageId::parse)?;
+        agree(headers::MESSAGE_ID, &id, &envelope_id)?;
+        let envelope_event = envelope.parse_field(headers::EVENT, Event::parse)?;
+        agree(headers::EVENT, &event, &envelope_event)?;
+        agree(headers::FROM, &from, &envelope.string(headers::FROM)?)?;
+        agree(headers::TO, &to, &envelope.string(headers::TO)?)?;
+        agree("partition_key", &key, &envelope.string("partition_key")?)?;
+        let envelope_occurred_at = envelope.parse_field(headers::OCCURRED_AT, parse_timestamp)?;
+        agree(headers::OCCURRED_AT, &occurred_at, &envelope_occurred_at)?;
+        let payloads = envelope.payloads()?;
+        let payload_versions: Vec<u32> = payloads.versions().collect();
+        if payload_versions != versions {
+            return Err(DecodeError::Mismatch {
+                name: headers::VERSIONS,
+                header: Truncated::new(&join_versions(&versions)),
+                envelope: Truncated::new(&join_versions(&payload_versions)),
+            });
+        }
+
+        Ok(Message {
+            id,
+            event,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            topic: topic.to_owned(),
+            partition_key: key.to_owned(),
+            occurred_at,
+            payloads,
+            trace,
+        })
+    }
+
+    /// The highest payload version that both this message and a reader knowing
+    /// `supported` have: the version the reader should decode.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCommonVersion`] naming both lists when they share no version.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::{Event, Message, Payloads};
+    /// use serde_json::json;
+    ///
+    /// let mut payloads = Payloads::new(1, json!({"mail": "a@example.com"}))?;
+    /// payloads.insert(2, json!({"email": "a@example.com"}))?;
+    /// let message = Message::new(Event::Updated, "accounts", "users", "accounts", "1", payloads);
+    ///
+    /// assert_eq!(message.highest_common_version(&[1])?, 1);     // an older reader
+    /// assert_eq!(message.highest_common_version(&[1, 2, 3])?, 2); // a newer one
+    /// assert!(message.highest_common_version(&[3]).is_err());
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    pub fn highest_common_version(&self, supported: &[u32]) -> Result<u32, Error> {
+        self.payloads
+            .versions()
+            .rev()
+            .find(|v| supported.contains(v))
+            .ok_or_else(|| Error::NoCommonVersion {
+                offered: self.payloads.versions().collect(),
+                supported: supported.to_vec(),
+            })
+    }
+
+    /// The payload a reader knowing `supported` should use, with its version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCommonVersion`] as for [`highest_common_version`](Message::highest_common_version).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::{Event, Message, Payloads};
+    ///
+    /// let payloads = Payloads::new(1, serde_json::json!({"id": 1}))?;
+    /// let message = Message::new(Event::Created, "a", "users", "t", "1", payloads);
+    /// let (version, payload) = message.payload_for(&[1, 2])?;
+    /// assert_eq!((version, payload["id"].as_i64()), (1, Some(1)));
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    pub fn payload_for(&self, supported: &[u32]) -> Result<(u32, &Value), Error> {
+        let version = self.highest_common_version(supported)?;
+        let payload = self.payloads.get(version).ok_or(Error::NoCommonVersion {
+            offered: self.payloads.versions().collect(),
+            supported: supported.to_vec(),
+        })?;
+        Ok((version, payload))
+    }
+}
+
+/// The payloads of a message by version: never empty, versions ≥ 1.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::Payloads;
+/// use serde_json::json;
+///
+/// let mut payloads = Payloads::new(2, json!({"email": "a@example.com"}))?;
+/// payloads.insert(1, json!({"mail": "a@example.com"}))?;
+/// assert_eq!(payloads.versions().collect::<Vec<_>>(), [1, 2]);
+/// assert!(payloads.insert(0, json!({})).is_err());
+/// # Ok::<(), outbox::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payloads(BTreeMap<u32, Value>);
+
+impl Payloads {
+    /// Payloads holding one version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidVersion`] when `version` is 0.
+    pub fn new(version: u32, payload: Value) -> Result<Self, Error> {
+        let mut payloads = Payloads(BTreeMap::new());
+        payloads.insert(version, payload)?;
+        Ok(payloads)
+    }
+
+    /// Adds or replaces the payload of `version`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidVersion`] when `version` is 0.
+    pub fn insert(&mut self, version: u32, payload: Value) -> Result<Option<Value>, Error> {
+        if version == 0 {
+            return Err(Error::InvalidVersion { version });
+        }
+        Ok(self.0.insert(version, payload))
+    }
+
+    /// The payload of `version`, if carried.
+    pub fn get(&self, version: u32) -> Option<&Value> {
+        self.0.get(&version)
+    }
+
+    /// The versions carried, ascending.
+    pub fn versions(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        self.0.keys().copied()
+    }
+
+    /// The payloads with their versions, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Value)> + '_ {
+        self.0.iter().map(|(v, p)| (*v, p))
+    }
+
+    fn versions_header(&self) -> String {
+        join_versions(&self.versions().collect::<Vec<_>>())
+    }
+}
+
+#[derive(serde::Serialize)]
+struct EnvelopeOut<'a> {
+    message_id: &'a str,
+    event: &'a str,
+    from: &'a str,
+    to: &'a str,
+    partition_key: &'a str,
+    occurred_at: &'a str,
+    payloads: &'a BTreeMap<u32, Value>,
+}
+
+/// The envelope's JSON object, read field by field so an error names the field.
+struct Envelope(Map<String, Value>);
+
+impl Envelope {
+    fn parse(value: &[u8]) -> Result<Self, DecodeError> {
+        match serde_json::from_slice::<Value>(value) {
+            Ok(Value::Object(map)) => Ok(Envelope(map)),
+            Ok(other) => Err(DecodeError::InvalidJson {
+                reason: format!("expected a JSON object, found {}", json_kind(&other)),
+                value: Truncated::lossy(value),
+            }),
+            Err(e) => Err(DecodeError::InvalidJson {
+                reason: e.to_string(),
+                value: Truncated::lossy(value),
+            }),
+        }
+    }
+
+    fn string(&self, field: &'static str) -> Result<&str, DecodeError> {
+        match self.0.get(field) {
+            None => Err(DecodeError::MissingField { field }),
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(DecodeError::InvalidField {
+                field: field.to_owned(),
+                value: Truncated::new(&other.to_string()),
+                reason: format!("expected a string, found {}", json_kind(other)),
+            }),
+        }
+    }
+
+    fn parse_field<T>(
+        &self,
+        field: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, Error>,
+    ) -> Result<T, DecodeError> {
+        let raw = self.string(field)?;
+        parse(raw).map_err(|e| DecodeError::InvalidField {
+            field: field.to_owned(),
+            value: Truncated::new(raw),
+            reason: reason_of(e),
+        })
+    }
+
+    fn payloads(&self) -> Result<Payloads, DecodeError> {
+        let field = "payloads";
+        let map = match self.0.get(field) {
+            None => return Err(DecodeError::MissingField { field }),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                return Err(DecodeError::InvalidField {
+                    field: field.to_owned(),
+                    value: Truncated::new(&other.to_string()),
+                    reason: format!("expected an object, found {}", json_kind(other)),
+                });
+            }
+        };
+        if map.is_empty() {
+            return Err(DecodeError::InvalidField {
+                field: field.to_owned(),
+                value: Truncated::new("{}"),
+                reason: "a message carries at least one payload".into(),
+            });
+        }
+        let mut payloads = BTreeMap::new();
+        for (version, payload) in map {
+            let parsed = parse_version(version).map_err(|reason| DecodeError::InvalidField {
+                field: format!("payloads.{version}"),
+                value: Truncated::new(version),
+                reason,
+            })?;
+            payloads.insert(parsed, payload.clone());
+        }
+        Ok(Payloads(payloads))
+    }
+}
+
+/// The headers this format defines, each seen at most once.
+struct RecordHeaders<'h> {
+    values: [Option<&'h str>; KNOWN_HEADERS.len()],
+}
+
+const KNOWN_HEADERS: [&str; 9] = [
+    headers::MESSAGE_ID,
+    headers::EVENT,
+    headers::FROM,
+    headers::TO,
+    headers::VERSIONS,
+    headers::CONTENT_TYPE,
+    headers::OCCURRED_AT,
+    headers::TRACEPARENT,
+    headers::TRACESTATE,
+];
+
+impl<'h> RecordHeaders<'h> {
+    fn collect(
+        headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+    ) -> Result<Self, DecodeError> {
+        let mut values = [None; KNOWN_HEADERS.len()];
+        for (name, value) in headers {
+            let Some(slot) = KNOWN_HEADERS.iter().position(|known| *known == name) else {
+                continue;
+            };
+            let name = KNOWN_HEADERS[slot];
+            if values[slot].is_some() {
+                return Err(DecodeError::DuplicateHeader { name });
+            }
+            let value = value.unwrap_or_default();
+            let text = std::str::from_utf8(value).map_err(|_| DecodeError::HeaderNotUtf8 {
+                name,
+                value: Truncated::lossy(value),
+            })?;
+            values[slot] = Some(text);
+        }
+        Ok(RecordHeaders { values })
+    }
+
+    fn optional(&self, name: &'static str) -> Option<&'h str> {
+        let slot = KNOWN_HEADERS.iter().position(|known| *known == name);
+        slot.and_then(|slot| self.values[slot])
+    }
+
+    fn required(&self, name: &'static str) -> Result<&'h str, DecodeError> {
+        self.optional(name)
+            .ok_or(DecodeError::MissingHeader { name })
+    }
+}
+
+fn parse_header<T>(
+    headers: &RecordHeaders<'_>,
+    name: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, Error>,
+) -> Result<T, DecodeError> {
+    let raw = headers.required(name)?;
+    parse(raw).map_err(|e| invalid_header(name, raw, e))
+}
+
+fn invalid_header(name: &'static str, raw: &str, error: Error) -> DecodeError {
+    DecodeError::InvalidHeader {
+        name,
+        value: Truncated::new(raw),
+        reason: reason_of(error),
+    }
+}
+
+/// The part of an error worth repeating inside a decode error: errors that quote
+/// the value already say it, so keep only the reason.
+fn reason_of(error: Error) -> String {
+    match error {
+        Error::InvalidEventName { reason, .. } | Error::InvalidMessageId { reason, .. } => reason,
+        Error::InvalidTraceparent { .. } => {
+            "expected `00-<32 hex>-<16 hex>-<2 hex>` (W3C Trace Context)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn agree<T: PartialEq + std::fmt::Display>(
+    name: &'static str,
+    header: &T,
+    envelope: &T,
+) -> Result<(), DecodeError> {
+    if header == envelope {
+        return Ok(());
+    }
+    Err(DecodeError::Mismatch {
+        name,
+        header: Truncated::new(&header.to_string()),
+        envelope: Truncated::new(&envelope.to_string()),
+    })
+}
+
+fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::InvalidTimestamp {
+            value: Truncated::new(raw),
+            reason: e.to_string(),
+        })
+}
+
+/// A version as written in `versions` and as a payload key: a decimal number ≥ 1
+/// without sign or leading zeros (so each version has one spelling).
+fn parse_version(raw: &str) -> Result<u32, String> {
+    let canonical = !raw.is_empty()
+        && raw.bytes().all(|b| b.is_ascii_digit())
+        && !(raw.len() > 1 && raw.starts_with('0'));
+    match raw.parse::<u32>() {
+        Ok(0) => Err("versions start at 1".into()),
+        Ok(v) if canonical => Ok(v),
+        Ok(_) | Err(_) => Err("expected a version number (1, 2, …)".into()),
+    }
+}
+
+fn parse_versions(raw: &str) -> Result<Vec<u32>, Error> {
+    let invalid = |reason: String| Error::InvalidVersions {
+        value: Truncated::new(raw),
+        reason,
+    };
+    let versions = raw
+        .split(',')
+        .map(|part| parse_version(part).map_err(|reason| invalid(format!("`{part}`: {reason}"))))
+        .collect::<Result<Vec<u32>, Error>>()?;
+    if !versions.windows(2).all(|w| w[0] < w[1]) {
+        return Err(invalid("versions must be ascending and unique".into()));
+    }
+    Ok(versions)
+}
+
+fn join_versions(versions: &[u32]) -> String {
+    versions
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn is_json_media_type(value: &str) -> bool {
+    let media_type = value.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case(CONTENT_TYPE_JSON)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests;
