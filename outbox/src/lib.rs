@@ -29,12 +29,14 @@ mod error;
 mod event;
 mod message;
 mod message_id;
+mod partition;
 mod trace;
 
 pub use error::{DecodeError, Error, Result, Truncated};
 pub use event::{Event, EventName};
 pub use message::{CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers};
 pub use message_id::MessageId;
+pub use partition::{kafka_partition, murmur2};
 pub use trace::TraceContext;
 
 /// Derives [`Outboxed`](derive@Outboxed) for a Diesel model. Not implemented yet.

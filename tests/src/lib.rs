@@ -1,1 +1,58 @@
-//! x
+//! Test support for outbox's integration tests: the real PostgreSQL and Kafka
+//! started by `scripts/services.sh up`, with each test isolated in its own
+//! database schema and its own topics, so tests run in parallel and leave
+//! nothing behind.
+//!
+//! A test whose service is not reachable fails with a message saying how to
+//! start it; it is never skipped.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use outbox_tests::{TestDb, TestKafka};
+//!
+//! let db = TestDb::new("my_test");          // a fresh schema, dropped at the end
+//! let mut conn = db.connect();              // search_path is that schema
+//! let kafka = TestKafka::new("my_test");
+//! let topic = kafka.create_topic("events", 4); // deleted at the end
+//! ```
+
+#![warn(missing_docs)]
+
+mod db;
+mod kafka;
+mod names;
+
+pub use db::TestDb;
+pub use kafka::TestKafka;
+
+/// Where the services script starts PostgreSQL, unless `DATABASE_URL` says otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:54329/outbox_test";
+/// Where the services script starts Kafka, unless `KAFKA_BROKERS` says otherwise.
+pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:59092";
+
+/// How to start the services, for failure messages.
+pub const HOW_TO_START: &str = "start the services with `scripts/services.sh up` \
+     (or point DATABASE_URL / KAFKA_BROKERS at running servers)";
+
+/// The PostgreSQL to test against: `DATABASE_URL`, or the services script's default.
+///
+/// # Examples
+///
+/// ```
+/// assert!(outbox_tests::database_url().starts_with("postgres"));
+/// ```
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// The Kafka brokers to test against: `KAFKA_BROKERS`, or the services script's default.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!outbox_tests::kafka_brokers().is_empty());
+/// ```
+pub fn kafka_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| DEFAULT_KAFKA_BROKERS.to_owned())
+}

@@ -1,0 +1,189 @@
+//! Topics and consumer groups of the test's own.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::{HOW_TO_START, kafka_brokers, names};
+
+/// How long to wait for the broker's answer to an admin request.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The test's Kafka: topics and group names unique to the test; the topics are
+/// deleted when the value is dropped.
+///
+/// # Examples
+///
+/// ```no_run
+/// let kafka = outbox_tests::TestKafka::new("orders_flow");
+/// let topic = kafka.create_topic("orders", 4);
+/// let producer: rdkafka::producer::FutureProducer = kafka.producer_config().create()?;
+/// # Ok::<(), rdkafka::error::KafkaError>(())
+/// ```
+pub struct TestKafka {
+    brokers: String,
+    test_name: String,
+    admin: AdminClient<DefaultClientContext>,
+    topics: Mutex<Vec<String>>,
+}
+
+impl TestKafka {
+    /// Connects to the brokers and checks that they answer.
+    ///
+    /// # Panics
+    ///
+    /// When Kafka is not reachable, with a message saying how to start it.
+    pub fn new(test_name: &str) -> Self {
+        Self::on_brokers(kafka_brokers(), test_name)
+    }
+
+    /// Like [`TestKafka::new`], on the brokers `brokers`.
+    ///
+    /// # Panics
+    ///
+    /// When they are not reachable, with a message saying how to start them.
+    pub fn on_brokers(brokers: String, test_name: &str) -> Self {
+        let probe: BaseConsumer = base_config(&brokers)
+            .create()
+            .unwrap_or_else(|e| panic!("bad Kafka configuration for {brokers}: {e}"));
+        if let Err(e) = probe.fetch_metadata(None, Duration::from_secs(10)) {
+            panic!("Kafka at {brokers} is not reachable: {e}; {HOW_TO_START}");
+        }
+        let admin = base_config(&brokers)
+            .create()
+            .unwrap_or_else(|e| panic!("could not create a Kafka admin client: {e}"));
+        TestKafka {
+            brokers,
+            test_name: test_name.to_owned(),
+            admin,
+            topics: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The bootstrap servers.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// A name unique to this test (for a topic made by someone else, or a group).
+    pub fn unique_name(&self, what: &str) -> String {
+        names::unique(what, &self.test_name)
+    }
+
+    /// Creates a topic unique to this test with `partitions` partitions and waits
+    /// until the broker knows it. It is deleted when `self` is dropped.
+    ///
+    /// # Panics
+    ///
+    /// When the broker refuses or does not answer.
+    pub fn create_topic(&self, what: &str, partitions: i32) -> String {
+        let name = self.unique_name(what);
+        let new_topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let results = futures::executor::block_on(self.admin.create_topics([&new_topic], &options))
+            .unwrap_or_else(|e| panic!("could not create topic {name}: {e}"));
+        for result in results {
+            if let Err((topic, code)) = result {
+                if code != RDKafkaErrorCode::TopicAlreadyExists {
+                    panic!("could not create topic {topic}: {code}");
+                }
+            }
+        }
+        self.topics.lock().unwrap().push(name.clone());
+        self.wait_for_partitions(&name, partitions);
+        name
+    }
+
+    fn wait_for_partitions(&self, topic: &str, partitions: i32) {
+        let probe: BaseConsumer = base_config(&self.brokers).create().expect("probe consumer");
+        let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+        loop {
+            let known = probe
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| {
+                    m.topics()
+                        .iter()
+                        .find(|t| t.name() == topic && t.error().is_none())
+                        .map(|t| t.partitions().iter().filter(|p| p.leader() >= 0).count())
+                });
+            if known == Some(partitions as usize) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "topic {topic} did not get {partitions} partitions with leaders in {ADMIN_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A producer configuration as the relay uses it: idempotent, `acks=all`,
+    /// and the Java client's partitioner (`murmur2_random`).
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = base_config(&self.brokers);
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000");
+        config
+    }
+
+    /// A consumer configuration for `group`: manual offset commits, reading from
+    /// the earliest offset when the group has none.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = base_config(&self.brokers);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("enable.partition.eof", "false");
+        config
+    }
+}
+
+impl Drop for TestKafka {
+    fn drop(&mut self) {
+        let topics = std::mem::take(&mut *self.topics.lock().unwrap_or_else(|e| e.into_inner()));
+        if topics.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        // The admin client's own thread drives the future; blocking here is fine.
+        if let Err(e) = futures::executor::block_on(self.admin.delete_topics(&names, &options)) {
+            eprintln!("warning: could not delete test topics {names:?}: {e}");
+        }
+    }
+}
+
+fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .set("log_level", "4");
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unreachable_broker_fails_and_says_how_to_start_it() {
+        let panic = std::panic::catch_unwind(|| {
+            super::TestKafka::on_brokers("127.0.0.1:1".into(), "unreachable")
+        });
+        let message = *panic.err().unwrap().downcast::<String>().unwrap();
+        assert!(message.starts_with("Kafka at 127.0.0.1:1 is not reachable"), "{message}");
+        assert!(message.contains("scripts/services.sh up"), "{message}");
+    }
+}
