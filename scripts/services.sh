@@ -68,6 +68,16 @@ pg_home() {
 pg_url() { echo "postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB"; }
 
 pg_up() {
+  local psql_any=(psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres)
+  if ! [ -s "$(pg_home 2>/dev/null)/data/postmaster.pid" ] && command -v psql >/dev/null \
+    && "${psql_any[@]}" -tAc 'SELECT 1' >/dev/null 2>&1; then
+    # Another checkout's cluster (or any PostgreSQL with trust auth) already serves this port.
+    say "services: PostgreSQL already answers on 127.0.0.1:$PG_PORT (not started here); using it"
+    if [ "$("${psql_any[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]; then
+      "${psql_any[@]}" -c "CREATE DATABASE \"$PG_DB\"" >/dev/null
+    fi
+    return 0
+  fi
   if ! ls -d /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then apt_install postgresql libpq-dev; fi
   local bin home data sock log
   bin=$(pg_bin); home=$(pg_home); data=$home/data; sock=$home/sock; log=$home/postgres.log
@@ -153,7 +163,11 @@ kafka_java_opts() {
 kafka_up() {
   mkdir -p "$KDIR"
   exec 9>"$KDIR/.lock"; flock 9
-  if kafka_pid >/dev/null && port_open 127.0.0.1 "$KAFKA_PORT"; then flock -u 9; return 0; fi
+  if port_open 127.0.0.1 "$KAFKA_PORT"; then
+    # Ours, or another checkout's broker on the same port: use it either way.
+    kafka_pid >/dev/null || say "services: Kafka already answers on 127.0.0.1:$KAFKA_PORT (not started here); using it"
+    flock -u 9; return 0
+  fi
 
   if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then apt_install openjdk-17-jre-headless maven; fi
   local jmajor

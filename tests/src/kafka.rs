@@ -88,10 +88,10 @@ impl TestKafka {
         let results = futures::executor::block_on(self.admin.create_topics([&new_topic], &options))
             .unwrap_or_else(|e| panic!("could not create topic {name}: {e}"));
         for result in results {
-            if let Err((topic, code)) = result {
-                if code != RDKafkaErrorCode::TopicAlreadyExists {
-                    panic!("could not create topic {topic}: {code}");
-                }
+            if let Err((topic, code)) = result
+                && code != RDKafkaErrorCode::TopicAlreadyExists
+            {
+                panic!("could not create topic {topic}: {code}");
             }
         }
         self.topics.lock().unwrap().push(name.clone());
