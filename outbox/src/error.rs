@@ -81,6 +81,54 @@ pub enum Error {
         reason: String,
     },
 
+    /// A model was asked for a payload version it does not declare.
+    #[error("`{model}` has no payload version {version}; it declares {supported:?}")]
+    UnknownVersion {
+        /// The model's name.
+        model: &'static str,
+        /// The version asked for.
+        version: u32,
+        /// The versions the model declares.
+        supported: &'static [u32],
+    },
+
+    /// A payload could not be read into a model: a field is missing or has the wrong type.
+    #[error("invalid `{model}` payload (version {version}, event `{event}`): {reason}")]
+    Payload {
+        /// The model's name.
+        model: &'static str,
+        /// The payload's version.
+        version: u32,
+        /// The message's event.
+        event: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+
+    /// A model could not be written as a payload: a field's serializer failed.
+    #[error("could not serialize `{model}` (version {version}, event `{event}`): {reason}")]
+    Serialize {
+        /// The model's name.
+        model: &'static str,
+        /// The payload's version.
+        version: u32,
+        /// The message's event.
+        event: String,
+        /// What the serializer said.
+        reason: String,
+    },
+
+    /// A model cannot be read from this event's payload.
+    #[error("`{model}` cannot be read from a `{event}` payload: {reason}")]
+    UnsupportedEvent {
+        /// The model's name.
+        model: &'static str,
+        /// The event.
+        event: String,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+
     /// The reader and the message share no payload version.
     #[error(
         "no common payload version: the message carries {offered:?}, the reader knows {supported:?}"

@@ -29,17 +29,26 @@ mod error;
 mod event;
 mod message;
 mod message_id;
+mod outboxed;
 mod partition;
 mod trace;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Not public API: what generated code uses.
+    pub use crate::private::*;
+}
+mod private;
 
 pub use error::{DecodeError, Error, Result, Truncated};
 pub use event::{Event, EventName};
 pub use message::{CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers};
 pub use message_id::MessageId;
+pub use outboxed::Outboxed;
 pub use partition::{kafka_partition, murmur2};
 pub use trace::TraceContext;
 
-/// Derives [`Outboxed`](derive@Outboxed) for a Diesel model. Not implemented yet.
+#[doc = include_str!("outboxed_derive.md")]
 pub use outbox_derive::Outboxed;
 
 /// Generates message handling for a controller's impl block. Not implemented yet.

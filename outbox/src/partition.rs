@@ -78,7 +78,12 @@ mod tests {
         ("accounts:7", -284085504, 0, 6),
         ("a-little-bit-longer-string", -1486304829, 3, 0),
         ("héllo", 614509002, 2, 2),
-        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971, 1, 3),
+        (
+            "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+            -58897971,
+            1,
+            3,
+        ),
     ];
 
     #[test]

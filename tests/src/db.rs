@@ -83,15 +83,23 @@ impl TestDb {
     pub async fn connect_async(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {} is not reachable: {e}; {HOW_TO_START}", self.server_url))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {} is not reachable: {e}; {HOW_TO_START}",
+                    self.server_url
+                )
+            })
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let dropped = PgConnection::establish(&self.server_url).and_then(|mut conn| {
-            conn.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
-                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+            conn.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                self.schema
+            ))
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
         });
         if let Err(e) = dropped {
             eprintln!("warning: could not drop test schema {}: {e}", self.schema);

@@ -183,7 +183,10 @@ mod tests {
             super::TestKafka::on_brokers("127.0.0.1:1".into(), "unreachable")
         });
         let message = *panic.err().unwrap().downcast::<String>().unwrap();
-        assert!(message.starts_with("Kafka at 127.0.0.1:1 is not reachable"), "{message}");
+        assert!(
+            message.starts_with("Kafka at 127.0.0.1:1 is not reachable"),
+            "{message}"
+        );
         assert!(message.contains("scripts/services.sh up"), "{message}");
     }
 }

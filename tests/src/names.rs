@@ -4,7 +4,13 @@
 pub(crate) fn unique(prefix: &str, test_name: &str) -> String {
     let cleaned: String = test_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect();
     // The last 12 hex digits of a UUIDv7 are random.
@@ -20,6 +26,9 @@ mod tests {
         let b = super::unique("t", &"Some::Test-Name".repeat(10));
         assert_ne!(a, b);
         assert!(a.len() <= 63, "{a}");
-        assert!(a.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+        );
     }
 }

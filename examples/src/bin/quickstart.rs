@@ -32,14 +32,26 @@ async fn main() -> Result<(), BoxError> {
 
     // What a producing service writes: a user was created, in two payload versions.
     let mut payloads = Payloads::new(1, json!({"id": 42, "mail": "ada@example.com"}))?;
-    payloads.insert(2, json!({"id": 42, "email": "ada@example.com", "locale": "en"}))?;
+    payloads.insert(
+        2,
+        json!({"id": 42, "email": "ada@example.com", "locale": "en"}),
+    )?;
     let message = Message::new(Event::Created, "accounts", "users", TOPIC, "42", payloads);
-    println!("enqueued  {} {} for `{}` (key {}, versions 1,2)", message.id, message.event, message.to, message.partition_key);
+    println!(
+        "enqueued  {} {} for `{}` (key {}, versions 1,2)",
+        message.id, message.event, message.to, message.partition_key
+    );
 
     let record = message.encode();
-    let headers = record.headers.iter().fold(OwnedHeaders::new(), |headers, (name, value)| {
-        headers.insert(Header { key: name, value: Some(value) })
-    });
+    let headers = record
+        .headers
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (name, value)| {
+            headers.insert(Header {
+                key: name,
+                value: Some(value),
+            })
+        });
     let producer: FutureProducer = client_config(&brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -47,7 +59,10 @@ async fn main() -> Result<(), BoxError> {
         .create()?;
     let delivery = producer
         .send(
-            FutureRecord::to(TOPIC).key(&record.key).payload(&record.value).headers(headers),
+            FutureRecord::to(TOPIC)
+                .key(&record.key)
+                .payload(&record.value)
+                .headers(headers),
             Duration::from_secs(30),
         )
         .await
@@ -77,7 +92,10 @@ async fn main() -> Result<(), BoxError> {
         let decoded = Message::decode(
             received.topic(),
             received.key(),
-            headers.iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value)),
+            headers
+                .iter()
+                .flat_map(|h| h.iter())
+                .map(|h| (h.key, h.value)),
             received.payload(),
         )?;
         consumer.commit_message(&received, CommitMode::Sync)?;
@@ -109,7 +127,9 @@ async fn ensure_topic(brokers: &str) -> Result<(), BoxError> {
     for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
         match result {
             Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(format!("could not create topic {name}: {code}").into()),
+            Err((name, code)) => {
+                return Err(format!("could not create topic {name}: {code}").into());
+            }
         }
     }
     Ok(())

@@ -53,7 +53,10 @@ fn sync_connection_commits_and_rolls_back_in_the_test_schema() {
         assert_eq!(notes::table.count().get_result::<i64>(conn)?, 2);
         Err::<(), _>(diesel::result::Error::RollbackTransaction)
     });
-    assert!(matches!(rolled_back, Err(diesel::result::Error::RollbackTransaction)));
+    assert!(matches!(
+        rolled_back,
+        Err(diesel::result::Error::RollbackTransaction)
+    ));
 
     // ...and gone after the rollback, also for another session.
     let bodies: Vec<String> = notes::table.select(notes::body).load(&mut conn).unwrap();
@@ -117,9 +120,16 @@ mod async_connection {
                 Err(diesel::result::Error::RollbackTransaction)
             })
             .await;
-        assert!(matches!(rolled_back, Err(diesel::result::Error::RollbackTransaction)));
+        assert!(matches!(
+            rolled_back,
+            Err(diesel::result::Error::RollbackTransaction)
+        ));
 
-        let bodies: Vec<String> = notes::table.select(notes::body).load(&mut conn).await.unwrap();
+        let bodies: Vec<String> = notes::table
+            .select(notes::body)
+            .load(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(bodies, ["kept"]);
         // The sync connection sees the same schema and the same single row.
         assert_eq!(count_notes_elsewhere(&db), 1);

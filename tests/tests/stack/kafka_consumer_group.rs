@@ -19,7 +19,10 @@ const TOTAL: usize = KEYS * PER_KEY;
 
 fn key_and_seq(record: &OwnedMessage) -> (String, usize) {
     let key = String::from_utf8(record.key().unwrap().to_vec()).unwrap();
-    let seq = std::str::from_utf8(record.payload().unwrap()).unwrap().parse().unwrap();
+    let seq = std::str::from_utf8(record.payload().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
     (key, seq)
 }
 
@@ -28,7 +31,10 @@ fn assert_in_key_order(records: &[OwnedMessage], next: &mut HashMap<String, usiz
     for record in records {
         let (key, seq) = key_and_seq(record);
         let expected = next.entry(key.clone()).or_insert(0);
-        assert_eq!(seq, *expected, "key {key}: got #{seq}, expected #{expected}");
+        assert_eq!(
+            seq, *expected,
+            "key {key}: got #{seq}, expected #{expected}"
+        );
         *expected += 1;
     }
 }
@@ -49,7 +55,10 @@ async fn group_member_resumes_exactly_after_the_commit() {
             let topic = &topic;
             async move {
                 producer
-                    .send(FutureRecord::to(topic).key(&key).payload(&payload), Duration::from_secs(30))
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&payload),
+                        Duration::from_secs(30),
+                    )
                     .await
                     .unwrap_or_else(|(e, _)| panic!("send failed: {e}"));
             }
@@ -70,7 +79,9 @@ async fn group_member_resumes_exactly_after_the_commit() {
     }
     let mut offsets = TopicPartitionList::new();
     for (&partition, &offset) in &committed {
-        offsets.add_partition_offset(&topic, partition, Offset::Offset(offset)).unwrap();
+        offsets
+            .add_partition_offset(&topic, partition, Offset::Offset(offset))
+            .unwrap();
     }
     first.commit(&offsets, CommitMode::Sync).unwrap();
     drop(offsets);
@@ -83,7 +94,9 @@ async fn group_member_resumes_exactly_after_the_commit() {
     assert_in_key_order(&rest, &mut next_seq);
     let mut first_offsets: BTreeMap<i32, i64> = BTreeMap::new();
     for record in &rest {
-        first_offsets.entry(record.partition()).or_insert(record.offset());
+        first_offsets
+            .entry(record.partition())
+            .or_insert(record.offset());
     }
     for (partition, first_offset) in &first_offsets {
         let expected = committed.get(partition).copied().unwrap_or(0);
@@ -92,6 +105,9 @@ async fn group_member_resumes_exactly_after_the_commit() {
             "partition {partition}: resumed at {first_offset}, committed {expected}"
         );
     }
-    assert!(next_seq.values().all(|&n| n == PER_KEY), "every record seen once: {next_seq:?}");
+    assert!(
+        next_seq.values().all(|&n| n == PER_KEY),
+        "every record seen once: {next_seq:?}"
+    );
     assert_nothing_more(&second, Duration::from_secs(2)).await;
 }

@@ -16,7 +16,12 @@ async fn idempotent_producer_acknowledges_keyed_records_with_headers() {
 
     // Keys whose partition (of 4) Java's default partitioner picks, computed with
     // Kafka 4.4.0's Utils.murmur2: see outbox's partition tests.
-    let java_partitions = [("foobar", 2), ("a-little-bit-longer-string", 3), ("", 1), ("user-42", 0)];
+    let java_partitions = [
+        ("foobar", 2),
+        ("a-little-bit-longer-string", 3),
+        ("", 1),
+        ("user-42", 0),
+    ];
     let mut keys: Vec<String> = java_partitions.iter().map(|(k, _)| k.to_string()).collect();
     keys.extend((0..40).map(|i| format!("user-{i}")));
 
@@ -24,11 +29,20 @@ async fn idempotent_producer_acknowledges_keyed_records_with_headers() {
     let sends = keys.iter().flat_map(|key| {
         (0..5).map(move |seq| {
             let headers = OwnedHeaders::new()
-                .insert(Header { key: "seq", value: Some(&seq.to_string()) })
-                .insert(Header { key: "event", value: Some("created") });
+                .insert(Header {
+                    key: "seq",
+                    value: Some(&seq.to_string()),
+                })
+                .insert(Header {
+                    key: "event",
+                    value: Some("created"),
+                });
             let payload = format!("{key}#{seq}");
             async move {
-                let record = FutureRecord::to(topic).key(key).payload(&payload).headers(headers);
+                let record = FutureRecord::to(topic)
+                    .key(key)
+                    .payload(&payload)
+                    .headers(headers);
                 let delivery = producer
                     .send(record, Duration::from_secs(30))
                     .await
@@ -50,11 +64,17 @@ async fn idempotent_producer_acknowledges_keyed_records_with_headers() {
     }
     for (key, java) in java_partitions {
         let partition = deliveries.iter().find(|(k, _)| k == key).unwrap().1;
-        assert_eq!(partition, java, "key {key:?}: Java's partitioner picks {java}");
+        assert_eq!(
+            partition, java,
+            "key {key:?}: Java's partitioner picks {java}"
+        );
     }
     // Every partition got records: the keys spread.
     for p in 0..4 {
-        assert!(deliveries.iter().any(|(_, partition)| *partition == p), "partition {p} unused");
+        assert!(
+            deliveries.iter().any(|(_, partition)| *partition == p),
+            "partition {p} unused"
+        );
     }
 }
 
@@ -77,7 +97,10 @@ fn topics_are_deleted_with_the_test() {
         if !metadata.topics().iter().any(|t| t.name() == topic) {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "topic {topic} still exists");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "topic {topic} still exists"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

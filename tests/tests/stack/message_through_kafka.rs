@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use outbox::{Event, Message, Payloads, TraceContext};
 use outbox_tests::TestKafka;
+use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Message as _;
 use serde_json::json;
 
 use super::support::receive;
@@ -19,27 +19,53 @@ async fn message_round_trips_through_kafka() {
 
     let mut payloads = Payloads::new(1, json!({"id": 7, "mail": "ada@example.com"})).unwrap();
     payloads
-        .insert(2, json!({"id": 7, "email": "ada@example.com", "tags": ["a", "é"], "score": 0.1}))
+        .insert(
+            2,
+            json!({"id": 7, "email": "ada@example.com", "tags": ["a", "é"], "score": 0.1}),
+        )
         .unwrap();
-    let mut message = Message::new(Event::custom("password_reset").unwrap(), "accounts", "users", &topic, "7", payloads);
+    let mut message = Message::new(
+        Event::custom("password_reset").unwrap(),
+        "accounts",
+        "users",
+        &topic,
+        "7",
+        payloads,
+    );
     message.trace = Some(
-        TraceContext::new("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None).unwrap(),
+        TraceContext::new(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            None,
+        )
+        .unwrap(),
     );
 
     let record = message.encode();
-    let headers = record.headers.iter().fold(OwnedHeaders::new(), |headers, (name, value)| {
-        headers.insert(Header { key: name, value: Some(value) })
-    });
+    let headers = record
+        .headers
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (name, value)| {
+            headers.insert(Header {
+                key: name,
+                value: Some(value),
+            })
+        });
     let producer: FutureProducer = kafka.producer_config().create().unwrap();
     producer
         .send(
-            FutureRecord::to(&topic).key(&record.key).payload(&record.value).headers(headers),
+            FutureRecord::to(&topic)
+                .key(&record.key)
+                .payload(&record.value)
+                .headers(headers),
             Duration::from_secs(30),
         )
         .await
         .unwrap_or_else(|(e, _)| panic!("send failed: {e}"));
 
-    let consumer: StreamConsumer = kafka.consumer_config(&kafka.unique_name("group")).create().unwrap();
+    let consumer: StreamConsumer = kafka
+        .consumer_config(&kafka.unique_name("group"))
+        .create()
+        .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
     let received = receive(&consumer, 1).await.remove(0);
     let headers = received.headers().expect("the record has headers");

@@ -1,0 +1,222 @@
+//! Helpers for reading `key = value` attributes: each key once, values of the
+//! right kind, unknown keys answered with the valid ones.
+
+use proc_macro2::{Span, TokenTree};
+use syn::meta::ParseNestedMeta;
+use syn::parse::ParseStream;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, LitInt, LitStr, Token};
+
+use crate::ctxt::Ctxt;
+
+/// A value given at most once; a second occurrence is an error at its key.
+pub(crate) struct Attr<T> {
+    name: &'static str,
+    value: Option<T>,
+}
+
+impl<T> Attr<T> {
+    pub(crate) fn none(name: &'static str) -> Self {
+        Attr { name, value: None }
+    }
+
+    pub(crate) fn set(&mut self, cx: &Ctxt, key: &syn::Path, value: T) {
+        if self.value.is_some() {
+            cx.error_spanned_by(key, format!("duplicate `{}` key", self.name));
+        } else {
+            self.value = Some(value);
+        }
+    }
+
+    pub(crate) fn get(self) -> Option<T> {
+        self.value
+    }
+}
+
+/// The key of a nested meta item as a string (`topic` in `topic = ".."`).
+pub(crate) fn key_name(meta: &ParseNestedMeta<'_>) -> String {
+    meta.path
+        .get_ident()
+        .map_or_else(|| path_to_string(&meta.path), ToString::to_string)
+}
+
+pub(crate) fn path_to_string(path: &syn::Path) -> String {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let lead = if path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
+    format!("{lead}{}", segments.join("::"))
+}
+
+/// Records "unknown key" with the nearest valid key, and skips the key's value so
+/// parsing goes on with the next key.
+pub(crate) fn unknown_key(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    what: &str,
+    valid: &[&str],
+) -> syn::Result<()> {
+    let name = key_name(meta);
+    let listed: Vec<String> = valid.iter().map(|k| format!("`{k}`")).collect();
+    let suggestion = valid
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&name, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
+    cx.error_spanned_by(
+        &meta.path,
+        format!(
+            "unknown {what} key `{name}`{suggestion}\nexpected one of: {}",
+            listed.join(", ")
+        ),
+    );
+    skip_value(meta)
+}
+
+/// Consumes whatever follows a key: `= tokens` up to the next comma, or `(..)`.
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        let value = meta.value()?;
+        skip_to_comma(value)
+    } else if meta.input.peek(syn::token::Paren) {
+        let _content;
+        syn::parenthesized!(_content in meta.input);
+        Ok(())
+    } else {
+        Ok(())
+    }
+}
+
+fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        input.parse::<TokenTree>()?;
+    }
+    Ok(())
+}
+
+/// The value after `key =` as an expression, for checking its kind.
+fn value_expr(meta: &ParseNestedMeta<'_>, key: &str, expected: &str) -> syn::Result<Expr> {
+    if !meta.input.peek(Token![=]) {
+        return Err(meta.error(format!("expected `{key} = {expected}`")));
+    }
+    meta.value()?.parse::<Expr>()
+}
+
+/// `key = "string"`.
+pub(crate) fn lit_str(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<LitStr> {
+    match value_expr(meta, key, "\"...\"")? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a string literal: `{key} = \"...\"`"),
+        )),
+    }
+}
+
+/// `key = 2`: a version number, at least 1.
+pub(crate) fn version(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<(u32, Span)> {
+    match value_expr(meta, key, "<version>")? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => version_of(&int),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a version number: `{key} = 2`"),
+        )),
+    }
+}
+
+pub(crate) fn version_of(int: &LitInt) -> syn::Result<(u32, Span)> {
+    let value: u32 = int
+        .base10_parse()
+        .map_err(|_| syn::Error::new(int.span(), "expected a version number (1, 2, …)"))?;
+    if value == 0 {
+        return Err(syn::Error::new(int.span(), "versions start at 1"));
+    }
+    Ok((value, int.span()))
+}
+
+/// `key = [1, 2]`: the literals with their spans, unvalidated (order, duplicates
+/// and zero are checked by the caller, each at its own literal).
+pub(crate) fn int_list(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<(Vec<LitInt>, Span)> {
+    match value_expr(meta, key, "[1, 2]")? {
+        Expr::Array(array) => {
+            let span = array.span();
+            let mut ints = Vec::new();
+            for element in array.elems {
+                match element {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Int(int), ..
+                    }) => ints.push(int),
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "expected a version number (1, 2, …)",
+                        ));
+                    }
+                }
+            }
+            Ok((ints, span))
+        }
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a list of versions: `{key} = [1, 2]`"),
+        )),
+    }
+}
+
+/// `key = path::to::item` (or serde's style, `key = "path::to::item"`).
+pub(crate) fn path(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::Path> {
+    match value_expr(meta, key, "path::to::item")? {
+        Expr::Path(expr) if expr.qself.is_none() => Ok(expr.path),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => s
+            .parse_with(syn::Path::parse_mod_style)
+            .or_else(|_| s.parse()),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a path: `{key} = path::to::item`"),
+        )),
+    }
+}
+
+/// `key = field_name` (or `key = "field_name"`).
+pub(crate) fn ident(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::Ident> {
+    match value_expr(meta, key, "field_name")? {
+        Expr::Path(expr) if expr.qself.is_none() && expr.path.get_ident().is_some() => {
+            Ok(expr.path.get_ident().cloned().expect("checked above"))
+        }
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => s.parse(),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a field name: `{key} = field_name`"),
+        )),
+    }
+}
+
+/// Records `result`'s error and skips the rest of the key's value, so one bad
+/// value does not hide the errors after it.
+pub(crate) fn record<T>(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    result: syn::Result<T>,
+) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            cx.syn_error(error);
+            // Whatever the failed parse left of this value is not worth a second error.
+            let _ = skip_to_comma(meta.input);
+            None
+        }
+    }
+}

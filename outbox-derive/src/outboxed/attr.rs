@@ -1,0 +1,278 @@
+//! `#[outbox(..)]` and the `#[diesel(..)]` keys the derive reads, as typed values.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Ident, LitInt, LitStr, Path};
+
+use crate::attr_util::{self, Attr, key_name, record};
+use crate::ctxt::Ctxt;
+use crate::symbol::*;
+
+/// What a destroyed message carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Destroyed {
+    /// Only the primary-key fields (the default).
+    Keys,
+    /// The whole payload, as for created and updated.
+    Full,
+}
+
+/// The struct's attributes.
+pub(crate) struct ContainerAttrs {
+    pub(crate) topic: Option<LitStr>,
+    pub(crate) route: Option<LitStr>,
+    pub(crate) versions: Option<(Vec<LitInt>, Span)>,
+    pub(crate) partition_key: Option<Ident>,
+    pub(crate) partition_key_with: Option<Path>,
+    pub(crate) destroyed: Option<Destroyed>,
+    pub(crate) payload_with: Option<Path>,
+    pub(crate) krate: Option<Path>,
+    /// `#[diesel(table_name = ..)]`.
+    pub(crate) table_name: Option<Path>,
+    /// `#[diesel(primary_key(..))]`.
+    pub(crate) primary_key: Option<Vec<Ident>>,
+}
+
+/// How a field gets a value when a version does not carry it.
+#[derive(Clone)]
+pub(crate) enum FieldDefault {
+    /// `default`: `Default::default()`.
+    Trait,
+    /// `default = path`: `path()`.
+    Path(Path),
+}
+
+/// A field's attributes.
+pub(crate) struct FieldAttrs {
+    pub(crate) skip: Option<Span>,
+    pub(crate) rename: Option<LitStr>,
+    /// `rename(v1 = "..")`: version, the `v1` token's span, name.
+    pub(crate) rename_versions: Vec<(u32, Span, LitStr)>,
+    pub(crate) since: Option<(u32, Span)>,
+    pub(crate) until: Option<(u32, Span)>,
+    pub(crate) with: Option<Path>,
+    pub(crate) default: Option<FieldDefault>,
+}
+
+impl ContainerAttrs {
+    pub(crate) fn from_ast(cx: &Ctxt, attrs: &[syn::Attribute]) -> Self {
+        let mut topic = Attr::none(TOPIC);
+        let mut route = Attr::none(ROUTE);
+        let mut versions = Attr::none(VERSIONS);
+        let mut partition_key = Attr::none(PARTITION_KEY);
+        let mut partition_key_with = Attr::none(PARTITION_KEY_WITH);
+        let mut destroyed = Attr::none(DESTROYED);
+        let mut payload_with = Attr::none(PAYLOAD_WITH);
+        let mut krate = Attr::none(CRATE);
+        let mut table_name = Attr::none(TABLE_NAME);
+        let mut primary_key = Attr::none(PRIMARY_KEY);
+
+        for attr in attrs {
+            if attr.path().is_ident(OUTBOX) {
+                let parsed = attr.parse_nested_meta(|meta| {
+                    let key = key_name(&meta);
+                    match key.as_str() {
+                        TOPIC => {
+                            if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, TOPIC)) {
+                                if v.value().is_empty() {
+                                    cx.error_spanned_by(&v, "`topic` must not be empty");
+                                }
+                                topic.set(cx, &meta.path, v);
+                            }
+                        }
+                        ROUTE => {
+                            if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, ROUTE)) {
+                                if v.value().is_empty() {
+                                    cx.error_spanned_by(&v, "`route` must not be empty");
+                                }
+                                route.set(cx, &meta.path, v);
+                            }
+                        }
+                        VERSIONS => {
+                            if let Some(v) = record(cx, &meta, attr_util::int_list(&meta, VERSIONS))
+                            {
+                                versions.set(cx, &meta.path, v);
+                            }
+                        }
+                        PARTITION_KEY => {
+                            if let Some(v) =
+                                record(cx, &meta, attr_util::ident(&meta, PARTITION_KEY))
+                            {
+                                partition_key.set(cx, &meta.path, v);
+                            }
+                        }
+                        PARTITION_KEY_WITH => {
+                            if let Some(v) =
+                                record(cx, &meta, attr_util::path(&meta, PARTITION_KEY_WITH))
+                            {
+                                partition_key_with.set(cx, &meta.path, v);
+                            }
+                        }
+                        DESTROYED => {
+                            if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, DESTROYED))
+                            {
+                                match v.value().as_str() {
+                                    "keys" => destroyed.set(cx, &meta.path, Destroyed::Keys),
+                                    "full" => destroyed.set(cx, &meta.path, Destroyed::Full),
+                                    _ => cx.error_spanned_by(
+                                        &v,
+                                        "expected `destroyed = \"keys\"` or `destroyed = \"full\"`",
+                                    ),
+                                }
+                            }
+                        }
+                        PAYLOAD_WITH => {
+                            if let Some(v) = record(cx, &meta, attr_util::path(&meta, PAYLOAD_WITH))
+                            {
+                                payload_with.set(cx, &meta.path, v);
+                            }
+                        }
+                        CRATE => {
+                            if let Some(v) = record(cx, &meta, attr_util::path(&meta, CRATE)) {
+                                krate.set(cx, &meta.path, v);
+                            }
+                        }
+                        _ => attr_util::unknown_key(cx, &meta, "`outbox`", CONTAINER_KEYS)?,
+                    }
+                    Ok(())
+                });
+                if let Err(e) = parsed {
+                    cx.syn_error(e);
+                }
+            } else if attr.path().is_ident(DIESEL) {
+                // Diesel's own derives validate its keys; read two, skip the rest quietly.
+                let parsed = attr.parse_nested_meta(|meta| {
+                    if meta.path.is_ident(TABLE_NAME) {
+                        if let Some(v) = record(cx, &meta, attr_util::path(&meta, TABLE_NAME)) {
+                            table_name.set(cx, &meta.path, v);
+                        }
+                    } else if meta.path.is_ident(PRIMARY_KEY) {
+                        let mut keys = Vec::new();
+                        meta.parse_nested_meta(|key| {
+                            match key.path.get_ident() {
+                                Some(ident) => keys.push(ident.clone()),
+                                None => cx.error_spanned_by(&key.path, "expected a field name"),
+                            }
+                            Ok(())
+                        })?;
+                        primary_key.set(cx, &meta.path, keys);
+                    } else {
+                        attr_util::skip_value(&meta)?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = parsed {
+                    cx.syn_error(e);
+                }
+            }
+        }
+
+        ContainerAttrs {
+            topic: topic.get(),
+            route: route.get(),
+            versions: versions.get(),
+            partition_key: partition_key.get(),
+            partition_key_with: partition_key_with.get(),
+            destroyed: destroyed.get(),
+            payload_with: payload_with.get(),
+            krate: krate.get(),
+            table_name: table_name.get(),
+            primary_key: primary_key.get(),
+        }
+    }
+}
+
+impl FieldAttrs {
+    pub(crate) fn from_ast(cx: &Ctxt, attrs: &[syn::Attribute]) -> Self {
+        let mut skip = Attr::none(SKIP);
+        let mut rename = Attr::none(RENAME);
+        let mut rename_versions: Vec<(u32, Span, LitStr)> = Vec::new();
+        let mut since = Attr::none(SINCE);
+        let mut until = Attr::none(UNTIL);
+        let mut with = Attr::none(WITH);
+        let mut default = Attr::none(DEFAULT);
+
+        for attr in attrs.iter().filter(|a| a.path().is_ident(OUTBOX)) {
+            let parsed = attr.parse_nested_meta(|meta| {
+                let key = key_name(&meta);
+                match key.as_str() {
+                    SKIP => {
+                        if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {
+                            cx.error_spanned_by(&meta.path, "`skip` takes no value: `#[outbox(skip)]`");
+                            attr_util::skip_value(&meta)?;
+                        }
+                        skip.set(cx, &meta.path, meta.path.span());
+                    }
+                    RENAME if meta.input.peek(syn::token::Paren) => {
+                        meta.parse_nested_meta(|version| {
+                            let name = key_name(&version);
+                            let number = name
+                                .strip_prefix('v')
+                                .and_then(|n| n.parse::<u32>().ok())
+                                .filter(|n| *n > 0 && !name.starts_with("v0"));
+                            let value = record(cx, &version, attr_util::lit_str(&version, &name));
+                            let Some(number) = number else {
+                                cx.error_spanned_by(
+                                    &version.path,
+                                    format!("expected a version like `v1` or `v2`, found `{name}`: `rename(v1 = \"...\")`"),
+                                );
+                                return Ok(());
+                            };
+                            let Some(value) = value else { return Ok(()) };
+                            if rename_versions.iter().any(|(v, _, _)| *v == number) {
+                                cx.error_spanned_by(&version.path, format!("duplicate `rename(v{number})`"));
+                            } else {
+                                rename_versions.push((number, version.path.span(), value));
+                            }
+                            Ok(())
+                        })?;
+                    }
+                    RENAME => {
+                        if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, RENAME)) {
+                            rename.set(cx, &meta.path, v);
+                        }
+                    }
+                    SINCE => {
+                        if let Some(v) = record(cx, &meta, attr_util::version(&meta, SINCE)) {
+                            since.set(cx, &meta.path, v);
+                        }
+                    }
+                    UNTIL => {
+                        if let Some(v) = record(cx, &meta, attr_util::version(&meta, UNTIL)) {
+                            until.set(cx, &meta.path, v);
+                        }
+                    }
+                    WITH => {
+                        if let Some(v) = record(cx, &meta, attr_util::path(&meta, WITH)) {
+                            with.set(cx, &meta.path, v);
+                        }
+                    }
+                    DEFAULT => {
+                        if meta.input.peek(syn::Token![=]) {
+                            if let Some(v) = record(cx, &meta, attr_util::path(&meta, DEFAULT)) {
+                                default.set(cx, &meta.path, FieldDefault::Path(v));
+                            }
+                        } else {
+                            default.set(cx, &meta.path, FieldDefault::Trait);
+                        }
+                    }
+                    _ => attr_util::unknown_key(cx, &meta, "`outbox` field", FIELD_KEYS)?,
+                }
+                Ok(())
+            });
+            if let Err(e) = parsed {
+                cx.syn_error(e);
+            }
+        }
+
+        FieldAttrs {
+            skip: skip.get(),
+            rename: rename.get(),
+            rename_versions,
+            since: since.get(),
+            until: until.get(),
+            with: with.get(),
+            default: default.get(),
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Writes the `Outboxed` impl from a checked [`Model`]. Cannot fail.
+//!
+//! Per version, small serde views of the model do the work: a borrowed one to
+//! serialize (so the fast path is serde's own speed), an owned one to read a
+//! payload back, and key-only views for destroyed messages. Field values go
+//! through their own `Serialize`/`Deserialize` (or the `with` module).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Ident, LitStr, Path};
+
+use super::attr::{Destroyed, FieldDefault};
+use super::validate::{Model, ModelField, PartitionKey};
+use crate::attr_util::path_to_string;
+
+pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
+    let krate = &model.krate;
+    let private = quote!(#krate::__private);
+    let ident = model.ident;
+    let name = ident.unraw().to_string();
+    let topic = &model.topic;
+    let route = &model.route;
+    let versions = &model.versions;
+    let cx = Expander {
+        model,
+        private: private.clone(),
+        serde_crate: LitStr::new(
+            &format!("{}::__private::serde", path_to_string(krate)),
+            Span::call_site(),
+        ),
+        name: &name,
+    };
+
+    let with_helpers = model
+        .fields
+        .iter()
+        .filter_map(|f| cx.serialize_with_helper(f));
+    let full_payloads = model.payload_with.is_none();
+    let keys_only = full_payloads && model.destroyed == Destroyed::Keys;
+    let ser_views = versions
+        .iter()
+        .filter(|_| full_payloads)
+        .map(|&v| cx.ser_view(v, false));
+    let key_ser_views = versions
+        .iter()
+        .filter(|_| keys_only)
+        .map(|&v| cx.ser_view(v, true));
+    let de_views = versions
+        .iter()
+        .filter(|&&v| cx.readable(v))
+        .map(|&v| cx.de_view(v, false));
+    let key_de_views = versions.iter().map(|&v| cx.de_view(v, true));
+
+    let key_types = model.key_fields.iter().map(|&i| model.fields[i].ty);
+    let key_type = if model.key_fields.len() == 1 {
+        let ty = model.fields[model.key_fields[0]].ty;
+        quote!(#ty)
+    } else {
+        quote!((#(#key_types,)*))
+    };
+
+    let partition_key = cx.partition_key();
+    let (to_payload, write_payload) = cx.to_payload_bodies();
+    let from_payload = cx.read_payload_body();
+    let key_from_payload = cx.key_read_payload_body();
+
+    quote! {
+        #[doc(hidden)]
+        const _: () = {
+            #(#with_helpers)*
+            #(#ser_views)*
+            #(#key_ser_views)*
+            #(#de_views)*
+            #(#key_de_views)*
+
+            #[automatically_derived]
+            impl #krate::Outboxed for #ident {
+                const TOPIC: &'static str = #topic;
+                const ROUTE: &'static str = #route;
+                const VERSIONS: &'static [u32] = &[#(#versions),*];
+                type Key = #key_type;
+
+                fn partition_key(&self) -> #private::String {
+                    #partition_key
+                }
+
+                fn to_payload(
+                    &self,
+                    __event: &#private::Event,
+                    __version: u32,
+                ) -> #private::Result<#private::Value, #private::Error> {
+                    #to_payload
+                }
+
+                fn write_payload(
+                    &self,
+                    __event: &#private::Event,
+                    __version: u32,
+                    __out: &mut #private::Vec<u8>,
+                ) -> #private::Result<(), #private::Error> {
+                    #write_payload
+                }
+
+                fn from_payload(
+                    __event: &#private::Event,
+                    __version: u32,
+                    __payload: &#private::Value,
+                ) -> #private::Result<Self, #private::Error> {
+                    #from_payload
+                }
+
+                fn key_from_payload(
+                    __version: u32,
+                    __payload: &#private::Value,
+                ) -> #private::Result<Self::Key, #private::Error> {
+                    #key_from_payload
+                }
+            }
+        };
+    }
+}
+
+/// Stub impl emitted beside errors, so one mistake does not cascade into
+/// "`Outboxed` is not implemented" errors wherever the model is used.
+pub(crate) fn fallback(ident: &Ident, krate: &Path) -> TokenStream {
+    let private = quote!(#krate::__private);
+    quote! {
+        #[automatically_derived]
+        impl #krate::Outboxed for #ident {
+            const TOPIC: &'static str = "";
+            const ROUTE: &'static str = "";
+            const VERSIONS: &'static [u32] = &[1];
+            type Key = ();
+            fn partition_key(&self) -> #private::String { ::core::unreachable!() }
+            fn to_payload(&self, _: &#private::Event, _: u32) -> #private::Result<#private::Value, #private::Error> { ::core::unreachable!() }
+            fn write_payload(&self, _: &#private::Event, _: u32, _: &mut #private::Vec<u8>) -> #private::Result<(), #private::Error> { ::core::unreachable!() }
+            fn from_payload(_: &#private::Event, _: u32, _: &#private::Value) -> #private::Result<Self, #private::Error> { ::core::unreachable!() }
+            fn key_from_payload(_: u32, _: &#private::Value) -> #private::Result<Self::Key, #private::Error> { ::core::unreachable!() }
+        }
+    }
+}
+
+struct Expander<'m, 'a> {
+    model: &'m Model<'a>,
+    private: TokenStream,
+    serde_crate: LitStr,
+    name: &'m str,
+}
+
+impl Expander<'_, '_> {
+    fn ser_view_name(version: u32, keys: bool) -> Ident {
+        if keys {
+            format_ident!("__OutboxKeySerV{}", version)
+        } else {
+            format_ident!("__OutboxSerV{}", version)
+        }
+    }
+
+    fn de_view_name(version: u32, keys: bool) -> Ident {
+        if keys {
+            format_ident!("__OutboxKeyDeV{}", version)
+        } else {
+            format_ident!("__OutboxDeV{}", version)
+        }
+    }
+
+    /// The fields a view of `version` holds: the key fields, or all it carries.
+    fn view_fields(&self, version: u32, keys: bool) -> Vec<(&ModelField<'_>, &str)> {
+        let fields = &self.model.fields;
+        let chosen: Vec<&ModelField<'_>> = if keys {
+            self.model.key_fields.iter().map(|&i| &fields[i]).collect()
+        } else {
+            fields.iter().collect()
+        };
+        chosen
+            .into_iter()
+            .filter_map(|f| f.wire.get(&version).map(|wire| (f, wire.as_str())))
+            .collect()
+    }
+
+    /// A version can be read back when every field it does not carry has a default.
+    fn readable(&self, version: u32) -> bool {
+        self.missing_without_default(version).is_none()
+    }
+
+    fn missing_without_default(&self, version: u32) -> Option<&ModelField<'_>> {
+        self.model
+            .fields
+            .iter()
+            .find(|f| !f.skip && !f.wire.contains_key(&version) && f.default.is_none())
+    }
+
+    fn serialize_with_helper(&self, field: &ModelField<'_>) -> Option<TokenStream> {
+        let with = field.with.as_ref()?;
+        let private = &self.private;
+        let helper = format_ident!("__outbox_serialize_{}", field.ident.unraw());
+        let ty = field.ty;
+        Some(quote_spanned! {with.span()=>
+            fn #helper<__S: #private::serde::Serializer>(
+                __value: &&#ty,
+                __serializer: __S,
+            ) -> #private::Result<__S::Ok, __S::Error> {
+                #with::serialize(*__value, __serializer)
+            }
+        })
+    }
+
+    fn ser_view(&self, version: u32, keys: bool) -> TokenStream {
+        let private = &self.private;
+        let serde_crate = &self.serde_crate;
+        let view = Self::ser_view_name(version, keys);
+        let fields = self
+            .view_fields(version, keys)
+            .into_iter()
+            .map(|(field, wire)| {
+                let ident = field.ident;
+                let ty = field.ty;
+                let with = field.with.as_ref().map(|with| {
+                    let helper = format!("__outbox_serialize_{}", field.ident.unraw());
+                    let helper = LitStr::new(&helper, with.span());
+                    quote!(#[serde(serialize_with = #helper)])
+                });
+                quote!(#[serde(rename = #wire)] #with #ident: &'__outbox #ty)
+            });
+        quote! {
+            #[derive(#private::serde::Serialize)]
+            #[serde(crate = #serde_crate)]
+            struct #view<'__outbox> {
+                #(#fields,)*
+            }
+        }
+    }
+
+    fn de_view(&self, version: u32, keys: bool) -> TokenStream {
+        let private = &self.private;
+        let serde_crate = &self.serde_crate;
+        let view = Self::de_view_name(version, keys);
+        let fields = self
+            .view_fields(version, keys)
+            .into_iter()
+            .map(|(field, wire)| {
+                let ident = field.ident;
+                let ty = field.ty;
+                let with = field.with.as_ref().map(|with| {
+                    let path = LitStr::new(
+                        &format!("{}::deserialize", path_to_string(with)),
+                        with.span(),
+                    );
+                    quote!(#[serde(deserialize_with = #path)])
+                });
+                let default = match &field.default {
+                    None => None,
+                    Some(FieldDefault::Trait) => Some(quote!(#[serde(default)])),
+                    Some(FieldDefault::Path(path)) => {
+                        let path = LitStr::new(&path_to_string(path), path.span());
+                        Some(quote!(#[serde(default = #path)]))
+                    }
+                };
+                quote!(#[serde(rename = #wire)] #with #default #ident: #ty)
+            });
+        quote! {
+            #[derive(#private::serde::Deserialize)]
+            #[serde(crate = #serde_crate)]
+            struct #view {
+                #(#fields,)*
+            }
+        }
+    }
+
+    fn partition_key(&self) -> TokenStream {
+        let private = &self.private;
+        match &self.model.partition_key {
+            PartitionKey::With(path) => quote_spanned!(path.span()=> #path(self)),
+            PartitionKey::Fields(indices) if indices.len() == 1 => {
+                let field = &self.model.fields[indices[0]];
+                let ident = field.ident;
+                quote_spanned!(field.ty.span()=> #private::ToString::to_string(&self.#ident))
+            }
+            PartitionKey::Fields(indices) => {
+                let format = vec!["{}"; indices.len()].join(":");
+                let idents = indices.iter().map(|&i| self.model.fields[i].ident);
+                quote!(#private::format!(#format, #(self.#idents),*))
+            }
+        }
+    }
+
+    fn unknown_version(&self) -> TokenStream {
+        let private = &self.private;
+        let name = self.name;
+        let krate = &self.model.krate;
+        quote! {
+            _ => #private::Err(#private::unknown_version(
+                #name,
+                __version,
+                <Self as #krate::Outboxed>::VERSIONS,
+            ))
+        }
+    }
+
+    /// The bodies of `to_payload` and `write_payload`.
+    fn to_payload_bodies(&self) -> (TokenStream, TokenStream) {
+        let private = &self.private;
+        let name = self.name;
+        let unknown = self.unknown_version();
+        let krate = &self.model.krate;
+        if let Some(path) = &self.model.payload_with {
+            let to_payload = quote! {
+                if !<[u32]>::contains(<Self as #krate::Outboxed>::VERSIONS, &__version) {
+                    return match __version { #unknown };
+                }
+                #path(self, __event, __version)
+            };
+            let write_payload = quote! {
+                let __value = <Self as #krate::Outboxed>::to_payload(self, __event, __version)?;
+                #private::write_value(#name, __version, __event, &__value, __out)
+            };
+            return (to_payload, write_payload);
+        }
+
+        let keys_only = self.model.destroyed == Destroyed::Keys;
+        let body = |sink: TokenStream, extra: TokenStream| {
+            let arms = self.model.versions.iter().map(|&version| {
+                let construct = |keys: bool| {
+                    let view = Self::ser_view_name(version, keys);
+                    let fields = self
+                        .view_fields(version, keys)
+                        .into_iter()
+                        .map(|(f, _)| f.ident);
+                    quote!(#view { #(#fields: &self.#fields,)* })
+                };
+                let full = construct(false);
+                let destroyed = keys_only.then(|| {
+                    let keys = construct(true);
+                    quote! {
+                        if let #private::Event::Destroyed = __event {
+                            return #private::#sink(#name, #version, __event, &#keys #extra);
+                        }
+                    }
+                });
+                quote! {
+                    #version => {
+                        #destroyed
+                        #private::#sink(#name, #version, __event, &#full #extra)
+                    }
+                }
+            });
+            quote! {
+                match __version {
+                    #(#arms)*
+                    #unknown,
+                }
+            }
+        };
+        (
+            body(quote!(to_value), quote!()),
+            body(quote!(write), quote!(, __out)),
+        )
+    }
+
+    fn read_payload_body(&self) -> TokenStream {
+        let private = &self.private;
+        let name = self.name;
+        let ident = self.model.ident;
+        let unknown = self.unknown_version();
+        let keys_only =
+            self.model.destroyed == Destroyed::Keys && self.model.payload_with.is_none();
+        let guard = keys_only.then(|| {
+            quote! {
+                if let #private::Event::Destroyed = __event {
+                    return #private::Err(#private::keys_only(#name));
+                }
+            }
+        });
+        let arms = self.model.versions.iter().map(|&version| {
+            if let Some(missing) = self.missing_without_default(version) {
+                let field = missing.ident.unraw().to_string();
+                return quote! {
+                    #version => #private::Err(#private::not_carried(#name, #version, __event, #field)),
+                };
+            }
+            let view = Self::de_view_name(version, false);
+            let fields = self.model.fields.iter().map(|field| {
+                let member = field.ident;
+                if field.wire.contains_key(&version) {
+                    quote!(#member: __view.#member)
+                } else {
+                    let value = match &field.default {
+                        Some(FieldDefault::Path(path)) => quote_spanned!(path.span()=> #path()),
+                        _ => quote_spanned!(field.ty.span()=> #private::Default::default()),
+                    };
+                    quote!(#member: #value)
+                }
+            });
+            quote! {
+                #version => {
+                    let __view: #view = #private::read(#name, #version, __event, __payload)?;
+                    #private::Ok(#ident { #(#fields,)* })
+                }
+            }
+        });
+        quote! {
+            #guard
+            match __version {
+                #(#arms)*
+                #unknown,
+            }
+        }
+    }
+
+    fn key_read_payload_body(&self) -> TokenStream {
+        let private = &self.private;
+        let name = self.name;
+        let unknown = self.unknown_version();
+        let arms = self.model.versions.iter().map(|&version| {
+            let view = Self::de_view_name(version, true);
+            let members = self.model.key_fields.iter().map(|&i| self.model.fields[i].ident);
+            let key = if self.model.key_fields.len() == 1 {
+                quote!(#(__key.#members)*)
+            } else {
+                quote!((#(__key.#members,)*))
+            };
+            quote! {
+                #version => {
+                    let __key: #view = #private::read(#name, #version, &#private::Event::Destroyed, __payload)?;
+                    #private::Ok(#key)
+                }
+            }
+        });
+        quote! {
+            match __version {
+                #(#arms)*
+                #unknown,
+            }
+        }
+    }
+}

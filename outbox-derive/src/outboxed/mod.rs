@@ -1,0 +1,34 @@
+//! `#[derive(Outboxed)]`: parse (`ast`, `attr`) → validate → expand.
+
+mod ast;
+mod attr;
+mod expand;
+mod validate;
+
+use proc_macro2::TokenStream;
+use syn::DeriveInput;
+
+use crate::ctxt::Ctxt;
+
+pub(crate) fn derive(input: TokenStream) -> TokenStream {
+    let input: DeriveInput = match syn::parse2(input) {
+        Ok(input) => input,
+        Err(error) => return error.to_compile_error(),
+    };
+    let cx = Ctxt::new();
+    let model =
+        ast::Container::from_ast(&cx, &input).and_then(|container| validate::model(&cx, container));
+    match (cx.check(), model) {
+        (Ok(()), Some(model)) => expand::expand(&model),
+        (result, _) => {
+            let errors = result.err().map(syn::Error::into_compile_error);
+            // A stub impl keeps one mistake from cascading; generics would make it wrong.
+            let fallback = input
+                .generics
+                .params
+                .is_empty()
+                .then(|| expand::fallback(&input.ident, &syn::parse_quote!(::outbox)));
+            quote::quote!(#errors #fallback)
+        }
+    }
+}

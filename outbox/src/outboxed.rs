@@ -1,0 +1,91 @@
+//! The `Outboxed` trait: how a model becomes message payloads and back.
+
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::event::Event;
+
+/// A model that travels as messages: its topic, route, payload versions,
+/// partition key, and serializers in both directions.
+///
+/// Derive it with [`#[derive(Outboxed)]`](derive@crate::Outboxed); the derive's
+/// documentation lists every attribute. Writing it by hand is possible, but the
+/// derive keeps the producer's and the consumer's views of the payload in step.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{Event, Outboxed};
+///
+/// #[derive(Debug, PartialEq, Outboxed)]
+/// #[outbox(topic = "accounts", route = "users", versions = [1, 2])]
+/// struct User {
+///     id: i64,
+///     #[outbox(rename(v1 = "mail", v2 = "email"))]
+///     email: String,
+/// }
+///
+/// let user = User { id: 42, email: "ada@example.com".into() };
+/// assert_eq!(User::TOPIC, "accounts");
+/// assert_eq!(User::VERSIONS, &[1, 2]);
+/// assert_eq!(user.partition_key(), "42");
+///
+/// let v1 = user.to_payload(&Event::Created, 1)?;
+/// assert_eq!(v1, serde_json::json!({"id": 42, "mail": "ada@example.com"}));
+/// assert_eq!(User::from_payload(&Event::Created, 1, &v1)?, user);
+///
+/// let destroyed = user.to_payload(&Event::Destroyed, 2)?;
+/// assert_eq!(destroyed, serde_json::json!({"id": 42}));
+/// assert_eq!(User::key_from_payload(2, &destroyed)?, 42);
+/// # Ok::<(), outbox::Error>(())
+/// ```
+pub trait Outboxed: Sized {
+    /// The Kafka topic the model's messages go to.
+    const TOPIC: &'static str;
+    /// The route (`to` header): which controller on the consuming side handles them.
+    const ROUTE: &'static str;
+    /// The payload versions this side knows, ascending, never empty.
+    const VERSIONS: &'static [u32];
+
+    /// The primary key, as read from a destroyed message (a tuple for composite keys).
+    type Key;
+
+    /// The Kafka key: messages with the same key keep their order.
+    fn partition_key(&self) -> String;
+
+    /// The payload of `event` in `version`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownVersion`] when `version` is not in [`VERSIONS`](Outboxed::VERSIONS);
+    /// [`Error::Payload`] when a field's serializer fails.
+    fn to_payload(&self, event: &Event, version: u32) -> Result<Value, Error>;
+
+    /// Appends the same JSON as [`to_payload`](Outboxed::to_payload) to `out`,
+    /// without building a [`Value`] first: the enqueue path uses this one.
+    ///
+    /// # Errors
+    ///
+    /// As for [`to_payload`](Outboxed::to_payload). On error, `out` may hold part
+    /// of the payload: truncate it to its previous length.
+    fn write_payload(&self, event: &Event, version: u32, out: &mut Vec<u8>) -> Result<(), Error>;
+
+    /// Reads the model back from the payload of a created, updated or custom event
+    /// (or a destroyed one, when the model sends full payloads on destroy).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownVersion`] for a version this side does not know;
+    /// [`Error::Payload`] naming the version and what is wrong (a missing field,
+    /// a value of the wrong type); [`Error::UnsupportedEvent`] for a destroyed
+    /// event whose payload carries only the keys.
+    fn from_payload(event: &Event, version: u32, payload: &Value) -> Result<Self, Error>;
+
+    /// Reads the primary key from the payload of a destroyed event.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownVersion`] for a version this side does not know;
+    /// [`Error::Payload`] when a key field is missing or of the wrong type.
+    fn key_from_payload(version: u32, payload: &Value) -> Result<Self::Key, Error>;
+}
