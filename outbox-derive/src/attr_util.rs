@@ -51,21 +51,23 @@ pub(crate) fn path_to_string(path: &syn::Path) -> String {
 }
 
 /// Records "unknown key" with the nearest valid key, and skips the key's value so
-/// parsing goes on with the next key.
+/// parsing goes on with the next key. Gives the suggested key, if any.
 pub(crate) fn unknown_key(
     cx: &Ctxt,
     meta: &ParseNestedMeta<'_>,
     what: &str,
-    valid: &[&str],
-) -> syn::Result<()> {
+    valid: &[&'static str],
+) -> syn::Result<Option<&'static str>> {
     let name = key_name(meta);
     let listed: Vec<String> = valid.iter().map(|k| format!("`{k}`")).collect();
-    let suggestion = valid
+    let nearest = valid
         .iter()
-        .map(|k| (strsim::jaro_winkler(&name, k), k))
+        .map(|k| (strsim::jaro_winkler(&name, k), *k))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .map(|(_, k)| k);
+    let suggestion = nearest
+        .map(|k| format!("; did you mean `{k}`?"))
         .unwrap_or_default();
     cx.error_spanned_by(
         &meta.path,
@@ -74,7 +76,8 @@ pub(crate) fn unknown_key(
             listed.join(", ")
         ),
     );
-    skip_value(meta)
+    skip_value(meta)?;
+    Ok(nearest)
 }
 
 /// Consumes whatever follows a key: `= tokens` up to the next comma, or `(..)`.
@@ -83,8 +86,10 @@ pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         let value = meta.value()?;
         skip_to_comma(value)
     } else if meta.input.peek(syn::token::Paren) {
-        let _content;
-        syn::parenthesized!(_content in meta.input);
+        let content;
+        syn::parenthesized!(content in meta.input);
+        // A buffer dropped with tokens left reports them as unexpected.
+        content.parse::<proc_macro2::TokenStream>()?;
         Ok(())
     } else {
         Ok(())

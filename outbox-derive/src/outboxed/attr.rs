@@ -31,6 +31,8 @@ pub(crate) struct ContainerAttrs {
     pub(crate) table_name: Option<Path>,
     /// `#[diesel(primary_key(..))]`.
     pub(crate) primary_key: Option<Vec<Ident>>,
+    /// Keys given with a bad value or misspelt: already reported, so not "missing" too.
+    pub(crate) attempted: Vec<&'static str>,
 }
 
 /// How a field gets a value when a version does not carry it.
@@ -66,11 +68,15 @@ impl ContainerAttrs {
         let mut krate = Attr::none(CRATE);
         let mut table_name = Attr::none(TABLE_NAME);
         let mut primary_key = Attr::none(PRIMARY_KEY);
+        let mut attempted = Vec::new();
 
         for attr in attrs {
             if attr.path().is_ident(OUTBOX) {
                 let parsed = attr.parse_nested_meta(|meta| {
                     let key = key_name(&meta);
+                    if let Some(known) = CONTAINER_KEYS.iter().find(|k| **k == key) {
+                        attempted.push(*known);
+                    }
                     match key.as_str() {
                         TOPIC => {
                             if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, TOPIC)) {
@@ -132,7 +138,12 @@ impl ContainerAttrs {
                                 krate.set(cx, &meta.path, v);
                             }
                         }
-                        _ => attr_util::unknown_key(cx, &meta, "`outbox`", CONTAINER_KEYS)?,
+                        _ => attempted.extend(attr_util::unknown_key(
+                            cx,
+                            &meta,
+                            "`outbox`",
+                            CONTAINER_KEYS,
+                        )?),
                     }
                     Ok(())
                 });
@@ -178,6 +189,7 @@ impl ContainerAttrs {
             krate: krate.get(),
             table_name: table_name.get(),
             primary_key: primary_key.get(),
+            attempted,
         }
     }
 }
@@ -256,7 +268,9 @@ impl FieldAttrs {
                             default.set(cx, &meta.path, FieldDefault::Trait);
                         }
                     }
-                    _ => attr_util::unknown_key(cx, &meta, "`outbox` field", FIELD_KEYS)?,
+                    _ => {
+                        attr_util::unknown_key(cx, &meta, "`outbox` field", FIELD_KEYS)?;
+                    }
                 }
                 Ok(())
             });

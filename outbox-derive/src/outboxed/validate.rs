@@ -50,7 +50,9 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
     let topic = match &attrs.topic {
         Some(topic) => topic.value(),
         None => {
-            cx.error_spanned_by(ident, "missing `topic`: add `#[outbox(topic = \"...\")]`");
+            if !attrs.attempted.contains(&crate::symbol::TOPIC) {
+                cx.error_spanned_by(ident, "missing `topic`: add `#[outbox(topic = \"...\")]`");
+            }
             String::new()
         }
     };
@@ -61,6 +63,7 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
             .last()
             .map(|s| s.ident.to_string())
             .unwrap_or_default(),
+        (None, None) if attrs.attempted.contains(&crate::symbol::ROUTE) => String::new(),
         (None, None) => {
             cx.error_spanned_by(
                 ident,

@@ -1,0 +1,7 @@
+#[derive(outbox::Outboxed)]
+#[outbox(topic = "accounts", route = "users")]
+union User {
+    id: i64,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(outbox::Outboxed)]
+#[outbox(route = "users")]
+struct User {
+    id: i64,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(outbox::Outboxed)]
+#[outbox(topic = "accounts", route = "users")]
+struct User {
+    id: Vec<u8>,
+}
+
+fn main() {}

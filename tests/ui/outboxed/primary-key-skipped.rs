@@ -1,0 +1,8 @@
+#[derive(outbox::Outboxed)]
+#[outbox(topic = "accounts", route = "users")]
+struct User {
+    #[outbox(skip)]
+    id: i64,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(outbox::Outboxed)]
+#[outbox(topic = "accounts", route = "users", versions = [0, 1])]
+struct User {
+    id: i64,
+}
+
+fn main() {}
