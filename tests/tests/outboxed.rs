@@ -126,6 +126,10 @@ fn payload_shapes_are_pinned_per_version_and_event() {
         "order_line_v1_destroyed",
         line.to_payload(&Event::Destroyed, 1).unwrap()
     );
+    // The fast path's bytes, which also pin the field order (declaration order).
+    let mut bytes = Vec::new();
+    account.write_payload(&Event::Created, 2, &mut bytes).unwrap();
+    insta::assert_snapshot!("account_v2_created_bytes", String::from_utf8(bytes).unwrap());
 }
 
 #[test]

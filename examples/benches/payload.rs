@@ -1,0 +1,215 @@
+//! `#[derive(Outboxed)]` against plain serde, measured in the same run.
+//!
+//! - encode: the generated fast path (`write_payload`, what enqueue uses) against
+//!   `serde_json::to_vec` of an equivalent `#[derive(Serialize)]` struct;
+//! - decode: `from_payload` against the equivalent struct's `Deserialize`, both
+//!   reading the same `serde_json::Value` (what a consumer has after decoding
+//!   the envelope).
+//!
+//! Run: `cargo bench -p outbox-examples --bench payload`. Criterion measures
+//! each of the four; then the ratios are taken from an interleaved run (serde,
+//! outbox, serde, outbox, … keeping each one's fastest round), which a busy
+//! two-core machine disturbs far less than four benchmarks run one after the
+//! other. Targets: encode ≤ 1.10×, decode ≤ 1.25×.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, TimeZone, Utc};
+use criterion::Criterion;
+use outbox::{Event, Outboxed};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Active,
+    Suspended { reason: String },
+}
+
+/// The model as a service declares it.
+#[derive(Debug, Clone, PartialEq, Outboxed)]
+#[diesel(table_name = accounts)]
+#[outbox(topic = "accounts", versions = [1, 2])]
+struct Account {
+    id: i64,
+    #[outbox(rename(v1 = "mail", v2 = "email"))]
+    email: String,
+    display_name: Option<String>,
+    #[outbox(with = chrono::serde::ts_milliseconds)]
+    created_at: DateTime<Utc>,
+    status: Status,
+    #[outbox(since = 2, default)]
+    preferences: Value,
+    #[outbox(until = 1, default)]
+    legacy_flags: u32,
+    #[outbox(skip)]
+    password_hash: String,
+}
+
+/// The same version-2 payload, written by hand with serde.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AccountV2Serde {
+    id: i64,
+    email: String,
+    display_name: Option<String>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    created_at: DateTime<Utc>,
+    status: Status,
+    preferences: Value,
+}
+
+fn account() -> Account {
+    Account {
+        id: 4_242_424_242,
+        email: "ada.lovelace@example.com".into(),
+        display_name: Some("Ada Lovelace".into()),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 23, 16, 32, 7).unwrap(),
+        status: Status::Suspended {
+            reason: "chargeback on invoice 2026-11-0042".into(),
+        },
+        preferences: json!({"theme": "dark", "locale": "en-GB", "notify": {"email": true, "sms": false}}),
+        legacy_flags: 3,
+        password_hash: "argon2id$v=19$m=65536,t=3,p=4$…".into(),
+    }
+}
+
+fn serde_twin(account: &Account) -> AccountV2Serde {
+    AccountV2Serde {
+        id: account.id,
+        email: account.email.clone(),
+        display_name: account.display_name.clone(),
+        created_at: account.created_at,
+        status: account.status.clone(),
+        preferences: account.preferences.clone(),
+    }
+}
+
+/// The four contenders, over the same data.
+struct Cases {
+    account: Account,
+    twin: AccountV2Serde,
+    payload: Value,
+}
+
+impl Cases {
+    fn new() -> Self {
+        let account = account();
+        let twin = serde_twin(&account);
+        // Both sides must produce the same JSON, or the comparison means nothing.
+        let mut ours = Vec::new();
+        account.write_payload(&Event::Updated, 2, &mut ours).unwrap();
+        let payload: Value = serde_json::from_slice(&ours).unwrap();
+        assert_eq!(payload, serde_json::to_value(&twin).unwrap());
+        Cases {
+            account,
+            twin,
+            payload,
+        }
+    }
+
+    fn encode_serde(&self) -> Vec<u8> {
+        serde_json::to_vec(black_box(&self.twin)).unwrap()
+    }
+
+    fn encode_outbox(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128); // what serde_json::to_vec starts with
+        black_box(&self.account)
+            .write_payload(&Event::Updated, 2, &mut out)
+            .unwrap();
+        out
+    }
+
+    fn decode_serde(&self) -> AccountV2Serde {
+        AccountV2Serde::deserialize(black_box(&self.payload)).unwrap()
+    }
+
+    fn decode_outbox(&self) -> Account {
+        Account::from_payload(&Event::Updated, 2, black_box(&self.payload)).unwrap()
+    }
+}
+
+fn bench(c: &mut Criterion, cases: &Cases) {
+    let mut encode = c.benchmark_group("encode");
+    encode.bench_function("serde", |b| b.iter(|| cases.encode_serde()));
+    encode.bench_function("outbox", |b| b.iter(|| cases.encode_outbox()));
+    encode.finish();
+
+    let mut decode = c.benchmark_group("decode");
+    decode.bench_function("serde", |b| b.iter(|| cases.decode_serde()));
+    decode.bench_function("outbox", |b| b.iter(|| cases.decode_outbox()));
+    decode.finish();
+}
+
+/// Nanoseconds per call of the fastest of `ROUNDS` rounds, the contenders interleaved.
+fn interleaved(cases: &Cases) -> [f64; 4] {
+    const ROUNDS: usize = 40;
+    const CALLS: u32 = 20_000;
+    fn round<T>(f: impl Fn() -> T) -> f64 {
+        let start = Instant::now();
+        for _ in 0..CALLS {
+            black_box(f());
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    }
+    let mut best = [f64::MAX; 4];
+    for _ in 0..ROUNDS {
+        let times = [
+            round(|| cases.encode_serde()),
+            round(|| cases.encode_outbox()),
+            round(|| cases.decode_serde()),
+            round(|| cases.decode_outbox()),
+        ];
+        for (best, time) in best.iter_mut().zip(times) {
+            *best = best.min(time);
+        }
+    }
+    best
+}
+
+/// Criterion's estimate (the slope of time over iterations) of one benchmark, in ns.
+fn criterion_ns(dir: &Path, group: &str, id: &str) -> Option<f64> {
+    let path = dir.join(group).join(id).join("new").join("estimates.json");
+    let estimates: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    estimates["slope"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    let cases = Cases::new();
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("criterion");
+    let mut criterion = Criterion::default()
+        .without_plots()
+        .output_directory(&dir)
+        .configure_from_args();
+    bench(&mut criterion, &cases);
+    criterion.final_summary();
+
+    let [encode_serde, encode_outbox, decode_serde, decode_outbox] = interleaved(&cases);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    println!("\nratios against serde, measured in this run (load average {load}):");
+    for group in ["encode", "decode"] {
+        if let (Some(serde), Some(ours)) = (
+            criterion_ns(&dir, group, "serde"),
+            criterion_ns(&dir, group, "outbox"),
+        ) {
+            let ratio = ours / serde;
+            println!("  {group}, criterion one after the other: outbox {ours:.0} ns, serde {serde:.0} ns, ratio {ratio:.3}");
+        }
+    }
+    for (what, ours, serde, target) in [
+        ("encode (write_payload vs serde_json::to_vec)", encode_outbox, encode_serde, 1.10),
+        ("decode (from_payload vs Deserialize)", decode_outbox, decode_serde, 1.25),
+    ] {
+        let ratio = ours / serde;
+        let verdict = if ratio <= target { "within" } else { "OVER" };
+        println!(
+            "  {what}, interleaved, fastest of 40 rounds: outbox {ours:.0} ns, serde {serde:.0} ns, ratio {ratio:.3} ({verdict} target {target:.2})"
+        );
+    }
+}
