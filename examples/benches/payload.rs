@@ -100,7 +100,9 @@ impl Cases {
         let twin = serde_twin(&account);
         // Both sides must produce the same JSON, or the comparison means nothing.
         let mut ours = Vec::new();
-        account.write_payload(&Event::Updated, 2, &mut ours).unwrap();
+        account
+            .write_payload(&Event::Updated, 2, &mut ours)
+            .unwrap();
         let payload: Value = serde_json::from_slice(&ours).unwrap();
         assert_eq!(payload, serde_json::to_value(&twin).unwrap());
         Cases {
@@ -191,7 +193,11 @@ fn main() {
 
     let [encode_serde, encode_outbox, decode_serde, decode_outbox] = interleaved(&cases);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     println!("\nratios against serde, measured in this run (load average {load}):");
     for group in ["encode", "decode"] {
         if let (Some(serde), Some(ours)) = (
@@ -199,12 +205,24 @@ fn main() {
             criterion_ns(&dir, group, "outbox"),
         ) {
             let ratio = ours / serde;
-            println!("  {group}, criterion one after the other: outbox {ours:.0} ns, serde {serde:.0} ns, ratio {ratio:.3}");
+            println!(
+                "  {group}, criterion one after the other: outbox {ours:.0} ns, serde {serde:.0} ns, ratio {ratio:.3}"
+            );
         }
     }
     for (what, ours, serde, target) in [
-        ("encode (write_payload vs serde_json::to_vec)", encode_outbox, encode_serde, 1.10),
-        ("decode (from_payload vs Deserialize)", decode_outbox, decode_serde, 1.25),
+        (
+            "encode (write_payload vs serde_json::to_vec)",
+            encode_outbox,
+            encode_serde,
+            1.10,
+        ),
+        (
+            "decode (from_payload vs Deserialize)",
+            decode_outbox,
+            decode_serde,
+            1.25,
+        ),
     ] {
         let ratio = ours / serde;
         let verdict = if ratio <= target { "within" } else { "OVER" };

@@ -128,8 +128,13 @@ fn payload_shapes_are_pinned_per_version_and_event() {
     );
     // The fast path's bytes, which also pin the field order (declaration order).
     let mut bytes = Vec::new();
-    account.write_payload(&Event::Created, 2, &mut bytes).unwrap();
-    insta::assert_snapshot!("account_v2_created_bytes", String::from_utf8(bytes).unwrap());
+    account
+        .write_payload(&Event::Created, 2, &mut bytes)
+        .unwrap();
+    insta::assert_snapshot!(
+        "account_v2_created_bytes",
+        String::from_utf8(bytes).unwrap()
+    );
 }
 
 #[test]
