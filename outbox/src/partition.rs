@@ -4,11 +4,7 @@
 /// `murmur2_random`) picks for a keyed record: `murmur2(key) & 0x7fffffff % partitions`.
 ///
 /// Producers in any language that use this partitioner agree, so all messages of
-/// one partition key land in one partition, in order.
-///
-/// # Panics
-///
-/// Never; `partitions == 0` gives partition 0.
+/// one partition key land in one partition, in order. `partitions == 0` gives 0.
 ///
 /// # Examples
 ///

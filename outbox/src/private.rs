@@ -82,17 +82,6 @@ pub fn keys_only(model: &'static str) -> Error {
     }
 }
 
-/// A payload written by `payload_with`, appended to `out`.
-pub fn write_value(
-    model: &'static str,
-    version: u32,
-    event: &Event,
-    value: &Value,
-    out: &mut Vec<u8>,
-) -> Result<(), Error> {
-    write(model, version, event, value, out)
-}
-
 fn serialize_error(
     model: &'static str,
     version: u32,

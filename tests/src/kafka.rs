@@ -30,6 +30,7 @@ pub struct TestKafka {
     test_name: String,
     admin: AdminClient<DefaultClientContext>,
     topics: Mutex<Vec<String>>,
+    groups: Mutex<Vec<String>>,
 }
 
 impl TestKafka {
@@ -62,6 +63,7 @@ impl TestKafka {
             test_name: test_name.to_owned(),
             admin,
             topics: Mutex::new(Vec::new()),
+            groups: Mutex::new(Vec::new()),
         }
     }
 
@@ -70,9 +72,17 @@ impl TestKafka {
         &self.brokers
     }
 
-    /// A name unique to this test (for a topic made by someone else, or a group).
+    /// A name unique to this test.
     pub fn unique_name(&self, what: &str) -> String {
         names::unique(what, &self.test_name)
+    }
+
+    /// A consumer group unique to this test, deleted (with its committed
+    /// offsets) when `self` is dropped.
+    pub fn group(&self, what: &str) -> String {
+        let name = self.unique_name(what);
+        self.groups.lock().unwrap().push(name.clone());
+        name
     }
 
     /// Creates a topic unique to this test with `partitions` partitions and waits
@@ -153,15 +163,32 @@ impl TestKafka {
 
 impl Drop for TestKafka {
     fn drop(&mut self) {
-        let topics = std::mem::take(&mut *self.topics.lock().unwrap_or_else(|e| e.into_inner()));
-        if topics.is_empty() {
-            return;
-        }
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let take = |list: &Mutex<Vec<String>>| {
+            std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        let (groups, topics) = (take(&self.groups), take(&self.topics));
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        // The admin client's own thread drives the future; blocking here is fine.
-        if let Err(e) = futures::executor::block_on(self.admin.delete_topics(&names, &options)) {
-            eprintln!("warning: could not delete test topics {names:?}: {e}");
+        // The admin client's own thread drives these futures; blocking here is fine.
+        // A group whose members have left is empty and can go; its offsets go with it.
+        if !groups.is_empty() {
+            let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+            match futures::executor::block_on(self.admin.delete_groups(&names, &options)) {
+                Ok(results) => {
+                    for (group, code) in results.into_iter().filter_map(Result::err) {
+                        if code != RDKafkaErrorCode::GroupIdNotFound {
+                            eprintln!("warning: could not delete test group {group}: {code}");
+                        }
+                    }
+                }
+                Err(e) => eprintln!("warning: could not delete test groups {names:?}: {e}"),
+            }
+        }
+        if !topics.is_empty() {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            if let Err(e) = futures::executor::block_on(self.admin.delete_topics(&names, &options))
+            {
+                eprintln!("warning: could not delete test topics {names:?}: {e}");
+            }
         }
     }
 }

@@ -314,7 +314,7 @@ impl Expander<'_, '_> {
             };
             let write_payload = quote! {
                 let __value = <Self as #krate::Outboxed>::to_payload(self, __event, __version)?;
-                #private::write_value(#name, __version, __event, &__value, __out)
+                #private::write(#name, __version, __event, &__value, __out)
             };
             return (to_payload, write_payload);
         }

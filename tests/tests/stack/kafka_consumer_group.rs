@@ -43,7 +43,7 @@ fn assert_in_key_order(records: &[OwnedMessage], next: &mut HashMap<String, usiz
 async fn group_member_resumes_exactly_after_the_commit() {
     let kafka = TestKafka::new("consumer_group_resume");
     let topic = kafka.create_topic("resume", 4);
-    let group = kafka.unique_name("group");
+    let group = kafka.group("group");
 
     // Produce in sequence per key; keys interleave.
     let producer: FutureProducer = kafka.producer_config().create().unwrap();
@@ -110,4 +110,54 @@ async fn group_member_resumes_exactly_after_the_commit() {
         "every record seen once: {next_seq:?}"
     );
     assert_nothing_more(&second, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn groups_are_deleted_with_the_test() {
+    use rdkafka::consumer::BaseConsumer;
+
+    let kafka = TestKafka::new("deleted_groups");
+    let topic = kafka.create_topic("groups", 1);
+    let group = kafka.group("group");
+    let producer: FutureProducer = kafka.producer_config().create().unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic).key("k").payload("v"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("send failed: {e}"));
+    let consumer: StreamConsumer = kafka.consumer_config(&group).create().unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let record = receive(&consumer, 1).await.remove(0);
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(
+            &topic,
+            record.partition(),
+            Offset::Offset(record.offset() + 1),
+        )
+        .unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    drop(offsets);
+    drop(consumer);
+    let brokers = kafka.brokers().to_owned();
+    drop(kafka);
+
+    let probe: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let groups = probe
+        .fetch_group_list(Some(&group), Duration::from_secs(10))
+        .unwrap();
+    let states: Vec<String> = groups
+        .groups()
+        .iter()
+        .map(|g| g.state().to_owned())
+        .collect();
+    assert!(
+        states.iter().all(|s| s == "Dead"),
+        "group {group} is still there: {states:?}"
+    );
 }

@@ -63,7 +63,7 @@ async fn message_round_trips_through_kafka() {
         .unwrap_or_else(|(e, _)| panic!("send failed: {e}"));
 
     let consumer: StreamConsumer = kafka
-        .consumer_config(&kafka.unique_name("group"))
+        .consumer_config(&kafka.group("group"))
         .create()
         .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
