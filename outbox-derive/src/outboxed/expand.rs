@@ -192,10 +192,15 @@ impl Expander<'_, '_> {
             .find(|f| !f.skip && !f.wire.contains_key(&version) && f.default.is_none())
     }
 
+    /// The function that adapts a `with` module to a borrowed view's `&&T`.
+    fn serialize_helper_name(field: &ModelField<'_>) -> Ident {
+        format_ident!("__outbox_serialize_{}", field.ident.unraw())
+    }
+
     fn serialize_with_helper(&self, field: &ModelField<'_>) -> Option<TokenStream> {
         let with = field.with.as_ref()?;
         let private = &self.private;
-        let helper = format_ident!("__outbox_serialize_{}", field.ident.unraw());
+        let helper = Self::serialize_helper_name(field);
         let ty = field.ty;
         Some(quote_spanned! {with.span()=>
             fn #helper<__S: #private::serde::Serializer>(
@@ -218,7 +223,7 @@ impl Expander<'_, '_> {
                 let ident = field.ident;
                 let ty = field.ty;
                 let with = field.with.as_ref().map(|with| {
-                    let helper = format!("__outbox_serialize_{}", field.ident.unraw());
+                    let helper = Self::serialize_helper_name(field).to_string();
                     let helper = LitStr::new(&helper, with.span());
                     quote!(#[serde(serialize_with = #helper)])
                 });
