@@ -396,3 +396,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn raw_identifiers_string_paths_and_optional_timestamps() {
+    #[derive(Debug, PartialEq, Outboxed)]
+    #[diesel(table_name = "events")]
+    #[outbox(topic = "audit", partition_key = "r#type", versions = [1, 2,])]
+    struct AuditEvent {
+        id: uuid::Uuid,
+        r#type: String,
+        #[outbox(with = "chrono::serde::ts_seconds_option")]
+        seen_at: Option<DateTime<Utc>>,
+        #[outbox(rename(v2 = "r#ref"))]
+        r#ref: Option<i64>,
+    }
+    let event = AuditEvent {
+        id: uuid::Uuid::nil(),
+        r#type: "login".into(),
+        seen_at: None,
+        r#ref: Some(7),
+    };
+    assert_eq!(AuditEvent::ROUTE, "events");
+    assert_eq!(event.partition_key(), "login");
+    let v1 = event.to_payload(&Event::Created, 1).unwrap();
+    assert_eq!(
+        v1,
+        json!({"id": "00000000-0000-0000-0000-000000000000", "type": "login", "seen_at": null, "ref": 7})
+    );
+    assert_eq!(event.to_payload(&Event::Created, 2).unwrap()["r#ref"], 7);
+    assert_eq!(
+        AuditEvent::from_payload(&Event::Created, 1, &v1).unwrap(),
+        event
+    );
+    // An optional field the payload leaves out reads as None.
+    let sparse =
+        json!({"id": "00000000-0000-0000-0000-000000000000", "type": "login", "seen_at": null});
+    assert_eq!(
+        AuditEvent::from_payload(&Event::Created, 1, &sparse)
+            .unwrap()
+            .r#ref,
+        None
+    );
+    assert_eq!(
+        AuditEvent::key_from_payload(1, &event.to_payload(&Event::Destroyed, 1).unwrap()).unwrap(),
+        uuid::Uuid::nil()
+    );
+}
