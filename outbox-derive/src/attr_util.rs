@@ -138,9 +138,19 @@ pub(crate) fn version(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<(u32
 }
 
 pub(crate) fn version_of(int: &LitInt) -> syn::Result<(u32, Span)> {
-    let value: u32 = int
-        .base10_parse()
-        .map_err(|_| syn::Error::new(int.span(), "expected a version number (1, 2, …)"))?;
+    if !int.suffix().is_empty() {
+        return Err(syn::Error::new(
+            int.span(),
+            format!(
+                "a version is a plain number: `{}`, without `{}`",
+                int.base10_digits(),
+                int.suffix()
+            ),
+        ));
+    }
+    let value: u32 = int.base10_parse().map_err(|_| {
+        syn::Error::new(int.span(), format!("version numbers go up to {}", u32::MAX))
+    })?;
     if value == 0 {
         return Err(syn::Error::new(int.span(), "versions start at 1"));
     }

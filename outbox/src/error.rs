@@ -26,7 +26,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A Kafka record could not be decoded into a [`Message`](crate::Message).
-    #[error("could not decode message")]
+    #[error(transparent)]
     Decode(#[from] DecodeError),
 
     /// An event name does not follow the rules of [`EventName`](crate::EventName).
@@ -182,7 +182,13 @@ pub enum DecodeError {
         /// The header's name.
         name: &'static str,
     },
-    /// A header the envelope defines has no value or a value that is not UTF-8.
+    /// A header the envelope defines is present but has no value (a null header).
+    #[error("header `{name}` has no value")]
+    HeaderWithoutValue {
+        /// The header's name.
+        name: &'static str,
+    },
+    /// A header the envelope defines has a value that is not UTF-8.
     #[error("header `{name}` is not valid UTF-8: {value}")]
     HeaderNotUtf8 {
         /// The header's name.
@@ -229,6 +235,14 @@ pub enum DecodeError {
         value: Truncated,
         /// Why it is invalid.
         reason: String,
+    },
+    /// The record's key is not the envelope's `partition_key`.
+    #[error("record key is {key} but the envelope's `partition_key` is {envelope}")]
+    KeyMismatch {
+        /// The record's key, truncated.
+        key: Truncated,
+        /// The envelope's partition key, truncated.
+        envelope: Truncated,
     },
     /// A header and the envelope disagree on a value both carry.
     #[error("header `{name}` is {header} but the envelope says {envelope}")]

@@ -227,7 +227,13 @@ impl Message {
         agree(headers::EVENT, &event, &envelope_event)?;
         agree(headers::FROM, &from, &envelope.string(headers::FROM)?)?;
         agree(headers::TO, &to, &envelope.string(headers::TO)?)?;
-        agree("partition_key", &key, &envelope.string("partition_key")?)?;
+        let envelope_key = envelope.string("partition_key")?;
+        if key != envelope_key {
+            return Err(DecodeError::KeyMismatch {
+                key: Truncated::new(key),
+                envelope: Truncated::new(envelope_key),
+            });
+        }
         let envelope_occurred_at = envelope.parse_field(headers::OCCURRED_AT, parse_timestamp)?;
         agree(headers::OCCURRED_AT, &occurred_at, &envelope_occurred_at)?;
         let payloads = envelope.payloads()?;
@@ -451,7 +457,11 @@ impl Envelope {
         let mut payloads = BTreeMap::new();
         for (version, payload) in map {
             let parsed = parse_version(version).map_err(|reason| DecodeError::InvalidField {
-                field: format!("payloads.{version}"),
+                field: {
+                    let shown = Truncated::new(version);
+                    let ellipsis = if shown.is_cut() { "…" } else { "" };
+                    format!("payloads.{}{ellipsis}", shown.shown())
+                },
                 value: Truncated::new(version),
                 reason,
             })?;
@@ -491,7 +501,7 @@ impl<'h> RecordHeaders<'h> {
             if values[slot].is_some() {
                 return Err(DecodeError::DuplicateHeader { name });
             }
-            let value = value.unwrap_or_default();
+            let value = value.ok_or(DecodeError::HeaderWithoutValue { name })?;
             let text = std::str::from_utf8(value).map_err(|_| DecodeError::HeaderNotUtf8 {
                 name,
                 value: Truncated::lossy(value),
@@ -533,7 +543,12 @@ fn invalid_header(name: &'static str, raw: &str, error: Error) -> DecodeError {
 /// the value already say it, so keep only the reason.
 fn reason_of(error: Error) -> String {
     match error {
-        Error::InvalidEventName { reason, .. } | Error::InvalidMessageId { reason, .. } => reason,
+        Error::InvalidEventName { reason, .. }
+        | Error::InvalidMessageId { reason, .. }
+        | Error::InvalidVersions { reason, .. } => reason,
+        Error::InvalidTimestamp { reason, .. } => {
+            format!("{reason} (expected RFC 3339, e.g. `2026-11-23T16:32:07.123Z`)")
+        }
         Error::InvalidTraceparent { .. } => {
             "expected `00-<32 hex>-<16 hex>-<2 hex>` (W3C Trace Context)".into()
         }
@@ -585,7 +600,10 @@ fn parse_versions(raw: &str) -> Result<Vec<u32>, Error> {
     };
     let versions = raw
         .split(',')
-        .map(|part| parse_version(part).map_err(|reason| invalid(format!("`{part}`: {reason}"))))
+        .map(|part| {
+            parse_version(part)
+                .map_err(|reason| invalid(format!("{}: {reason}", Truncated::new(part))))
+        })
         .collect::<Result<Vec<u32>, Error>>()?;
     if !versions.windows(2).all(|w| w[0] < w[1]) {
         return Err(invalid("versions must be ascending and unique".into()));
@@ -606,7 +624,7 @@ fn is_json_media_type(value: &str) -> bool {
     media_type.eq_ignore_ascii_case(CONTENT_TYPE_JSON)
 }
 
-fn json_kind(value: &Value) -> &'static str {
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -22,7 +22,7 @@ pub fn to_value<T: serde::Serialize>(
     event: &Event,
     view: &T,
 ) -> Result<Value, Error> {
-    serde_json::to_value(view).map_err(|e| serialize_error(model, version, event, e))
+    serde_json::to_value(view).map_err(|_| serialize_error(model, version, event, view))
 }
 
 /// The same JSON, appended to `out`.
@@ -33,7 +33,7 @@ pub fn write<T: serde::Serialize>(
     view: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    serde_json::to_writer(out, view).map_err(|e| serialize_error(model, version, event, e))
+    serde_json::to_writer(out, view).map_err(|_| serialize_error(model, version, event, view))
 }
 
 /// A version's view read from a payload.
@@ -43,12 +43,43 @@ pub fn read<'de, T: serde::Deserialize<'de>>(
     event: &Event,
     payload: &'de Value,
 ) -> Result<T, Error> {
-    T::deserialize(payload).map_err(|e| Error::Payload {
+    let payload_error = |reason: String| Error::Payload {
         model,
         version,
         event: event.to_string(),
-        reason: e.to_string(),
+        reason: short(reason),
+    };
+    if !payload.is_object() {
+        // serde would read an array by position, and name our view for `null`.
+        return Err(payload_error(format!(
+            "expected a JSON object, found {}",
+            crate::message::json_kind(payload)
+        )));
+    }
+    T::deserialize(payload).map_err(|error| {
+        // The fast path knows no field names; on failure only, read again tracking the path.
+        match serde_path_to_error::deserialize::<_, T>(payload) {
+            Err(traced) if !at_root(traced.path()) => {
+                payload_error(format!("field `{}`: {}", traced.path(), traced.inner()))
+            }
+            _ => payload_error(error.to_string()),
+        }
     })
+}
+
+fn at_root(path: &serde_path_to_error::Path) -> bool {
+    path.iter().next().is_none()
+}
+
+/// Error messages quote values from the network: keep them readable.
+fn short(mut reason: String) -> String {
+    const MAX_CHARS: usize = 300;
+    if let Some((cut, _)) = reason.char_indices().nth(MAX_CHARS) {
+        let total = reason.len();
+        reason.truncate(cut);
+        reason.push_str(&format!("… ({total} bytes)"));
+    }
+    reason
 }
 
 /// `version` is not one the model declares.
@@ -82,16 +113,29 @@ pub fn keys_only(model: &'static str) -> Error {
     }
 }
 
-fn serialize_error(
+/// Serializes again, tracking the path, to name the field whose serializer failed.
+fn serialize_error<T: serde::Serialize>(
     model: &'static str,
     version: u32,
     event: &Event,
-    e: serde_json::Error,
+    view: &T,
 ) -> Error {
+    let mut sink = serde_json::Serializer::new(std::io::sink());
+    let reason = match serde_path_to_error::serialize(view, &mut sink) {
+        Err(traced) if !at_root(traced.path()) => {
+            format!("field `{}`: {}", traced.path(), traced.inner())
+        }
+        Err(traced) => traced.inner().to_string(),
+        // Only `to_value` fails here (a number a `Value` cannot hold, e.g. a u128).
+        Ok(()) => match serde_json::to_value(view) {
+            Err(e) => format!("{e} (a `serde_json::Value` cannot hold it)"),
+            Ok(_) => "the serializer failed".to_owned(),
+        },
+    };
     Error::Serialize {
         model,
         version,
         event: event.to_string(),
-        reason: e.to_string(),
+        reason: short(reason),
     }
 }

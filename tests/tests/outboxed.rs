@@ -226,8 +226,119 @@ fn missing_field_error_names_field_and_version() {
     let err = Account::from_payload(&Event::Created, 1, &payload).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid `Account` payload (version 1, event `created`): invalid type: string \"forty-two\", expected i64"
+        "invalid `Account` payload (version 1, event `created`): field `id`: invalid type: string \"forty-two\", expected i64"
     );
+
+    // Nested values are named by their path.
+    let mut payload = account().to_payload(&Event::Created, 2).unwrap();
+    payload["status"] = json!({"suspended": {"reason": 7}});
+    let err = Account::from_payload(&Event::Created, 2, &payload).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid `Account` payload (version 2, event `created`): field `status.suspended.reason`: invalid type: integer `7`, expected a string"
+    );
+
+    // A payload that is not an object is refused as such (serde would read an array by position).
+    for (payload, kind) in [
+        (json!([42, "a@example.com"]), "an array"),
+        (json!(null), "null"),
+    ] {
+        let err = Account::from_payload(&Event::Created, 1, &payload).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid `Account` payload (version 1, event `created`): expected a JSON object, found {kind}"
+            )
+        );
+    }
+
+    // A huge bad value does not make a huge error.
+    let mut payload = account().to_payload(&Event::Created, 1).unwrap();
+    payload["id"] = json!("x".repeat(1_000_000));
+    let err = Account::from_payload(&Event::Created, 1, &payload)
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 500 && err.ends_with("(1000049 bytes)"), "{err}");
+}
+
+#[test]
+fn serializer_errors_name_the_field() {
+    #[derive(Outboxed)]
+    #[outbox(topic = "counters", route = "counters")]
+    struct Counter {
+        id: i64,
+        total: u128,
+    }
+    let counter = Counter {
+        id: 1,
+        total: u128::MAX,
+    };
+    // A `Value` cannot hold a u128 this large; the bytes can.
+    let err = counter.to_payload(&Event::Created, 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Serialize {
+                model: "Counter",
+                version: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("number out of range"), "{err}");
+    let mut out = Vec::new();
+    counter.write_payload(&Event::Created, 1, &mut out).unwrap();
+
+    #[derive(Outboxed)]
+    #[outbox(topic = "files", route = "files")]
+    struct File {
+        id: i64,
+        #[outbox(with = refuse)]
+        body: Vec<u8>,
+    }
+    mod refuse {
+        pub(super) fn serialize<S: serde::Serializer>(_: &[u8], _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("bodies are not sent"))
+        }
+        pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+            _: D,
+        ) -> Result<Vec<u8>, D::Error> {
+            Ok(Vec::new())
+        }
+    }
+    let file = File {
+        id: 1,
+        body: vec![1],
+    };
+    let err = file
+        .write_payload(&Event::Created, 1, &mut Vec::new())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "could not serialize `File` (version 1, event `created`): field `body`: bodies are not sent"
+    );
+}
+
+#[test]
+fn default_paths_may_name_the_model_with_self() {
+    #[derive(Debug, Outboxed)]
+    #[outbox(topic = "accounts", route = "users", versions = [1, 2])]
+    struct User {
+        id: i64,
+        #[outbox(since = 2, default = Self::default_locale)]
+        locale: String,
+    }
+    impl User {
+        fn default_locale() -> String {
+            "en".into()
+        }
+    }
+    let user = User::from_payload(&Event::Created, 1, &json!({"id": 1})).unwrap();
+    assert_eq!(user.locale, "en");
+    // Also when a version that carries the field finds it missing.
+    let user = User::from_payload(&Event::Created, 2, &json!({"id": 1})).unwrap();
+    assert_eq!(user.locale, "en");
 }
 
 #[test]

@@ -80,16 +80,16 @@ impl ContainerAttrs {
                     match key.as_str() {
                         TOPIC => {
                             if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, TOPIC)) {
-                                if v.value().is_empty() {
-                                    cx.error_spanned_by(&v, "`topic` must not be empty");
+                                if let Err(reason) = check_topic(&v.value()) {
+                                    cx.error_spanned_by(&v, reason);
                                 }
                                 topic.set(cx, &meta.path, v);
                             }
                         }
                         ROUTE => {
                             if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, ROUTE)) {
-                                if v.value().is_empty() {
-                                    cx.error_spanned_by(&v, "`route` must not be empty");
+                                if let Err(reason) = check_name(ROUTE, &v.value()) {
+                                    cx.error_spanned_by(&v, reason);
                                 }
                                 route.set(cx, &meta.path, v);
                             }
@@ -149,6 +149,8 @@ impl ContainerAttrs {
                 });
                 if let Err(e) = parsed {
                     cx.syn_error(e);
+                    // `#[outbox]` without a list: one error is enough, not "missing topic" too.
+                    attempted.extend([TOPIC, ROUTE]);
                 }
             } else if attr.path().is_ident(DIESEL) {
                 // Diesel's own derives validate its keys; read two, skip the rest quietly.
@@ -223,6 +225,11 @@ impl FieldAttrs {
                                 .and_then(|n| n.parse::<u32>().ok())
                                 .filter(|n| *n > 0 && !name.starts_with("v0"));
                             let value = record(cx, &version, attr_util::lit_str(&version, &name));
+                            if let Some(value) = &value
+                                && let Err(reason) = check_name(RENAME, &value.value())
+                            {
+                                cx.error_spanned_by(value, reason);
+                            }
                             let Some(number) = number else {
                                 cx.error_spanned_by(
                                     &version.path,
@@ -241,6 +248,9 @@ impl FieldAttrs {
                     }
                     RENAME => {
                         if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, RENAME)) {
+                            if let Err(reason) = check_name(RENAME, &v.value()) {
+                                cx.error_spanned_by(&v, reason);
+                            }
                             rename.set(cx, &meta.path, v);
                         }
                     }
@@ -289,4 +299,37 @@ impl FieldAttrs {
             default: default.get(),
         }
     }
+}
+
+/// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`.
+fn check_topic(topic: &str) -> Result<(), String> {
+    check_name(TOPIC, topic)?;
+    if topic.len() > 249 {
+        return Err(format!(
+            "`topic` is {} characters long; Kafka allows 249",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "`topic` contains {c:?}; Kafka topic names use only ASCII letters, digits, `.`, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// Routes and wire names: not empty, no whitespace or control characters.
+fn check_name(key: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("`{key}` must not be empty"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{key}` must not contain whitespace or control characters, found {c:?}"
+        ));
+    }
+    Ok(())
 }

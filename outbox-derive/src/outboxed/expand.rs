@@ -37,6 +37,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         .fields
         .iter()
         .filter_map(|f| cx.serialize_with_helper(f));
+    let default_helpers = model.fields.iter().filter_map(|f| cx.default_helper(f));
     let full_payloads = model.payload_with.is_none();
     let keys_only = full_payloads && model.destroyed == Destroyed::Keys;
     let ser_views = versions
@@ -67,9 +68,13 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     let key_from_payload = cx.key_read_payload_body();
 
     quote! {
+        // The views repeat the model's field names and types: lints about those
+        // are the model's, reported once on it.
         #[doc(hidden)]
+        #[allow(non_snake_case, deprecated, clippy::trivially_copy_pass_by_ref, clippy::question_mark_used)]
         const _: () = {
             #(#with_helpers)*
+            #(#default_helpers)*
             #(#ser_views)*
             #(#key_ser_views)*
             #(#de_views)*
@@ -212,6 +217,36 @@ impl Expander<'_, '_> {
         })
     }
 
+    fn default_helper_name(field: &ModelField<'_>) -> Ident {
+        format_ident!("__outbox_default_{}", field.ident.unraw())
+    }
+
+    /// The value of a field a version does not carry: its `default = path`, or
+    /// `Default::default()` (for `default` and `skip`). Spanned on the user's
+    /// tokens, so a missing `Default` impl is reported at the field.
+    fn default_helper(&self, field: &ModelField<'_>) -> Option<TokenStream> {
+        if field.default.is_none() && !field.skip {
+            return None;
+        }
+        let private = &self.private;
+        let name = Self::default_helper_name(field);
+        let ty = field.ty;
+        let value = match &field.default {
+            Some(FieldDefault::Path(path)) => {
+                // `Self` in the attribute means the model, not a generated view.
+                let path = replace_self(path, self.model.ident);
+                quote_spanned!(path.span()=> #path())
+            }
+            _ => quote_spanned!(ty.span()=> <#ty as #private::Default>::default()),
+        };
+        Some(quote! {
+            #[allow(dead_code)]
+            fn #name() -> #ty {
+                #value
+            }
+        })
+    }
+
     fn ser_view(&self, version: u32, keys: bool) -> TokenStream {
         let private = &self.private;
         let serde_crate = &self.serde_crate;
@@ -227,7 +262,10 @@ impl Expander<'_, '_> {
                     let helper = LitStr::new(&helper, with.span());
                     quote!(#[serde(serialize_with = #helper)])
                 });
-                quote!(#[serde(rename = #wire)] #with #ident: &'__outbox #ty)
+                // Spanned on the field's type, so "`T: Serialize` is not satisfied"
+                // points at the field, not at the derive.
+                let borrowed = quote_spanned!(ty.span()=> &'__outbox #ty);
+                quote!(#[serde(rename = #wire)] #with #ident: #borrowed)
             });
         quote! {
             #[derive(#private::serde::Serialize)]
@@ -255,14 +293,11 @@ impl Expander<'_, '_> {
                     );
                     quote!(#[serde(deserialize_with = #path)])
                 });
-                let default = match &field.default {
-                    None => None,
-                    Some(FieldDefault::Trait) => Some(quote!(#[serde(default)])),
-                    Some(FieldDefault::Path(path)) => {
-                        let path = LitStr::new(&path_to_string(path), path.span());
-                        Some(quote!(#[serde(default = #path)]))
-                    }
-                };
+                let default = field.default.as_ref().map(|_| {
+                    let helper = Self::default_helper_name(field).to_string();
+                    let helper = LitStr::new(&helper, field.ident.span());
+                    quote!(#[serde(default = #helper)])
+                });
                 quote!(#[serde(rename = #wire)] #with #default #ident: #ty)
             });
         quote! {
@@ -391,11 +426,8 @@ impl Expander<'_, '_> {
                 if field.wire.contains_key(&version) {
                     quote!(#member: __view.#member)
                 } else {
-                    let value = match &field.default {
-                        Some(FieldDefault::Path(path)) => quote_spanned!(path.span()=> #path()),
-                        _ => quote_spanned!(field.ty.span()=> #private::Default::default()),
-                    };
-                    quote!(#member: #value)
+                    let helper = Self::default_helper_name(field);
+                    quote!(#member: #helper())
                 }
             });
             quote! {
@@ -440,4 +472,15 @@ impl Expander<'_, '_> {
             }
         }
     }
+}
+
+/// `Self::f` → `Model::f`.
+fn replace_self(path: &Path, model: &Ident) -> Path {
+    let mut path = path.clone();
+    if let Some(first) = path.segments.first_mut()
+        && first.ident == "Self"
+    {
+        first.ident = Ident::new(&model.to_string(), first.ident.span());
+    }
+    path
 }

@@ -203,14 +203,19 @@ fn errors_name_what_is_wrong() {
     assert!(err.to_string().contains("ascending and unique"), "{err}");
     let err = decode_with_header(&record, "versions", Some("1,x"));
     assert!(
-        err.to_string().contains("`x`: expected a version number"),
+        err.to_string().contains("\"x\": expected a version number"),
         "{err}"
     );
     let err = decode_with_header(&record, "versions", Some("0,1"));
     assert!(
-        err.to_string().contains("`0`: versions start at 1"),
+        err.to_string().contains("\"0\": versions start at 1"),
         "{err}"
     );
+    // The reason does not repeat the value, and a huge value stays short.
+    let huge = format!("1,{}", "9".repeat(100_000));
+    let err = decode_with_header(&record, "versions", Some(&huge));
+    assert!(err.to_string().len() < 400, "{err}");
+    assert_eq!(err.to_string().matches("1,999").count(), 1, "{err}");
     let err = decode_with_header(&record, "versions", Some("1"));
     assert_eq!(
         err.to_string(),
@@ -264,8 +269,21 @@ fn errors_name_what_is_wrong() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "header `partition_key` is \"43\" but the envelope says \"42\""
+        "record key is \"43\" but the envelope's `partition_key` is \"42\""
     );
+
+    let mut headers: Vec<(&str, Option<&[u8]>)> = record
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != "event")
+        .map(|(n, v)| (*n, Some(v.as_bytes())))
+        .collect();
+    headers.push(("event", None));
+    let err = Message::decode("t", Some(&record.key), headers, Some(&record.value)).unwrap_err();
+    assert_eq!(err.to_string(), "header `event` has no value");
+
+    let err = decode_with_header(&record, "occurred_at", Some("yesterday"));
+    assert_eq!(err.to_string().matches("yesterday").count(), 1, "{err}");
 }
 
 #[test]
@@ -323,6 +341,10 @@ fn envelope_errors_name_the_field() {
         decode_with_value(&record, &value).to_string(),
         "envelope field `payloads.01` has an invalid value \"01\": expected a version number (1, 2, …)"
     );
+    let huge_version = "7".repeat(100_000);
+    let value = with_envelope_field(&record, "payloads", json!({ huge_version: {} }));
+    let err = decode_with_value(&record, &value).to_string();
+    assert!(err.len() < 400, "{err}");
     let value = with_envelope_field(&record, "event", json!("updated"));
     assert_eq!(
         decode_with_value(&record, &value).to_string(),

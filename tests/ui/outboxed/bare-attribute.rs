@@ -1,0 +1,7 @@
+#[derive(outbox::Outboxed)]
+#[outbox]
+struct User {
+    id: i64,
+}
+
+fn main() {}

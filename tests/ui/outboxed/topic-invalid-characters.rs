@@ -1,0 +1,7 @@
+#[derive(outbox::Outboxed)]
+#[outbox(topic = "user accounts", route = "users")]
+struct User {
+    id: i64,
+}
+
+fn main() {}
