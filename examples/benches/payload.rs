@@ -9,8 +9,9 @@
 //! Run: `cargo bench -p outbox-examples --bench payload`. Criterion measures
 //! each of the four; then the ratios are taken from an interleaved run (serde,
 //! outbox, serde, outbox, … keeping each one's fastest round), which a busy
-//! two-core machine disturbs far less than four benchmarks run one after the
-//! other. Targets: encode ≤ 1.10×, decode ≤ 1.25×.
+//! two-core machine disturbs far less than benchmarks run one after the
+//! other (there, whichever of a pair runs second measures 20–40 % slower).
+//! Targets: encode ≤ 1.10×, decode ≤ 1.25×.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

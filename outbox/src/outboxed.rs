@@ -63,6 +63,8 @@ pub trait Outboxed: Sized {
 
     /// Appends the same JSON as [`to_payload`](Outboxed::to_payload) to `out`,
     /// without building a [`Value`] first: the enqueue path uses this one.
+    /// Fields are written in declaration order (a `Value` sorts its keys, so the
+    /// two are equal as JSON, not byte for byte).
     ///
     /// # Errors
     ///

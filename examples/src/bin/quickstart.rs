@@ -38,7 +38,7 @@ async fn main() -> Result<(), BoxError> {
     )?;
     let message = Message::new(Event::Created, "accounts", "users", TOPIC, "42", payloads);
     println!(
-        "enqueued  {} {} for `{}` (key {}, versions 1,2)",
+        "built     {} {} for `{}` (key {}, versions 1,2)",
         message.id, message.event, message.to, message.partition_key
     );
 
@@ -75,9 +75,9 @@ async fn main() -> Result<(), BoxError> {
     );
 
     // What a consuming service does: read, decode, pick the version it knows.
-    let group = format!("quickstart-{}", message.id);
+    // A fixed group: each run resumes after the message the previous run committed.
     let consumer: StreamConsumer = client_config(&brokers)
-        .set("group.id", &group)
+        .set("group.id", "outbox-quickstart")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
