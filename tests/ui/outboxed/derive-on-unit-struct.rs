@@ -1,0 +1,5 @@
+#[derive(outbox::Outboxed)]
+#[outbox(topic = "accounts", route = "users")]
+struct User;
+
+fn main() {}

@@ -1,0 +1,9 @@
+#[derive(outbox::Outboxed)]
+#[outbox(topic = "accounts", route = "users", versions = [1, 2])]
+struct User {
+    id: i64,
+    #[outbox(since = "2")]
+    name: String,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+#[derive(outbox::Outboxed)]
+#[outbox(topic = "accounts", route = "users", versions = [1, "2"])]
+struct User {
+    id: i64,
+    name: String,
+}
+
+fn main() {}
