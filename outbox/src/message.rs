@@ -220,7 +220,7 @@ impl Message {
         };
 
         let value = value.ok_or(DecodeError::MissingValue)?;
-        let envelope = Envelope::parse(value)?;
+        let mut envelope = Envelope::parse(value)?;
         let envelope_id = envelope.parse_field(headers::MESSAGE_ID, MessageId::parse)?;
         agree(headers::MESSAGE_ID, &id, &envelope_id)?;
         let envelope_event = envelope.parse_field(headers::EVENT, Event::parse)?;
@@ -236,7 +236,7 @@ impl Message {
         }
         let envelope_occurred_at = envelope.parse_field(headers::OCCURRED_AT, parse_timestamp)?;
         agree(headers::OCCURRED_AT, &occurred_at, &envelope_occurred_at)?;
-        let payloads = envelope.payloads()?;
+        let payloads = envelope.take_payloads()?;
         let payload_versions: Vec<u32> = payloads.versions().collect();
         if payload_versions != versions {
             return Err(DecodeError::Mismatch {
@@ -434,16 +434,17 @@ impl Envelope {
         })
     }
 
-    fn payloads(&self) -> Result<Payloads, DecodeError> {
+    /// Moves the payloads out (they are the bulk of the value: no copy).
+    fn take_payloads(&mut self) -> Result<Payloads, DecodeError> {
         let field = "payloads";
-        let map = match self.0.get(field) {
+        let map = match self.0.remove(field) {
             None => return Err(DecodeError::MissingField { field }),
             Some(Value::Object(map)) => map,
             Some(other) => {
                 return Err(DecodeError::InvalidField {
                     field: field.to_owned(),
                     value: Truncated::new(&other.to_string()),
-                    reason: format!("expected an object, found {}", json_kind(other)),
+                    reason: format!("expected an object, found {}", json_kind(&other)),
                 });
             }
         };
@@ -456,16 +457,16 @@ impl Envelope {
         }
         let mut payloads = BTreeMap::new();
         for (version, payload) in map {
-            let parsed = parse_version(version).map_err(|reason| DecodeError::InvalidField {
+            let parsed = parse_version(&version).map_err(|reason| DecodeError::InvalidField {
                 field: {
-                    let shown = Truncated::new(version);
+                    let shown = Truncated::new(&version);
                     let ellipsis = if shown.is_cut() { "…" } else { "" };
                     format!("payloads.{}{ellipsis}", shown.shown())
                 },
-                value: Truncated::new(version),
+                value: Truncated::new(&version),
                 reason,
             })?;
-            payloads.insert(parsed, payload.clone());
+            payloads.insert(parsed, payload);
         }
         Ok(Payloads(payloads))
     }

@@ -16,8 +16,13 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
         Err(error) => return error.to_compile_error(),
     };
     let cx = Ctxt::new();
-    let model =
-        ast::Container::from_ast(&cx, &input).and_then(|container| validate::model(&cx, container));
+    let container = ast::Container::from_ast(&cx, &input);
+    // The fallback must name the crate where the user says it is, or it adds errors.
+    let krate: syn::Path = container
+        .as_ref()
+        .and_then(|c| c.attrs.krate.clone())
+        .unwrap_or_else(|| syn::parse_quote!(::outbox));
+    let model = container.and_then(|container| validate::model(&cx, container));
     match (cx.check(), model) {
         (Ok(()), Some(model)) => expand::expand(&model),
         (result, _) => {
@@ -27,7 +32,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
                 .generics
                 .params
                 .is_empty()
-                .then(|| expand::fallback(&input.ident, &syn::parse_quote!(::outbox)));
+                .then(|| expand::fallback(&input.ident, &krate));
             quote::quote!(#errors #fallback)
         }
     }
