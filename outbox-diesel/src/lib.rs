@@ -1,9 +1,37 @@
 //! The PostgreSQL side of `outbox`, on Diesel: migrations, enqueue (diesel and
-//! diesel-async), the relay, the inbox and stopped partitions.
+//! diesel-async), realtime messages, and the relay that publishes to Kafka.
 //!
-//! Nothing is here yet: this crate fills in as those parts land. The message
-//! types it builds on live in [`outbox`].
+//! ```text
+//!  your transaction                          the relay (outbox relay, or Relay::run)
+//!  ├─ INSERT INTO users …                    ├─ wakes on NOTIFY or every poll interval
+//!  ├─ outbox.enqueue(conn, &user, Created)   ├─ reads a batch in id order, sends it all at once
+//!  └─ COMMIT ── NOTIFY outbox_messages ───▶  └─ waits for Kafka's acks, deletes those rows
+//! ```
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use outbox::kafka::KafkaPublisher;
+//! use outbox_diesel::Relay;
+//!
+//! # async fn run() -> Result<(), outbox_diesel::Error> {
+//! let publisher = KafkaPublisher::new("127.0.0.1:59092")?;
+//! let relay = Relay::builder("postgres://localhost/app", publisher).build()?;
+//! relay.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
 
+mod error;
+pub mod migrations;
+pub mod ops;
+mod pg;
+pub mod relay;
+pub mod schema;
+
+pub use error::{Error, Result, mask_password};
 pub use outbox;
+pub use pg::enqueue::Outbox;
+pub use pg::realtime::{REALTIME_EVENT, Realtime, RealtimeMessage};
+pub use relay::{Relay, RelayBuilder, RelayReport};

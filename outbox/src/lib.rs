@@ -6,8 +6,9 @@
 //! order per key, in their own transaction (the idempotent inbox).
 //!
 //! This crate holds what both sides share: [`Event`], [`MessageId`], the
-//! [`Message`] envelope and its wire format, and the errors. The PostgreSQL
-//! side lives in `outbox-diesel`.
+//! [`Message`] envelope and its wire format, the [`Publisher`] seam and its
+//! Kafka transport ([`kafka`], feature `kafka`, on by default), and the errors.
+//! The PostgreSQL side (enqueue, relay) lives in `outbox-diesel`.
 //!
 //! # Examples
 //!
@@ -31,7 +32,11 @@ mod message;
 mod message_id;
 mod outboxed;
 mod partition;
+mod publish;
 mod trace;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 #[doc(hidden)]
 pub mod __private {
@@ -46,6 +51,7 @@ pub use message::{CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers}
 pub use message_id::MessageId;
 pub use outboxed::Outboxed;
 pub use partition::{kafka_partition, murmur2};
+pub use publish::{Delivery, OutgoingRecord, PublishError, PublishErrorKind, Publisher};
 pub use trace::TraceContext;
 
 #[doc = include_str!("outboxed_derive.md")]

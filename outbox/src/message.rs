@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use crate::error::{DecodeError, Error, Truncated};
 use crate::event::Event;
 use crate::message_id::MessageId;
+use crate::outboxed::Outboxed;
 use crate::trace::TraceContext;
 
 /// Names of the Kafka headers a message carries.
@@ -141,41 +142,89 @@ impl Message {
     /// needs, so [`decode`](Message::decode) gives the same instant back.
     pub fn encode(&self) -> EncodedMessage {
         let id = self.id.to_string();
-        let occurred_at = self
-            .occurred_at
-            .to_rfc3339_opts(SecondsFormat::AutoSi, true);
-        let envelope = EnvelopeOut {
-            message_id: &id,
+        let occurred_at = format_timestamp(&self.occurred_at);
+        let fields = EnvelopeFields {
+            id: &id,
             event: self.event.as_str(),
             from: &self.from,
             to: &self.to,
             partition_key: &self.partition_key,
             occurred_at: &occurred_at,
-            payloads: &self.payloads.0,
+            versions: self.payloads.versions_header(),
+            trace: self.trace.as_ref(),
         };
-        // Serialising strings and `Value`s into a Vec cannot fail.
-        let value = serde_json::to_vec(&envelope).unwrap_or_default();
+        let mut value = Vec::with_capacity(256);
+        // Writing strings and `Value`s into a Vec cannot fail.
+        let _ = fields.write_value(&mut value, |out| {
+            write_payload_map(out, self.payloads.0.iter(), |out, payload| {
+                serde_json::to_writer(out, payload).map_err(|e| Error::Serialize {
+                    model: "Message",
+                    version: 0,
+                    event: self.event.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+        });
+        fields.into_record(value)
+    }
 
-        let mut headers = vec![
-            (headers::MESSAGE_ID, id),
-            (headers::EVENT, self.event.as_str().to_owned()),
-            (headers::FROM, self.from.clone()),
-            (headers::TO, self.to.clone()),
-            (headers::VERSIONS, self.payloads.versions_header()),
-            (headers::CONTENT_TYPE, CONTENT_TYPE_JSON.to_owned()),
-            (headers::OCCURRED_AT, occurred_at),
-        ];
-        if let Some(trace) = &self.trace {
-            headers.push((headers::TRACEPARENT, trace.traceparent().to_owned()));
-            if let Some(state) = trace.tracestate() {
-                headers.push((headers::TRACESTATE, state.to_owned()));
-            }
-        }
-        EncodedMessage {
-            key: self.partition_key.as_bytes().to_vec(),
-            headers,
-            value,
-        }
+    /// Encodes the message a model's `event` makes, writing each of
+    /// [`M::VERSIONS`](Outboxed::VERSIONS) straight into the value with
+    /// [`Outboxed::write_payload`] (no [`Value`] in between): the enqueue path.
+    ///
+    /// The result decodes (with [`Message::decode`]) to the message that
+    /// [`Message::new`] would make from `model.to_payload(..)` of each version.
+    ///
+    /// # Errors
+    ///
+    /// What [`Outboxed::write_payload`] returns for a failing field serializer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::{Event, Message, MessageId, Outboxed};
+    ///
+    /// #[derive(Outboxed)]
+    /// #[outbox(topic = "accounts", route = "users", versions = [1, 2])]
+    /// struct User { id: i64, email: String }
+    ///
+    /// let user = User { id: 7, email: "ada@example.com".into() };
+    /// let id = MessageId::new();
+    /// let record = Message::encode_model(&user, &Event::Created, "accounts", id, chrono::Utc::now(), None)?;
+    /// let headers = record.headers.iter().map(|(n, v)| (*n, Some(v.as_bytes())));
+    /// let message = Message::decode(User::TOPIC, Some(&record.key), headers, Some(&record.value))?;
+    /// assert_eq!((message.id, message.to.as_str()), (id, "users"));
+    /// assert_eq!(message.payload_for(&[2])?.1, &user.to_payload(&Event::Created, 2)?);
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    pub fn encode_model<M: Outboxed>(
+        model: &M,
+        event: &Event,
+        from: &str,
+        id: MessageId,
+        occurred_at: DateTime<Utc>,
+        trace: Option<&TraceContext>,
+    ) -> Result<EncodedMessage, Error> {
+        let id = id.to_string();
+        let occurred_at = format_timestamp(&occurred_at);
+        let partition_key = model.partition_key();
+        let fields = EnvelopeFields {
+            id: &id,
+            event: event.as_str(),
+            from,
+            to: M::ROUTE,
+            partition_key: &partition_key,
+            occurred_at: &occurred_at,
+            versions: join_versions(M::VERSIONS),
+            trace,
+        };
+        let mut value = Vec::with_capacity(256);
+        fields.write_value(&mut value, |out| {
+            write_payload_map(out, M::VERSIONS.iter().map(|v| (v, v)), |out, version| {
+                model.write_payload(event, *version, out)
+            })
+        })?;
+        Ok(fields.into_record(value))
     }
 
     /// Decodes a Kafka record read from `topic`.
@@ -380,15 +429,99 @@ impl Payloads {
     }
 }
 
-#[derive(serde::Serialize)]
-struct EnvelopeOut<'a> {
-    message_id: &'a str,
+/// What the headers and the envelope both carry, already formatted.
+struct EnvelopeFields<'a> {
+    id: &'a str,
     event: &'a str,
     from: &'a str,
     to: &'a str,
     partition_key: &'a str,
     occurred_at: &'a str,
-    payloads: &'a BTreeMap<u32, Value>,
+    versions: String,
+    trace: Option<&'a TraceContext>,
+}
+
+impl EnvelopeFields<'_> {
+    /// Writes the envelope; `payloads` writes the value of its `payloads` field.
+    fn write_value(
+        &self,
+        out: &mut Vec<u8>,
+        payloads: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let fields = [
+            (headers::MESSAGE_ID, self.id),
+            (headers::EVENT, self.event),
+            (headers::FROM, self.from),
+            (headers::TO, self.to),
+            ("partition_key", self.partition_key),
+            (headers::OCCURRED_AT, self.occurred_at),
+        ];
+        out.push(b'{');
+        for (name, value) in fields {
+            write_json_string(out, name);
+            out.push(b':');
+            write_json_string(out, value);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"payloads\":");
+        payloads(out)?;
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn into_record(self, value: Vec<u8>) -> EncodedMessage {
+        let mut headers = Vec::with_capacity(9);
+        headers.extend([
+            (headers::MESSAGE_ID, self.id.to_owned()),
+            (headers::EVENT, self.event.to_owned()),
+            (headers::FROM, self.from.to_owned()),
+            (headers::TO, self.to.to_owned()),
+            (headers::VERSIONS, self.versions),
+            (headers::CONTENT_TYPE, CONTENT_TYPE_JSON.to_owned()),
+            (headers::OCCURRED_AT, self.occurred_at.to_owned()),
+        ]);
+        if let Some(trace) = self.trace {
+            headers.push((headers::TRACEPARENT, trace.traceparent().to_owned()));
+            if let Some(state) = trace.tracestate() {
+                headers.push((headers::TRACESTATE, state.to_owned()));
+            }
+        }
+        EncodedMessage {
+            key: self.partition_key.as_bytes().to_vec(),
+            headers,
+            value,
+        }
+    }
+}
+
+/// `{"1":<payload>,"2":<payload>}`, versions ascending.
+fn write_payload_map<'p, P: 'p>(
+    out: &mut Vec<u8>,
+    payloads: impl Iterator<Item = (&'p u32, P)>,
+    mut write: impl FnMut(&mut Vec<u8>, P) -> Result<(), Error>,
+) -> Result<(), Error> {
+    out.push(b'{');
+    for (i, (version, payload)) in payloads.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(version.to_string().as_bytes());
+        out.extend_from_slice(b"\":");
+        write(out, payload)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_json_string(out: &mut Vec<u8>, value: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// RFC 3339 with as many fractional digits as needed, so decoding gives the same instant.
+fn format_timestamp(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// The envelope's JSON object, read field by field so an error names the field.

@@ -1,0 +1,130 @@
+//! Errors of `outbox-diesel`.
+
+use std::path::PathBuf;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong on the PostgreSQL side of outbox.
+///
+/// `#[non_exhaustive]`: later releases add variants (the inbox, stopped partitions).
+///
+/// # Examples
+///
+/// ```
+/// use outbox_diesel::Error;
+///
+/// let err = Error::NotInTransaction;
+/// assert!(err.to_string().starts_with("enqueue outside a transaction"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `enqueue` was called on a connection with no open transaction: the message
+    /// would be committed apart from the data it describes. Nothing was written.
+    #[error(
+        "enqueue outside a transaction: call it inside `conn.transaction(..)` so the message \
+         commits or rolls back with the data it describes (nothing was written)"
+    )]
+    NotInTransaction,
+
+    /// A query failed.
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+
+    /// The database could not be reached.
+    #[error("could not connect to PostgreSQL at {url}")]
+    Connection {
+        /// The URL, password masked.
+        url: String,
+        /// What the driver said.
+        #[source]
+        source: diesel::ConnectionError,
+    },
+
+    /// A message could not be built (a payload serializer failed, an invalid name).
+    #[error(transparent)]
+    Message(#[from] outbox::Error),
+
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+
+    /// A migration folder exists with other content.
+    #[error("{} exists with different content; remove it or write elsewhere", .0.display())]
+    AlreadyExists(PathBuf),
+
+    /// A file could not be written or read.
+    #[error("{}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A setting is not valid.
+    #[error("invalid setting `{name}`: {reason}")]
+    Config {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The broker could not be reached or refused the publisher's settings.
+    #[error(transparent)]
+    Publish(#[from] outbox::PublishError),
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+///
+/// # Examples
+///
+/// ```
+/// use outbox_diesel::mask_password;
+///
+/// assert_eq!(mask_password("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
+/// assert_eq!(mask_password("postgres://db/app"), "postgres://db/app");
+/// ```
+pub fn mask_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_password;
+
+    #[test]
+    fn masks_only_the_password() {
+        assert_eq!(
+            mask_password("postgres://u:p@h/d?x=1"),
+            "postgres://u:***@h/d?x=1"
+        );
+        assert_eq!(
+            mask_password("postgres://u@h:5432/d"),
+            "postgres://u@h:5432/d"
+        );
+        assert_eq!(mask_password("postgres://h:5432/d"), "postgres://h:5432/d");
+        assert_eq!(mask_password("not a url"), "not a url");
+        assert_eq!(
+            mask_password("postgres://u:p:q@h/d"),
+            "postgres://u:***@h/d"
+        );
+    }
+}

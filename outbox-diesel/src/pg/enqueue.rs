@@ -1,0 +1,346 @@
+//! Enqueue: messages written in the caller's transaction, beside the data they describe.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use diesel::PgConnection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::prelude::*;
+use diesel_async::AsyncPgConnection;
+use outbox::{EncodedMessage, Event, Message, MessageId, Outboxed, TraceContext};
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::pg::realtime::Realtime;
+use crate::schema::outbox_messages;
+
+/// PostgreSQL allows 65,535 bind parameters per statement; a row takes 5.
+const ROWS_PER_INSERT: usize = 10_000;
+
+/// Writes messages into `outbox_messages` in the caller's transaction, for the
+/// relay to publish once it commits.
+///
+/// The producer name is sent as each message's `from`. An `Outbox` is cheap to
+/// clone; keep one per service.
+///
+/// Each enqueue is one `INSERT` (one row per message, all payload versions in its
+/// value, written by the model's generated serializers straight into bytes). The
+/// table's trigger issues `NOTIFY outbox_messages` in the same transaction, so the
+/// relay wakes when it commits and never for a rollback.
+///
+/// # Examples
+///
+/// ```no_run
+/// use diesel::prelude::*;
+/// use outbox::{Event, Outboxed};
+/// use outbox_diesel::Outbox;
+///
+/// diesel::table! { users (id) { id -> BigInt, email -> Text } }
+///
+/// #[derive(Queryable, Insertable, Outboxed)]
+/// #[diesel(table_name = users)]
+/// #[outbox(topic = "accounts")]
+/// struct User { id: i64, email: String }
+///
+/// let mut conn = PgConnection::establish("postgres://localhost/app")?;
+/// let outbox = Outbox::new("accounts");
+/// conn.transaction(|conn| {
+///     let user: User = diesel::insert_into(users::table)
+///         .values(&User { id: 1, email: "ada@example.com".into() })
+///         .get_result(conn)?;
+///     outbox.enqueue(conn, &user, Event::Created)?;
+///     Ok::<_, outbox_diesel::Error>(())
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    producer: Arc<str>,
+    trace: Option<TraceContext>,
+}
+
+impl Outbox {
+    /// An outbox for the producing service `producer` (the `from` of its messages).
+    pub fn new(producer: impl Into<String>) -> Self {
+        Outbox {
+            producer: producer.into().into(),
+            trace: None,
+        }
+    }
+
+    /// The same outbox, attaching `trace` (its `traceparent`/`tracestate`) to the
+    /// messages it enqueues.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::TraceContext;
+    /// use outbox_diesel::Outbox;
+    ///
+    /// let trace = TraceContext::new("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None)?;
+    /// let traced = Outbox::new("accounts").with_trace(Some(trace.clone()));
+    /// assert_eq!(traced.trace(), Some(&trace));
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_trace(&self, trace: Option<TraceContext>) -> Self {
+        Outbox {
+            producer: self.producer.clone(),
+            trace,
+        }
+    }
+
+    /// The producer name.
+    pub fn producer(&self) -> &str {
+        &self.producer
+    }
+
+    /// The trace attached to enqueued messages, if any.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.trace.as_ref()
+    }
+
+    /// A helper for realtime notifications published to `topic`.
+    pub fn realtime(&self, topic: impl Into<String>) -> Realtime {
+        Realtime::new(self.clone(), topic.into())
+    }
+
+    /// Enqueues `event` of `model` in the transaction open on `conn`; returns the
+    /// message's id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotInTransaction`] when `conn` has no open transaction (nothing is
+    /// written); [`Error::Message`] when a payload serializer fails;
+    /// [`Error::Database`] when the insert fails.
+    pub fn enqueue<M: Outboxed>(
+        &self,
+        conn: &mut PgConnection,
+        model: &M,
+        event: Event,
+    ) -> Result<MessageId> {
+        let row = self.model_row(model, &event)?;
+        ensure_transaction(conn)?;
+        let _span =
+            tracing::debug_span!("outbox.enqueue", topic = M::TOPIC, event = %event, count = 1)
+                .entered();
+        insert(&[row.as_new()]).execute(conn)?;
+        Ok(row.id)
+    }
+
+    /// [`enqueue`](Outbox::enqueue) on a diesel-async connection.
+    ///
+    /// # Errors
+    ///
+    /// As for [`enqueue`](Outbox::enqueue).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use outbox::{Event, Outboxed};
+    /// # #[derive(Outboxed)] #[outbox(topic = "accounts", route = "users")] struct User { id: i64 }
+    /// use diesel_async::{AsyncConnection, AsyncPgConnection};
+    /// use diesel_async::scoped_futures::ScopedFutureExt;
+    ///
+    /// # async fn f(user: User) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = AsyncPgConnection::establish("postgres://localhost/app").await?;
+    /// let outbox = outbox_diesel::Outbox::new("accounts");
+    /// conn.transaction(|conn| async move {
+    ///     outbox.enqueue_async(conn, &user, Event::Updated).await?;
+    ///     Ok::<_, outbox_diesel::Error>(())
+    /// }.scope_boxed()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_async<M: Outboxed>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        model: &M,
+        event: Event,
+    ) -> Result<MessageId> {
+        let row = self.model_row(model, &event)?;
+        ensure_transaction_async(conn)?;
+        let span =
+            tracing::debug_span!("outbox.enqueue", topic = M::TOPIC, event = %event, count = 1);
+        diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn)
+            .instrument(span)
+            .await?;
+        Ok(row.id)
+    }
+
+    /// Enqueues `event` of every model in `models`, in order, with one `INSERT`
+    /// (per 10,000 messages); returns their ids in the same order.
+    ///
+    /// # Errors
+    ///
+    /// As for [`enqueue`](Outbox::enqueue); on error nothing is written.
+    pub fn enqueue_all<'m, M: Outboxed + 'm>(
+        &self,
+        conn: &mut PgConnection,
+        models: impl IntoIterator<Item = &'m M>,
+        event: Event,
+    ) -> Result<Vec<MessageId>> {
+        let rows = models
+            .into_iter()
+            .map(|model| self.model_row(model, &event))
+            .collect::<Result<Vec<_>>>()?;
+        ensure_transaction(conn)?;
+        let _span = tracing::debug_span!("outbox.enqueue", topic = M::TOPIC, event = %event, count = rows.len()).entered();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let new: Vec<NewRow<'_>> = chunk.iter().map(Row::as_new).collect();
+            insert(&new).execute(conn)?;
+        }
+        Ok(rows.iter().map(|row| row.id).collect())
+    }
+
+    /// [`enqueue_all`](Outbox::enqueue_all) on a diesel-async connection.
+    ///
+    /// # Errors
+    ///
+    /// As for [`enqueue`](Outbox::enqueue).
+    pub async fn enqueue_all_async<'m, M: Outboxed + 'm>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        models: impl IntoIterator<Item = &'m M>,
+        event: Event,
+    ) -> Result<Vec<MessageId>> {
+        let rows = models
+            .into_iter()
+            .map(|model| self.model_row(model, &event))
+            .collect::<Result<Vec<_>>>()?;
+        ensure_transaction_async(conn)?;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let new: Vec<NewRow<'_>> = chunk.iter().map(Row::as_new).collect();
+            diesel_async::RunQueryDsl::execute(insert(&new), conn).await?;
+        }
+        Ok(rows.iter().map(|row| row.id).collect())
+    }
+
+    /// Enqueues a message built by hand (its own id, `from`, trace and payloads
+    /// are kept as they are).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotInTransaction`] or [`Error::Database`], as for [`enqueue`](Outbox::enqueue).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use diesel::prelude::*;
+    /// use outbox::{Event, Message, Payloads};
+    ///
+    /// let mut conn = PgConnection::establish("postgres://localhost/app")?;
+    /// let message = Message::new(Event::custom("password_reset")?, "accounts", "users", "accounts", "42",
+    ///     Payloads::new(1, serde_json::json!({"id": 42}))?);
+    /// conn.transaction(|conn| outbox_diesel::Outbox::new("accounts").enqueue_message(conn, &message))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn enqueue_message(&self, conn: &mut PgConnection, message: &Message) -> Result<MessageId> {
+        ensure_transaction(conn)?;
+        let row = Row::from_message(message);
+        let _span = tracing::debug_span!("outbox.enqueue", topic = %message.topic, event = %message.event, count = 1).entered();
+        insert(&[row.as_new()]).execute(conn)?;
+        Ok(row.id)
+    }
+
+    /// [`enqueue_message`](Outbox::enqueue_message) on a diesel-async connection.
+    ///
+    /// # Errors
+    ///
+    /// As for [`enqueue_message`](Outbox::enqueue_message).
+    pub async fn enqueue_message_async(
+        &self,
+        conn: &mut AsyncPgConnection,
+        message: &Message,
+    ) -> Result<MessageId> {
+        ensure_transaction_async(conn)?;
+        let row = Row::from_message(message);
+        diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn).await?;
+        Ok(row.id)
+    }
+
+    fn model_row<M: Outboxed>(&self, model: &M, event: &Event) -> Result<Row> {
+        let id = MessageId::new();
+        let encoded = Message::encode_model(
+            model,
+            event,
+            &self.producer,
+            id,
+            Utc::now(),
+            self.trace.as_ref(),
+        )?;
+        Ok(Row::new(id, M::TOPIC.to_owned(), encoded))
+    }
+}
+
+/// A message as stored: what the relay sends.
+struct Row {
+    id: MessageId,
+    topic: String,
+    partition_key: String,
+    headers: Vec<String>,
+    payload: Vec<u8>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = outbox_messages)]
+struct NewRow<'a> {
+    message_id: uuid::Uuid,
+    topic: &'a str,
+    partition_key: &'a str,
+    headers: &'a [String],
+    payload: &'a [u8],
+}
+
+impl Row {
+    fn new(id: MessageId, topic: String, encoded: EncodedMessage) -> Self {
+        let mut headers = Vec::with_capacity(encoded.headers.len() * 2);
+        for (name, value) in encoded.headers {
+            headers.push(name.to_owned());
+            headers.push(value);
+        }
+        // The key is the partition key's UTF-8 bytes.
+        let partition_key = String::from_utf8(encoded.key).unwrap_or_default();
+        Row {
+            id,
+            topic,
+            partition_key,
+            headers,
+            payload: encoded.value,
+        }
+    }
+
+    fn from_message(message: &Message) -> Self {
+        Row::new(message.id, message.topic.clone(), message.encode())
+    }
+
+    fn as_new(&self) -> NewRow<'_> {
+        NewRow {
+            message_id: self.id.as_uuid(),
+            topic: &self.topic,
+            partition_key: &self.partition_key,
+            headers: &self.headers,
+            payload: &self.payload,
+        }
+    }
+}
+
+fn insert<'a>(
+    rows: &'a [NewRow<'a>],
+) -> diesel::query_builder::InsertStatement<
+    outbox_messages::table,
+    <&'a [NewRow<'a>] as Insertable<outbox_messages::table>>::Values,
+> {
+    diesel::insert_into(outbox_messages::table).values(rows)
+}
+
+fn ensure_transaction(conn: &mut PgConnection) -> Result<()> {
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth()?;
+    depth.map(drop).ok_or(Error::NotInTransaction)
+}
+
+fn ensure_transaction_async(conn: &mut AsyncPgConnection) -> Result<()> {
+    use diesel_async::TransactionManager as _;
+    let depth = diesel_async::AnsiTransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?;
+    depth.map(drop).ok_or(Error::NotInTransaction)
+}

@@ -1,0 +1,564 @@
+//! The relay: publishes committed outbox rows to the broker, in row order per
+//! key, and deletes each row once the broker has acknowledged it.
+//!
+//! One loop, one PostgreSQL session:
+//!
+//! 1. wait for `NOTIFY outbox_messages` (sent by the table's trigger at commit),
+//!    the poll interval, or shutdown; go on at once while rows remain;
+//! 2. read a batch of the oldest rows (of the shards this relay holds), skipping
+//!    keys held back by a parked row;
+//! 3. hand every record of the batch to the publisher at once, and wait for all
+//!    acknowledgements;
+//! 4. delete exactly the acknowledged rows; count an attempt and the error on the
+//!    failed ones, parking those that can never be published.
+//!
+//! A key whose row fails is not sent further in that batch: its later rows wait
+//! for the retry, so they never overtake it. No cursor is kept: every read starts
+//! from the oldest row, so a row with a lower id that commits late is still sent.
+
+mod backoff;
+mod shards;
+mod store;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::ConnectionError;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures::StreamExt;
+use futures::future::FutureExt;
+use outbox::{OutgoingRecord, PublishError, Publisher};
+use tracing::Instrument;
+
+use crate::error::{Error, Result, mask_password};
+use backoff::Backoff;
+use shards::Shards;
+use store::Row;
+
+/// The channel the table's trigger notifies.
+pub const CHANNEL: &str = "outbox_messages";
+
+/// Default rows per batch.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// Default wait between reads when no `NOTIFY` arrives.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Default number of shards the key space is cut into (same on every relay of an outbox).
+pub const DEFAULT_SHARDS: u32 = 64;
+/// Default first backoff after a failure.
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Default longest backoff.
+pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Default interval between checks of the share of shards.
+pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default interval between updates of the gauges (rows waiting, lag, parked).
+pub const DEFAULT_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Publishes committed outbox rows; see the [module documentation](self).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use outbox::kafka::KafkaPublisher;
+/// use outbox_diesel::Relay;
+///
+/// # async fn run() -> Result<(), outbox_diesel::Error> {
+/// let publisher = KafkaPublisher::builder("127.0.0.1:59092").set("compression.type", "lz4").build()?;
+/// let relay = Relay::builder("postgres://localhost/app", publisher)
+///     .batch_size(500)
+///     .poll_interval(Duration::from_millis(50))
+///     .build()?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let running = tokio::spawn(relay.run(async { stopped.await.ok(); }));
+/// // … later: finish the batch in flight, then return.
+/// stop.send(()).ok();
+/// let report = running.await.expect("the relay does not panic")?;
+/// println!("published {}", report.published);
+/// # Ok(()) }
+/// ```
+pub struct Relay<P> {
+    database_url: String,
+    publisher: Arc<P>,
+    settings: Settings,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    batch_size: usize,
+    poll_interval: Duration,
+    shards: u32,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+    rebalance_interval: Duration,
+    gauge_interval: Duration,
+}
+
+/// Settings of a [`Relay`], each with a default.
+#[must_use]
+pub struct RelayBuilder<P> {
+    database_url: String,
+    publisher: Arc<P>,
+    settings: Settings,
+}
+
+/// What a relay did until it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayReport {
+    /// Rows published and deleted.
+    pub published: u64,
+    /// Failed attempts recorded (a row retried three times counts three).
+    pub failed_attempts: u64,
+    /// Rows parked.
+    pub parked: u64,
+    /// Batches read that held at least one row.
+    pub batches: u64,
+}
+
+impl<P: Publisher> Relay<P> {
+    /// Settings for a relay reading the outbox at `database_url` (a libpq URL; its
+    /// `search_path` selects the schema) and publishing through `publisher`.
+    pub fn builder(database_url: impl Into<String>, publisher: P) -> RelayBuilder<P> {
+        RelayBuilder {
+            database_url: database_url.into(),
+            publisher: Arc::new(publisher),
+            settings: Settings {
+                batch_size: DEFAULT_BATCH_SIZE,
+                poll_interval: DEFAULT_POLL_INTERVAL,
+                shards: DEFAULT_SHARDS,
+                backoff_base: DEFAULT_BACKOFF_BASE,
+                backoff_cap: DEFAULT_BACKOFF_CAP,
+                rebalance_interval: DEFAULT_REBALANCE_INTERVAL,
+                gauge_interval: DEFAULT_GAUGE_INTERVAL,
+            },
+        }
+    }
+
+    /// The publisher.
+    pub fn publisher(&self) -> &P {
+        &self.publisher
+    }
+
+    /// Connects once and checks that the outbox table is there, to fail early
+    /// with a clear error (the loop itself retries forever).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] naming the URL (password masked) when PostgreSQL
+    /// cannot be reached; [`Error::Database`] when `outbox_messages` is missing
+    /// (run the migrations).
+    pub async fn check(&self) -> Result<()> {
+        let mut conn = connect(&self.database_url).await?;
+        store::gauges(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Runs until `shutdown` completes, then finishes the batch in flight and
+    /// returns what it did. A lost database connection or a broker that is down
+    /// is retried with backoff, forever; neither ends the loop.
+    ///
+    /// # Errors
+    ///
+    /// None today: failures are logged, counted and retried. The `Result` leaves
+    /// room for errors a relay cannot outlive.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RelayReport> {
+        let mut shutdown = Shutdown::new(shutdown);
+        let mut report = RelayReport::default();
+        let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
+        let url = mask_password(&self.database_url);
+        while !shutdown.requested() {
+            let mut session = match Session::open(&self.database_url, &self.settings).await {
+                Ok(session) => session,
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(url, error = %error_chain(&error), ?delay, "relay: cannot connect to PostgreSQL; retrying");
+                    shutdown.sleep(delay).await;
+                    continue;
+                }
+            };
+            tracing::info!(url, "relay: connected");
+            match self
+                .drive(&mut session, &mut shutdown, &mut report, &mut backoff)
+                .await
+            {
+                Ok(()) => break,
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(url, error = %error, ?delay, "relay: database error; reconnecting");
+                    shutdown.sleep(delay).await;
+                }
+            }
+        }
+        tracing::info!(
+            published = report.published,
+            parked = report.parked,
+            "relay: stopped"
+        );
+        Ok(report)
+    }
+
+    async fn drive(
+        &self,
+        session: &mut Session,
+        shutdown: &mut Shutdown<'_>,
+        report: &mut RelayReport,
+        backoff: &mut Backoff,
+    ) -> diesel::QueryResult<()> {
+        let settings = &self.settings;
+        let limit = settings.batch_size as i64;
+        let mut next_gauges = Instant::now();
+        loop {
+            if shutdown.requested() {
+                return Ok(());
+            }
+            if session.shards.rebalance_due() {
+                session.shards.rebalance(&mut session.conn).await?;
+            }
+            if Instant::now() >= next_gauges {
+                next_gauges = Instant::now() + settings.gauge_interval;
+                let gauges = store::gauges(&mut session.conn).await?;
+                metrics::gauge!("outbox_relay_rows_waiting").set(gauges.waiting as f64);
+                metrics::gauge!("outbox_relay_rows_parked").set(gauges.parked as f64);
+                metrics::gauge!("outbox_relay_lag_seconds")
+                    .set(gauges.oldest_age_seconds.unwrap_or(0.0));
+            }
+            let rows = if session.shards.held() == 0 {
+                Vec::new()
+            } else {
+                store::fetch(&mut session.conn, limit, session.shards.filter()).await?
+            };
+            if rows.is_empty() {
+                session
+                    .wait_for_work(settings.poll_interval, shutdown)
+                    .await;
+                continue;
+            }
+            let full = rows.len() as i64 == limit;
+            let span = tracing::info_span!(
+                "outbox.relay.batch",
+                rows = rows.len(),
+                published = tracing::field::Empty,
+                failed = tracing::field::Empty,
+            );
+            let started = Instant::now();
+            let outcome = publish(&*self.publisher, &rows)
+                .instrument(span.clone())
+                .await;
+            settle(&mut session.conn, &rows, &outcome)
+                .instrument(span.clone())
+                .await?;
+            span.record("published", outcome.acked.len());
+            span.record("failed", outcome.failed.len());
+            metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed());
+            metrics::counter!("outbox_relay_published_total").increment(outcome.acked.len() as u64);
+            report.batches += 1;
+            report.published += outcome.acked.len() as u64;
+            report.failed_attempts += outcome.failed.len() as u64;
+            let parked = outcome
+                .failed
+                .iter()
+                .filter(|(_, e)| e.is_permanent())
+                .count();
+            report.parked += parked as u64;
+            if !outcome.failed.is_empty() {
+                metrics::counter!("outbox_relay_failed_total")
+                    .increment(outcome.failed.len() as u64);
+                metrics::counter!("outbox_relay_parked_total").increment(parked as u64);
+            }
+            if outcome.failed.len() > parked {
+                // The broker is down or slow: leave the rows, wait, try again.
+                let delay = backoff.next_delay();
+                let (_, first) = &outcome.failed[0];
+                tracing::warn!(failed = outcome.failed.len(), error = %first, ?delay, "relay: publish failed; retrying");
+                shutdown.sleep(delay).await;
+            } else {
+                backoff.reset();
+                if !full {
+                    session
+                        .wait_for_work(settings.poll_interval, shutdown)
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+impl<P: Publisher> RelayBuilder<P> {
+    /// Rows read and sent per batch (default 1000, at most 100,000).
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.settings.batch_size = rows;
+        self
+    }
+
+    /// Wait between reads when no `NOTIFY` arrives (default 100 ms).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.settings.poll_interval = interval;
+        self
+    }
+
+    /// Shards of the key space shared among relays (default 64, 1 to 4096).
+    /// Every relay of one outbox must use the same number.
+    pub fn shards(mut self, shards: u32) -> Self {
+        self.settings.shards = shards;
+        self
+    }
+
+    /// First and longest wait after a failure (defaults 100 ms and 30 s); each
+    /// wait doubles, with jitter.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.settings.backoff_base = base;
+        self.settings.backoff_cap = cap;
+        self
+    }
+
+    /// How often a relay checks its share of shards (default 1 s).
+    pub fn rebalance_interval(mut self, interval: Duration) -> Self {
+        self.settings.rebalance_interval = interval;
+        self
+    }
+
+    /// How often the gauges are refreshed (default 5 s).
+    pub fn gauge_interval(mut self, interval: Duration) -> Self {
+        self.settings.gauge_interval = interval;
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first setting out of range.
+    pub fn build(self) -> Result<Relay<P>> {
+        let s = &self.settings;
+        let invalid = |name, reason: &str| {
+            Err(Error::Config {
+                name,
+                reason: reason.to_owned(),
+            })
+        };
+        if !(1..=100_000).contains(&s.batch_size) {
+            return invalid("batch_size", "must be between 1 and 100000");
+        }
+        if !(1..=4096).contains(&s.shards) {
+            return invalid("shards", "must be between 1 and 4096");
+        }
+        if s.poll_interval.is_zero() {
+            return invalid("poll_interval", "must be more than zero");
+        }
+        if s.backoff_base.is_zero() || s.backoff_cap < s.backoff_base {
+            return invalid(
+                "backoff",
+                "base must be more than zero and cap at least base",
+            );
+        }
+        if self.database_url.is_empty() {
+            return invalid("database_url", "is empty");
+        }
+        Ok(Relay {
+            database_url: self.database_url,
+            publisher: self.publisher,
+            settings: self.settings,
+        })
+    }
+}
+
+/// The relay's PostgreSQL session: its connection, `LISTEN`ing, with its shards.
+struct Session {
+    conn: AsyncPgConnection,
+    shards: Shards,
+}
+
+impl Session {
+    async fn open(url: &str, settings: &Settings) -> Result<Self> {
+        let mut conn = connect(url).await?;
+        conn.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        let shards = Shards::join(&mut conn, settings.shards, settings.rebalance_interval).await?;
+        Ok(Session { conn, shards })
+    }
+
+    /// Returns on a notification (one already received counts), after `poll`,
+    /// or on shutdown.
+    async fn wait_for_work(&mut self, poll: Duration, shutdown: &mut Shutdown<'_>) {
+        let mut notifications = std::pin::pin!(self.conn.notifications_stream());
+        let mut pending = false;
+        while let Some(Some(_)) = notifications.next().now_or_never() {
+            pending = true;
+        }
+        if pending {
+            return;
+        }
+        tokio::select! {
+            _ = notifications.next() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<AsyncPgConnection> {
+    AsyncPgConnection::establish(url)
+        .await
+        .map_err(|source: ConnectionError| Error::Connection {
+            url: mask_password(url),
+            source,
+        })
+}
+
+/// What became of one batch.
+struct Outcome {
+    /// Ids of acknowledged rows.
+    acked: Vec<i64>,
+    /// Row indexes in the batch that failed, with why.
+    failed: Vec<(usize, PublishError)>,
+}
+
+/// Sends every row at once (but no row behind a failed row of its key), then
+/// waits for every acknowledgement.
+async fn publish<P: Publisher>(publisher: &P, rows: &[Row]) -> Outcome {
+    let mut failed = Vec::new();
+    let mut blocked: HashSet<(&str, &str)> = HashSet::new();
+    let mut pending = Vec::with_capacity(rows.len());
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(10);
+    for (index, row) in rows.iter().enumerate() {
+        let key = (row.topic.as_str(), row.partition_key.as_str());
+        if !blocked.is_empty() && blocked.contains(&key) {
+            continue;
+        }
+        headers.clear();
+        headers.extend(
+            row.headers
+                .chunks_exact(2)
+                .map(|pair| (pair[0].as_str(), pair[1].as_str())),
+        );
+        let record = OutgoingRecord {
+            topic: &row.topic,
+            key: row.partition_key.as_bytes(),
+            headers: &headers,
+            value: &row.payload,
+        };
+        match publisher.send(&record) {
+            Ok(ack) => pending.push((index, ack)),
+            Err(error) => {
+                blocked.insert(key);
+                failed.push((index, error));
+            }
+        }
+    }
+    let (indexes, acks): (Vec<usize>, Vec<P::Ack>) = pending.into_iter().unzip();
+    let results = futures::future::join_all(acks).await;
+    let mut acked = Vec::with_capacity(results.len());
+    for (index, result) in indexes.into_iter().zip(results) {
+        match result {
+            Ok(_) => acked.push(rows[index].id),
+            Err(error) => failed.push((index, error)),
+        }
+    }
+    if !failed.is_empty() {
+        warn_if_overtaken(rows, &acked, &failed);
+    }
+    tracing::debug!(ids = ?acked, "relay: acknowledged");
+    Outcome { acked, failed }
+}
+
+/// A row that failed after a later row of its key was acknowledged has been
+/// overtaken (a broker-side rejection of one record); say so loudly.
+fn warn_if_overtaken(rows: &[Row], acked: &[i64], failed: &[(usize, PublishError)]) {
+    let acked: HashSet<i64> = acked.iter().copied().collect();
+    for (index, error) in failed {
+        let row = &rows[*index];
+        let overtaken = rows[index + 1..].iter().any(|later| {
+            later.topic == row.topic
+                && later.partition_key == row.partition_key
+                && acked.contains(&later.id)
+        });
+        if overtaken {
+            tracing::error!(id = row.id, topic = %row.topic, key = %row.partition_key, error = %error,
+                "relay: a row failed after a later row of its key was acknowledged; \
+                 its key is out of order on the broker");
+            metrics::counter!("outbox_relay_overtaken_total").increment(1);
+        }
+    }
+}
+
+/// Deletes the acknowledged rows and records the failures.
+async fn settle(
+    conn: &mut AsyncPgConnection,
+    rows: &[Row],
+    outcome: &Outcome,
+) -> diesel::QueryResult<()> {
+    if !outcome.acked.is_empty() {
+        store::delete(conn, &outcome.acked).await?;
+    }
+    // One update per distinct error: a batch usually fails for one reason.
+    let mut groups: Vec<(String, bool, Vec<i64>)> = Vec::new();
+    for (index, error) in &outcome.failed {
+        let message = error.to_string();
+        let park = error.is_permanent();
+        match groups
+            .iter_mut()
+            .find(|(m, p, _)| *m == message && *p == park)
+        {
+            Some((_, _, ids)) => ids.push(rows[*index].id),
+            None => groups.push((message, park, vec![rows[*index].id])),
+        }
+    }
+    for (message, park, ids) in groups {
+        if park {
+            tracing::error!(ids = ?ids, error = %message, "relay: parked rows that can never be published");
+        }
+        store::record_failure(conn, &ids, &message, park).await?;
+    }
+    Ok(())
+}
+
+/// The caller's shutdown signal, polled at the relay's waiting points only.
+struct Shutdown<'a> {
+    signal: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    requested: bool,
+}
+
+impl<'a> Shutdown<'a> {
+    fn new(signal: impl Future<Output = ()> + Send + 'a) -> Self {
+        Shutdown {
+            signal: Box::pin(signal),
+            requested: false,
+        }
+    }
+
+    fn requested(&mut self) -> bool {
+        if !self.requested && (&mut self.signal).now_or_never().is_some() {
+            self.requested = true;
+        }
+        self.requested
+    }
+
+    /// Completes when shutdown is requested (at once if it was).
+    async fn wait(&mut self) {
+        if !self.requested {
+            (&mut self.signal).await;
+            self.requested = true;
+        }
+    }
+
+    /// Sleeps for `delay`, or less if shutdown is requested.
+    async fn sleep(&mut self, delay: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.wait() => {}
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
