@@ -78,7 +78,9 @@ pub enum Error {
     Publish(#[from] outbox::PublishError),
 }
 
-/// `url` with its password replaced by `***`, for messages and logs.
+/// `url` with its passwords replaced by `***`, for messages and logs: the
+/// password of the authority (`postgres://user:secret@host`) and any
+/// `password=` parameter, in the query of a URL or in a `key=value` string.
 ///
 /// # Examples
 ///
@@ -86,9 +88,15 @@ pub enum Error {
 /// use outbox_diesel::mask_password;
 ///
 /// assert_eq!(mask_password("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
+/// assert_eq!(mask_password("postgres://db/app?password=s3cret"), "postgres://db/app?password=***");
+/// assert_eq!(mask_password("host=db password=s3cret"), "host=db password=***");
 /// assert_eq!(mask_password("postgres://db/app"), "postgres://db/app");
 /// ```
 pub fn mask_password(url: &str) -> String {
+    mask_parameters(&mask_authority(url))
+}
+
+fn mask_authority(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
@@ -104,6 +112,28 @@ pub fn mask_password(url: &str) -> String {
         ),
         _ => url.to_owned(),
     }
+}
+
+fn mask_parameters(url: &str) -> String {
+    const KEY: &str = "password=";
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(at) = rest.find(KEY) {
+        let value_start = at + KEY.len();
+        let is_parameter = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| matches!(c, '?' | '&' | ' ' | '\t'));
+        out.push_str(&rest[..value_start]);
+        rest = &rest[value_start..];
+        if is_parameter {
+            let end = rest.find(['&', ' ', '\t', '#']).unwrap_or(rest.len());
+            out.push_str("***");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

@@ -140,15 +140,14 @@ impl Outbox {
     /// # use outbox::{Event, Outboxed};
     /// # #[derive(Outboxed)] #[outbox(topic = "accounts", route = "users")] struct User { id: i64 }
     /// use diesel_async::{AsyncConnection, AsyncPgConnection};
-    /// use diesel_async::scoped_futures::ScopedFutureExt;
     ///
     /// # async fn f(user: User) -> Result<(), Box<dyn std::error::Error>> {
     /// let mut conn = AsyncPgConnection::establish("postgres://localhost/app").await?;
     /// let outbox = outbox_diesel::Outbox::new("accounts");
-    /// conn.transaction(|conn| async move {
+    /// conn.transaction(async |conn| {
     ///     outbox.enqueue_async(conn, &user, Event::Updated).await?;
     ///     Ok::<_, outbox_diesel::Error>(())
-    /// }.scope_boxed()).await?;
+    /// }).await?;
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_async<M: Outboxed>(
@@ -298,8 +297,9 @@ impl Row {
             headers.push(name.to_owned());
             headers.push(value);
         }
-        // The key is the partition key's UTF-8 bytes.
-        let partition_key = String::from_utf8(encoded.key).unwrap_or_default();
+        // The key is the partition key's UTF-8 bytes, so this never loses anything.
+        let partition_key = String::from_utf8(encoded.key)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         Row {
             id,
             topic,

@@ -20,7 +20,7 @@ mod backoff;
 mod shards;
 mod store;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,6 +53,8 @@ pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(100);
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Default interval between checks of the share of shards.
 pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default number of batches sent and not yet acknowledged at once.
+pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 4;
 /// Default interval between updates of the gauges (rows waiting, lag, parked).
 pub const DEFAULT_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -94,6 +96,7 @@ struct Settings {
     backoff_cap: Duration,
     rebalance_interval: Duration,
     gauge_interval: Duration,
+    batches_in_flight: usize,
 }
 
 /// Settings of a [`Relay`], each with a default.
@@ -133,6 +136,7 @@ impl<P: Publisher> Relay<P> {
                 backoff_cap: DEFAULT_BACKOFF_CAP,
                 rebalance_interval: DEFAULT_REBALANCE_INTERVAL,
                 gauge_interval: DEFAULT_GAUGE_INTERVAL,
+                batches_in_flight: DEFAULT_BATCHES_IN_FLIGHT,
             },
         }
     }
@@ -208,9 +212,12 @@ impl<P: Publisher> Relay<P> {
         backoff: &mut Backoff,
     ) -> diesel::QueryResult<()> {
         let settings = &self.settings;
-        let limit = settings.batch_size as i64;
         let mut next_gauges = Instant::now();
+        let mut window = Window::default();
         loop {
+            // Between windows nothing is in flight: the time to stop, rebalance,
+            // refresh the gauges, and start again from the oldest row.
+            window.close(&mut session.conn).await?;
             if shutdown.requested() {
                 return Ok(());
             }
@@ -219,71 +226,260 @@ impl<P: Publisher> Relay<P> {
             }
             if Instant::now() >= next_gauges {
                 next_gauges = Instant::now() + settings.gauge_interval;
-                let gauges = store::gauges(&mut session.conn).await?;
-                metrics::gauge!("outbox_relay_rows_waiting").set(gauges.waiting as f64);
-                metrics::gauge!("outbox_relay_rows_parked").set(gauges.parked as f64);
-                metrics::gauge!("outbox_relay_lag_seconds")
-                    .set(gauges.oldest_age_seconds.unwrap_or(0.0));
+                update_gauges(&mut session.conn).await?;
             }
-            let rows = if session.shards.held() == 0 {
-                Vec::new()
-            } else {
-                store::fetch(&mut session.conn, limit, session.shards.filter()).await?
-            };
-            if rows.is_empty() {
-                session
-                    .wait_for_work(settings.poll_interval, shutdown)
-                    .await;
-                continue;
-            }
-            let full = rows.len() as i64 == limit;
-            let span = tracing::info_span!(
-                "outbox.relay.batch",
-                rows = rows.len(),
-                published = tracing::field::Empty,
-                failed = tracing::field::Empty,
-            );
-            let started = Instant::now();
-            let outcome = publish(&*self.publisher, &rows)
-                .instrument(span.clone())
-                .await;
-            settle(&mut session.conn, &rows, &outcome)
-                .instrument(span.clone())
+            let ended = self
+                .run_window(session, shutdown, &mut window, report)
                 .await?;
-            span.record("published", outcome.acked.len());
-            span.record("failed", outcome.failed.len());
-            metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed());
-            metrics::counter!("outbox_relay_published_total").increment(outcome.acked.len() as u64);
-            report.batches += 1;
-            report.published += outcome.acked.len() as u64;
-            report.failed_attempts += outcome.failed.len() as u64;
-            let parked = outcome
-                .failed
-                .iter()
-                .filter(|(_, e)| e.is_permanent())
-                .count();
-            report.parked += parked as u64;
-            if !outcome.failed.is_empty() {
-                metrics::counter!("outbox_relay_failed_total")
-                    .increment(outcome.failed.len() as u64);
-                metrics::counter!("outbox_relay_parked_total").increment(parked as u64);
-            }
-            if outcome.failed.len() > parked {
-                // The broker is down or slow: leave the rows, wait, try again.
-                let delay = backoff.next_delay();
-                let (_, first) = &outcome.failed[0];
-                tracing::warn!(failed = outcome.failed.len(), error = %first, ?delay, "relay: publish failed; retrying");
-                shutdown.sleep(delay).await;
-            } else {
-                backoff.reset();
-                if !full {
+            match ended {
+                WindowEnd::CaughtUp => {
+                    backoff.reset();
                     session
                         .wait_for_work(settings.poll_interval, shutdown)
                         .await;
                 }
+                WindowEnd::Interrupted => backoff.reset(),
+                WindowEnd::Parked => {}
+                WindowEnd::Failed(error) => {
+                    // The broker is down or slow: the rows stay; wait, then retry.
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, ?delay, "relay: publish failed; retrying");
+                    shutdown.sleep(delay).await;
+                }
             }
         }
     }
+
+    /// Sends batches, keeping up to `batches_in_flight` of them unacknowledged,
+    /// reading each next batch after the last id sent, until the rows run out,
+    /// a publish fails, a rebalance is due, or shutdown is asked for; then waits
+    /// for the rest of the window.
+    async fn run_window(
+        &self,
+        session: &mut Session,
+        shutdown: &mut Shutdown<'_>,
+        window: &mut Window<P::Ack>,
+        report: &mut RelayReport,
+    ) -> diesel::QueryResult<WindowEnd> {
+        let limit = self.settings.batch_size as i64;
+        let mut reading = session.shards.held() > 0;
+        let mut end = if reading {
+            WindowEnd::Interrupted
+        } else {
+            WindowEnd::CaughtUp
+        };
+        loop {
+            while reading && window.batches.len() < self.settings.batches_in_flight {
+                let read = store::ReadBatch {
+                    delete: &window.to_delete,
+                    limit,
+                    after: window.cursor,
+                    shards: session.shards.filter(),
+                };
+                let rows = store::delete_and_fetch(&mut session.conn, read).await?;
+                window.to_delete.clear();
+                if (rows.len() as i64) < limit {
+                    reading = false;
+                    end = WindowEnd::CaughtUp;
+                } else if session.shards.rebalance_due() || shutdown.requested() {
+                    reading = false;
+                }
+                if rows.is_empty() {
+                    break;
+                }
+                window.send(&*self.publisher, rows);
+            }
+            let Some(batch) = window.batches.pop_front() else {
+                return Ok(end);
+            };
+            let outcome = batch.acknowledged(window).await;
+            report.batches += 1;
+            report.published += outcome.acked as u64;
+            if outcome.failed.is_empty() {
+                if !reading {
+                    window.flush_deletes(&mut session.conn).await?;
+                }
+                continue;
+            }
+            // Stop reading: the window drains, then the failed rows are retried
+            // first (or, parked, hold back their key).
+            reading = false;
+            window.flush_deletes(&mut session.conn).await?;
+            let failures = record_failures(&mut session.conn, &outcome.failed).await?;
+            report.failed_attempts += outcome.failed.len() as u64;
+            report.parked += failures.parked;
+            end = match (failures.first_retriable, end) {
+                (Some(error), _) | (None, WindowEnd::Failed(error)) => WindowEnd::Failed(error),
+                (None, _) => WindowEnd::Parked,
+            };
+        }
+    }
+}
+
+/// Why a window of batches ended.
+enum WindowEnd {
+    /// Every row visible was sent: wait for a notification or the poll interval.
+    CaughtUp,
+    /// A rebalance or shutdown is due: go on at once.
+    Interrupted,
+    /// Rows were parked (and others may have gone): go on at once.
+    Parked,
+    /// A publish failed and may succeed later: back off.
+    Failed(PublishError),
+}
+
+/// Batches sent and not yet settled, oldest first.
+struct Window<A> {
+    batches: VecDeque<Batch<A>>,
+    /// The highest id sent in this window: the next read starts after it.
+    cursor: i64,
+    /// Acknowledged ids not yet deleted (deleted with the next read).
+    to_delete: Vec<i64>,
+    /// Keys a row was refused or failed for: their later rows are not sent in
+    /// this window, and one acknowledged anyway is reported as overtaken.
+    failed_keys: HashSet<(String, String)>,
+}
+
+impl<A> Default for Window<A> {
+    fn default() -> Self {
+        Window {
+            batches: VecDeque::new(),
+            cursor: 0,
+            to_delete: Vec::new(),
+            failed_keys: HashSet::new(),
+        }
+    }
+}
+
+/// One batch of rows handed to the publisher.
+struct Batch<A> {
+    rows: Vec<Row>,
+    /// Row indexes sent, with their acknowledgements.
+    pending: Vec<(usize, A)>,
+    /// Row indexes refused at once, with why.
+    refused: Vec<(usize, PublishError)>,
+    started: Instant,
+}
+
+/// What became of one batch.
+struct Outcome {
+    acked: usize,
+    /// Failed rows: id and why.
+    failed: Vec<(i64, PublishError)>,
+}
+
+impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Window<A> {
+    /// Hands every row to the publisher at once, except rows of a key that
+    /// failed earlier in this window (they stay in the table for the retry).
+    fn send<P: Publisher<Ack = A>>(&mut self, publisher: &P, rows: Vec<Row>) {
+        let mut refused = Vec::new();
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(10);
+        for (index, row) in rows.iter().enumerate() {
+            if !self.failed_keys.is_empty() && self.failed_keys.contains(&row.key()) {
+                continue;
+            }
+            headers.clear();
+            headers.extend(
+                row.headers
+                    .chunks_exact(2)
+                    .map(|pair| (pair[0].as_str(), pair[1].as_str())),
+            );
+            let record = OutgoingRecord {
+                topic: &row.topic,
+                key: row.partition_key.as_bytes(),
+                headers: &headers,
+                value: &row.payload,
+            };
+            match publisher.send(&record) {
+                Ok(ack) => pending.push((index, ack)),
+                Err(error) => {
+                    self.failed_keys.insert(row.key());
+                    refused.push((index, error));
+                }
+            }
+        }
+        self.cursor = rows.last().map_or(self.cursor, |row| row.id);
+        self.batches.push_back(Batch {
+            rows,
+            pending,
+            refused,
+            started: Instant::now(),
+        });
+    }
+
+    async fn flush_deletes(&mut self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        if !self.to_delete.is_empty() {
+            store::delete(conn, &self.to_delete).await?;
+            self.to_delete.clear();
+        }
+        Ok(())
+    }
+
+    /// Settles what is left and starts the next window from the oldest row.
+    async fn close(&mut self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        debug_assert!(self.batches.is_empty());
+        self.flush_deletes(conn).await?;
+        self.cursor = 0;
+        self.failed_keys.clear();
+        Ok(())
+    }
+}
+
+impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Batch<A> {
+    /// Waits for every acknowledgement; queues the acknowledged ids for deletion.
+    async fn acknowledged(self, window: &mut Window<A>) -> Outcome {
+        let span = tracing::info_span!(
+            "outbox.relay.batch",
+            rows = self.rows.len(),
+            published = tracing::field::Empty,
+            failed = tracing::field::Empty,
+        );
+        let Batch {
+            rows,
+            pending,
+            refused,
+            started,
+        } = self;
+        let (indexes, acks): (Vec<usize>, Vec<A>) = pending.into_iter().unzip();
+        let results = futures::future::join_all(acks)
+            .instrument(span.clone())
+            .await;
+        let mut failed: Vec<(usize, PublishError)> = refused;
+        let before = window.to_delete.len();
+        for (index, result) in indexes.into_iter().zip(results) {
+            match result {
+                Ok(_) => window.to_delete.push(rows[index].id),
+                Err(error) => failed.push((index, error)),
+            }
+        }
+        let acked = window.to_delete.len() - before;
+        if !failed.is_empty() || !window.failed_keys.is_empty() {
+            failed.sort_by_key(|(index, _)| *index);
+            let acked_ids = &window.to_delete[before..];
+            mark_failed_keys(&rows, &failed, acked_ids, &mut window.failed_keys);
+        }
+        span.record("published", acked);
+        span.record("failed", failed.len());
+        tracing::debug!(parent: &span, ids = ?&window.to_delete[before..], "relay: acknowledged");
+        metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed());
+        metrics::counter!("outbox_relay_published_total").increment(acked as u64);
+        Outcome {
+            acked,
+            failed: failed
+                .into_iter()
+                .map(|(index, error)| (rows[index].id, error))
+                .collect(),
+        }
+    }
+}
+
+async fn update_gauges(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    let gauges = store::gauges(conn).await?;
+    metrics::gauge!("outbox_relay_rows_waiting").set(gauges.waiting as f64);
+    metrics::gauge!("outbox_relay_rows_parked").set(gauges.parked as f64);
+    metrics::gauge!("outbox_relay_lag_seconds").set(gauges.oldest_age_seconds.unwrap_or(0.0));
+    Ok(())
 }
 
 impl<P: Publisher> RelayBuilder<P> {
@@ -326,6 +522,14 @@ impl<P: Publisher> RelayBuilder<P> {
         self
     }
 
+    /// Batches sent before the oldest is acknowledged (default 4): while the
+    /// broker acknowledges one batch, the next ones are read and sent. A relay
+    /// stopped abruptly re-sends at most this many batches.
+    pub fn batches_in_flight(mut self, batches: usize) -> Self {
+        self.settings.batches_in_flight = batches;
+        self
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -341,6 +545,9 @@ impl<P: Publisher> RelayBuilder<P> {
         };
         if !(1..=100_000).contains(&s.batch_size) {
             return invalid("batch_size", "must be between 1 and 100000");
+        }
+        if !(1..=64).contains(&s.batches_in_flight) {
+            return invalid("batches_in_flight", "must be between 1 and 64");
         }
         if !(1..=4096).contains(&s.shards) {
             return invalid("shards", "must be between 1 and 4096");
@@ -407,111 +614,67 @@ async fn connect(url: &str) -> Result<AsyncPgConnection> {
         })
 }
 
-/// What became of one batch.
-struct Outcome {
-    /// Ids of acknowledged rows.
-    acked: Vec<i64>,
-    /// Row indexes in the batch that failed, with why.
-    failed: Vec<(usize, PublishError)>,
-}
-
-/// Sends every row at once (but no row behind a failed row of its key), then
-/// waits for every acknowledgement.
-async fn publish<P: Publisher>(publisher: &P, rows: &[Row]) -> Outcome {
-    let mut failed = Vec::new();
-    let mut blocked: HashSet<(&str, &str)> = HashSet::new();
-    let mut pending = Vec::with_capacity(rows.len());
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(10);
-    for (index, row) in rows.iter().enumerate() {
-        let key = (row.topic.as_str(), row.partition_key.as_str());
-        if !blocked.is_empty() && blocked.contains(&key) {
-            continue;
-        }
-        headers.clear();
-        headers.extend(
-            row.headers
-                .chunks_exact(2)
-                .map(|pair| (pair[0].as_str(), pair[1].as_str())),
-        );
-        let record = OutgoingRecord {
-            topic: &row.topic,
-            key: row.partition_key.as_bytes(),
-            headers: &headers,
-            value: &row.payload,
-        };
-        match publisher.send(&record) {
-            Ok(ack) => pending.push((index, ack)),
-            Err(error) => {
-                blocked.insert(key);
-                failed.push((index, error));
-            }
-        }
-    }
-    let (indexes, acks): (Vec<usize>, Vec<P::Ack>) = pending.into_iter().unzip();
-    let results = futures::future::join_all(acks).await;
-    let mut acked = Vec::with_capacity(results.len());
-    for (index, result) in indexes.into_iter().zip(results) {
-        match result {
-            Ok(_) => acked.push(rows[index].id),
-            Err(error) => failed.push((index, error)),
-        }
-    }
-    if !failed.is_empty() {
-        warn_if_overtaken(rows, &acked, &failed);
-    }
-    tracing::debug!(ids = ?acked, "relay: acknowledged");
-    Outcome { acked, failed }
-}
-
-/// A row that failed after a later row of its key was acknowledged has been
-/// overtaken (a broker-side rejection of one record); say so loudly.
-fn warn_if_overtaken(rows: &[Row], acked: &[i64], failed: &[(usize, PublishError)]) {
+/// Marks the keys of failed rows, and reports a row acknowledged after an
+/// earlier row of its key failed: that key is out of order on the broker (a
+/// broker-side rejection of one record while later ones were in flight).
+fn mark_failed_keys(
+    rows: &[Row],
+    failed: &[(usize, PublishError)],
+    acked: &[i64],
+    failed_keys: &mut HashSet<(String, String)>,
+) {
     let acked: HashSet<i64> = acked.iter().copied().collect();
-    for (index, error) in failed {
-        let row = &rows[*index];
-        let overtaken = rows[index + 1..].iter().any(|later| {
-            later.topic == row.topic
-                && later.partition_key == row.partition_key
-                && acked.contains(&later.id)
-        });
-        if overtaken {
-            tracing::error!(id = row.id, topic = %row.topic, key = %row.partition_key, error = %error,
-                "relay: a row failed after a later row of its key was acknowledged; \
-                 its key is out of order on the broker");
+    let mut failures = failed.iter().peekable();
+    for (index, row) in rows.iter().enumerate() {
+        if failures.peek().is_some_and(|(i, _)| *i == index) {
+            failures.next();
+            failed_keys.insert(row.key());
+        } else if acked.contains(&row.id) && failed_keys.contains(&row.key()) {
+            tracing::error!(id = row.id, topic = %row.topic, key = %row.partition_key,
+                "relay: row acknowledged after an earlier row of its key failed; \
+                 the key is out of order on the broker");
             metrics::counter!("outbox_relay_overtaken_total").increment(1);
         }
     }
 }
 
-/// Deletes the acknowledged rows and records the failures.
-async fn settle(
+/// What [`record_failures`] recorded.
+struct Failures {
+    parked: u64,
+    first_retriable: Option<PublishError>,
+}
+
+/// Counts an attempt and the error on each failed row; parks those that can
+/// never be published. One update per distinct error: a batch usually fails
+/// for one reason.
+async fn record_failures(
     conn: &mut AsyncPgConnection,
-    rows: &[Row],
-    outcome: &Outcome,
-) -> diesel::QueryResult<()> {
-    if !outcome.acked.is_empty() {
-        store::delete(conn, &outcome.acked).await?;
+    failed: &[(i64, PublishError)],
+) -> diesel::QueryResult<Failures> {
+    let mut groups: Vec<(&PublishError, Vec<i64>)> = Vec::new();
+    for (id, error) in failed {
+        match groups.iter_mut().find(|(e, _)| *e == error) {
+            Some((_, ids)) => ids.push(*id),
+            None => groups.push((error, vec![*id])),
+        }
     }
-    // One update per distinct error: a batch usually fails for one reason.
-    let mut groups: Vec<(String, bool, Vec<i64>)> = Vec::new();
-    for (index, error) in &outcome.failed {
-        let message = error.to_string();
+    let mut result = Failures {
+        parked: 0,
+        first_retriable: None,
+    };
+    for (error, ids) in groups {
         let park = error.is_permanent();
-        match groups
-            .iter_mut()
-            .find(|(m, p, _)| *m == message && *p == park)
-        {
-            Some((_, _, ids)) => ids.push(rows[*index].id),
-            None => groups.push((message, park, vec![rows[*index].id])),
-        }
-    }
-    for (message, park, ids) in groups {
         if park {
-            tracing::error!(ids = ?ids, error = %message, "relay: parked rows that can never be published");
+            result.parked += ids.len() as u64;
+            tracing::error!(ids = ?ids, %error, "relay: parked rows that can never be published");
+        } else if result.first_retriable.is_none() {
+            result.first_retriable = Some(error.clone());
         }
-        store::record_failure(conn, &ids, &message, park).await?;
+        store::record_failure(conn, &ids, &error.to_string(), park).await?;
     }
-    Ok(())
+    metrics::counter!("outbox_relay_failed_total").increment(failed.len() as u64);
+    metrics::counter!("outbox_relay_parked_total").increment(result.parked);
+    Ok(result)
 }
 
 /// The caller's shutdown signal, polled at the relay's waiting points only.

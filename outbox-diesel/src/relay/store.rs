@@ -1,6 +1,9 @@
 //! The relay's queries on `outbox_messages`.
 
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::Untyped;
 use diesel::sql_types::{Array, BigInt, Bool, Bytea, Double, Integer, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -21,27 +24,32 @@ pub(crate) struct Row {
     pub(crate) payload: Vec<u8>,
 }
 
-/// The oldest rows not parked, skipping every row behind a parked row of the
-/// same topic and key (those wait until the parked row is retried or discarded).
-/// Row order is id order: the order of enqueue within a transaction, and of
-/// commit for transactions a lock on the same business row orders.
-const FETCH: &str = "SELECT m.id, m.topic, m.partition_key, m.headers, m.payload \
-     FROM outbox_messages m \
-     WHERE m.parked_at IS NULL \
-       AND NOT EXISTS (SELECT 1 FROM outbox_messages p \
-                       WHERE p.parked_at IS NOT NULL AND p.topic = m.topic \
-                         AND p.partition_key = m.partition_key AND p.id < m.id) \
-     ORDER BY m.id LIMIT $1";
+impl Row {
+    /// The ordering key: topic and partition key.
+    pub(crate) fn key(&self) -> (String, String) {
+        (self.topic.clone(), self.partition_key.clone())
+    }
+}
 
-/// The same, for the shards of the key space this relay holds.
-const FETCH_SHARDS: &str = "SELECT m.id, m.topic, m.partition_key, m.headers, m.payload \
-     FROM outbox_messages m \
-     WHERE m.parked_at IS NULL \
-       AND (hashtext(m.partition_key) & 2147483647) % $2 = ANY($3) \
-       AND NOT EXISTS (SELECT 1 FROM outbox_messages p \
-                       WHERE p.parked_at IS NOT NULL AND p.topic = m.topic \
-                         AND p.partition_key = m.partition_key AND p.id < m.id) \
-     ORDER BY m.id LIMIT $1";
+/// Deletes acknowledged rows (all below `after`), then reads up to `limit` rows
+/// with ids above `after` (0: from the oldest row) that are neither parked nor
+/// behind a parked row of the same topic and key (those wait until the parked
+/// row is retried or discarded); with `shards`, only rows of the shards held.
+/// One statement, one round trip.
+///
+/// Written without a `parked_at IS NULL` filter on `m`, so the planner walks the
+/// primary key in order and stops after `LIMIT` rows. The statement's snapshot
+/// still sees the deleted rows, but they lie below `after`.
+///
+/// A query type of its own rather than `sql_query`, so Diesel caches it as a
+/// prepared statement: planning it for every batch costs as much as running it
+/// on small batches.
+pub(crate) struct ReadBatch<'a> {
+    pub(crate) delete: &'a [i64],
+    pub(crate) limit: i64,
+    pub(crate) after: i64,
+    pub(crate) shards: Option<ShardFilter<'a>>,
+}
 
 /// Which shards to read: `None` when this relay holds them all.
 pub(crate) struct ShardFilter<'a> {
@@ -49,27 +57,49 @@ pub(crate) struct ShardFilter<'a> {
     pub(crate) held: &'a [i32],
 }
 
-pub(crate) async fn fetch(
-    conn: &mut AsyncPgConnection,
-    limit: i64,
-    shards: Option<ShardFilter<'_>>,
-) -> QueryResult<Vec<Row>> {
-    match shards {
-        None => {
-            diesel::sql_query(FETCH)
-                .bind::<BigInt, _>(limit)
-                .load(conn)
-                .await
+impl QueryId for ReadBatch<'_> {
+    type QueryId = ();
+    // The SQL differs with and without shards: cache by the SQL text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for ReadBatch<'_> {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Pg> for ReadBatch<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH acknowledged AS (DELETE FROM outbox_messages WHERE id = ANY(");
+        out.push_bind_param::<Array<BigInt>, _>(&self.delete)?;
+        out.push_sql(
+            ")) SELECT m.id, m.topic, m.partition_key, m.headers, m.payload \
+             FROM outbox_messages m WHERE m.id > ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.after)?;
+        if let Some(shards) = &self.shards {
+            out.push_sql(" AND (hashtext(m.partition_key) & 2147483647) % ");
+            out.push_bind_param::<Integer, _>(&shards.count)?;
+            out.push_sql(" = ANY(");
+            out.push_bind_param::<Array<Integer>, _>(&shards.held)?;
+            out.push_sql(")");
         }
-        Some(filter) => {
-            diesel::sql_query(FETCH_SHARDS)
-                .bind::<BigInt, _>(limit)
-                .bind::<Integer, _>(filter.count)
-                .bind::<Array<Integer>, _>(filter.held)
-                .load(conn)
-                .await
-        }
+        out.push_sql(
+            " AND NOT EXISTS (SELECT 1 FROM outbox_messages p \
+               WHERE p.parked_at IS NOT NULL AND p.topic = m.topic \
+                 AND p.partition_key = m.partition_key AND p.id <= m.id) \
+             ORDER BY m.id LIMIT ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        Ok(())
     }
+}
+
+/// Runs a [`ReadBatch`].
+pub(crate) async fn delete_and_fetch(
+    conn: &mut AsyncPgConnection,
+    read: ReadBatch<'_>,
+) -> QueryResult<Vec<Row>> {
+    read.load(conn).await
 }
 
 /// Deletes the rows the broker acknowledged.

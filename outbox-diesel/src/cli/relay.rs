@@ -1,0 +1,219 @@
+//! `outbox relay`: checks the database and the brokers, then runs the relay
+//! until Ctrl-C or SIGTERM.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::Args;
+use outbox::kafka::KafkaPublisher;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+use super::{Failure, db};
+use crate::error::Error;
+use crate::relay::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, DEFAULT_SHARDS, Relay, RelayReport};
+
+/// How long the brokers have to answer before the relay starts.
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Args)]
+pub(super) struct RelayArgs {
+    /// Kafka bootstrap servers, host:port[,host:port…]
+    #[arg(
+        long,
+        env = "KAFKA_BROKERS",
+        hide_env_values = true,
+        value_name = "HOSTS"
+    )]
+    brokers: Option<String>,
+
+    /// Rows read and sent per batch (1 to 100000)
+    #[arg(long, value_name = "ROWS", default_value_t = DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+
+    /// Wait between reads when no NOTIFY arrives, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_POLL_INTERVAL.as_millis() as u64)]
+    poll_interval_ms: u64,
+
+    /// Shards of the key space shared by the relays of one outbox (1 to 4096);
+    /// every relay of the outbox must use the same number
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SHARDS)]
+    shards: u32,
+
+    /// A librdkafka producer setting, e.g. -X compression.type=lz4 (repeatable;
+    /// overrides the relay's defaults)
+    #[arg(short = 'X', long = "producer-setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    producer_settings: Vec<(String, String)>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err("expected KEY=VALUE, e.g. compression.type=lz4".to_owned()),
+    }
+}
+
+pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
+    let brokers = args
+        .brokers
+        .filter(|b| !b.trim().is_empty())
+        .ok_or_else(|| Failure::usage("no Kafka brokers: pass --brokers or set KAFKA_BROKERS"))?;
+
+    // Settings first: they fail without waiting for any server.
+    let mut publisher = KafkaPublisher::builder(&brokers);
+    for (key, value) in &args.producer_settings {
+        publisher = publisher.set(key, value);
+    }
+    let publisher = publisher
+        .build()
+        .map_err(|e| Failure::from_error(None, &e))?;
+    let relay = Relay::builder(db::with_connect_timeout(url), publisher)
+        .batch_size(args.batch_size)
+        .poll_interval(Duration::from_millis(args.poll_interval_ms))
+        .shards(args.shards)
+        .build()
+        .map_err(|e| Failure::from_error(None, &e))?;
+
+    // PostgreSQL next (it answers or refuses at once), then the brokers (which
+    // may take the whole timeout).
+    drop(db::connect_to_outbox(url)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::from_error(Some("starting the async runtime"), &e))?;
+    runtime
+        .block_on(relay.check())
+        .map_err(|error| match error {
+            // The relay's URL has our connect_timeout; name the one the user gave.
+            Error::Connection { source, .. } => Failure::from_error(
+                None,
+                &Error::Connection {
+                    url: crate::mask_password(url),
+                    source,
+                },
+            ),
+            other => db::failure(url, "relay check", &other),
+        })?;
+    relay
+        .publisher()
+        .check_connection(BROKER_CHECK_TIMEOUT)
+        .map_err(|e| Failure::from_error(None, &e))?;
+
+    init_logging();
+    let report = runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        tracing::info!(
+            url = %crate::mask_password(url),
+            brokers = %brokers,
+            "relay: starting; stop with Ctrl-C or SIGTERM"
+        );
+        relay
+            .run(shutdown)
+            .await
+            .map_err(|e| Failure::from_error(Some("relay"), &e))
+    })?;
+    Ok(report_line(&report))
+}
+
+fn report_line(report: &RelayReport) -> String {
+    format!(
+        "relay stopped: published {}, parked {} ({} failed attempts, {} batches)\n",
+        report.published, report.parked, report.failed_attempts, report.batches
+    )
+}
+
+/// Log lines on stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// A future that completes on the first Ctrl-C or SIGTERM; the relay then
+/// finishes the batch in flight. A second one exits at once: the rows of that
+/// batch stay in the outbox and are sent again by the next relay (at least once).
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Failure> {
+    let mut signals = Signals::new()?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let name = signals.next().await;
+        tracing::info!("relay: {name}: finishing the batch in flight (again to stop at once)");
+        let _ = stop.send(true);
+        let name = signals.next().await;
+        eprintln!(
+            "error: {name} again: stopped without finishing the batch in flight \
+             (its rows stay in the outbox and are sent again)"
+        );
+        std::process::exit(1);
+    });
+    Ok(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    })
+}
+
+/// Ctrl-C (SIGINT) and, on Unix, SIGTERM.
+struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn new() -> Result<Self, Failure> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen =
+            |kind| signal(kind).map_err(|e| Failure::from_error(Some("listening for signals"), &e));
+        Ok(Signals {
+            terminate: listen(SignalKind::terminate())?,
+            interrupt: listen(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> Result<Self, Failure> {
+        Ok(Signals {})
+    }
+
+    /// Waits for the next signal; returns its name.
+    #[cfg(unix)]
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_key_equals_value() {
+        assert_eq!(
+            parse_setting("compression.type=lz4"),
+            Ok(("compression.type".into(), "lz4".into()))
+        );
+        assert_eq!(
+            parse_setting("sasl.password=a=b"),
+            Ok(("sasl.password".into(), "a=b".into()))
+        );
+        assert!(parse_setting("nonsense").is_err());
+        assert!(parse_setting("=1").is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The `outbox` command line, run as a process against the real PostgreSQL and
+//! Kafka: what each command prints and changes, and how each mistake is reported
+//! (one `error:` line, the exit status, no password).
+
+mod cli {
+    mod errors;
+    mod migrations;
+    mod parked;
+    mod relay;
+    mod status;
+    mod support;
+}
