@@ -11,7 +11,10 @@ use tracing_subscriber::filter::LevelFilter;
 
 use super::{Failure, db};
 use crate::error::Error;
-use crate::relay::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, DEFAULT_SHARDS, Relay, RelayReport};
+use crate::relay::{
+    DEFAULT_BATCH_SIZE, DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_POLL_INTERVAL, DEFAULT_SHARDS, Relay,
+    RelayReport,
+};
 
 /// How long the brokers have to answer before the relay starts.
 const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +42,11 @@ pub(super) struct RelayArgs {
     /// every relay of the outbox must use the same number
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SHARDS)]
     shards: u32,
+
+    /// Batches sent before the oldest is acknowledged (1 to 64); an abrupt stop
+    /// re-sends at most this many batches
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCHES_IN_FLIGHT)]
+    batches_in_flight: usize,
 
     /// A librdkafka producer setting, e.g. -X compression.type=lz4 (repeatable;
     /// overrides the relay's defaults)
@@ -73,6 +81,7 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
         .batch_size(args.batch_size)
         .poll_interval(Duration::from_millis(args.poll_interval_ms))
         .shards(args.shards)
+        .batches_in_flight(args.batches_in_flight)
         .build()
         .map_err(|e| Failure::from_error(None, &e))?;
 

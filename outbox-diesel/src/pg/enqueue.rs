@@ -121,9 +121,7 @@ impl Outbox {
     ) -> Result<MessageId> {
         let row = self.model_row(model, &event)?;
         ensure_transaction(conn)?;
-        let _span =
-            tracing::debug_span!("outbox.enqueue", topic = M::TOPIC, event = %event, count = 1)
-                .entered();
+        let _span = enqueue_span(M::TOPIC, &event, std::slice::from_ref(&row)).entered();
         insert(&[row.as_new()]).execute(conn)?;
         Ok(row.id)
     }
@@ -158,8 +156,7 @@ impl Outbox {
     ) -> Result<MessageId> {
         let row = self.model_row(model, &event)?;
         ensure_transaction_async(conn)?;
-        let span =
-            tracing::debug_span!("outbox.enqueue", topic = M::TOPIC, event = %event, count = 1);
+        let span = enqueue_span(M::TOPIC, &event, std::slice::from_ref(&row));
         diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn)
             .instrument(span)
             .await?;
@@ -183,7 +180,7 @@ impl Outbox {
             .map(|model| self.model_row(model, &event))
             .collect::<Result<Vec<_>>>()?;
         ensure_transaction(conn)?;
-        let _span = tracing::debug_span!("outbox.enqueue", topic = M::TOPIC, event = %event, count = rows.len()).entered();
+        let _span = enqueue_span(M::TOPIC, &event, &rows).entered();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let new: Vec<NewRow<'_>> = chunk.iter().map(Row::as_new).collect();
             insert(&new).execute(conn)?;
@@ -207,9 +204,12 @@ impl Outbox {
             .map(|model| self.model_row(model, &event))
             .collect::<Result<Vec<_>>>()?;
         ensure_transaction_async(conn)?;
+        let span = enqueue_span(M::TOPIC, &event, &rows);
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let new: Vec<NewRow<'_>> = chunk.iter().map(Row::as_new).collect();
-            diesel_async::RunQueryDsl::execute(insert(&new), conn).await?;
+            diesel_async::RunQueryDsl::execute(insert(&new), conn)
+                .instrument(span.clone())
+                .await?;
         }
         Ok(rows.iter().map(|row| row.id).collect())
     }
@@ -236,7 +236,8 @@ impl Outbox {
     pub fn enqueue_message(&self, conn: &mut PgConnection, message: &Message) -> Result<MessageId> {
         ensure_transaction(conn)?;
         let row = Row::from_message(message);
-        let _span = tracing::debug_span!("outbox.enqueue", topic = %message.topic, event = %message.event, count = 1).entered();
+        let _span =
+            enqueue_span(&message.topic, &message.event, std::slice::from_ref(&row)).entered();
         insert(&[row.as_new()]).execute(conn)?;
         Ok(row.id)
     }
@@ -253,7 +254,10 @@ impl Outbox {
     ) -> Result<MessageId> {
         ensure_transaction_async(conn)?;
         let row = Row::from_message(message);
-        diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn).await?;
+        let span = enqueue_span(&message.topic, &message.event, std::slice::from_ref(&row));
+        diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn)
+            .instrument(span)
+            .await?;
         Ok(row.id)
     }
 
@@ -331,6 +335,22 @@ fn insert<'a>(
     <&'a [NewRow<'a>] as Insertable<outbox_messages::table>>::Values,
 > {
     diesel::insert_into(outbox_messages::table).values(rows)
+}
+
+/// The `outbox.enqueue` span: topic, event, count, and the message ids at debug level.
+fn enqueue_span(topic: &str, event: &Event, rows: &[Row]) -> tracing::Span {
+    tracing::debug_span!("outbox.enqueue", topic, event = %event, count = rows.len(), ids = ?Ids(rows))
+}
+
+/// The message ids of rows, formatted only when a subscriber records them.
+struct Ids<'a>(&'a [Row]);
+
+impl std::fmt::Debug for Ids<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|row| row.id))
+            .finish()
+    }
 }
 
 fn ensure_transaction(conn: &mut PgConnection) -> Result<()> {

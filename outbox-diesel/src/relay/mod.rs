@@ -270,6 +270,12 @@ impl<P: Publisher> Relay<P> {
         };
         loop {
             while reading && window.batches.len() < self.settings.batches_in_flight {
+                if !window.batches.is_empty()
+                    && (session.shards.rebalance_due() || shutdown.requested())
+                {
+                    reading = false;
+                    break;
+                }
                 let read = store::ReadBatch {
                     delete: &window.to_delete,
                     limit,
@@ -281,8 +287,6 @@ impl<P: Publisher> Relay<P> {
                 if (rows.len() as i64) < limit {
                     reading = false;
                     end = WindowEnd::CaughtUp;
-                } else if session.shards.rebalance_due() || shutdown.requested() {
-                    reading = false;
                 }
                 if rows.is_empty() {
                     break;
