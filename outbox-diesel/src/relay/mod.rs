@@ -6,15 +6,18 @@
 //! 1. wait for `NOTIFY outbox_messages` (sent by the table's trigger at commit),
 //!    the poll interval, or shutdown; go on at once while rows remain;
 //! 2. read a batch of the oldest rows (of the shards this relay holds), skipping
-//!    keys held back by a parked row;
-//! 3. hand every record of the batch to the publisher at once, and wait for all
-//!    acknowledgements;
-//! 4. delete exactly the acknowledged rows; count an attempt and the error on the
-//!    failed ones, parking those that can never be published.
+//!    keys held back by a parked row and the rows already in flight;
+//! 3. hand every record of the batch to the publisher at once; while the broker
+//!    acknowledges it, read and send the next batches, up to a window of
+//!    `batches_in_flight`;
+//! 4. delete exactly the acknowledged rows (with the next read, one statement);
+//!    count an attempt and the error on the failed ones, parking those that can
+//!    never be published.
 //!
-//! A key whose row fails is not sent further in that batch: its later rows wait
+//! A key whose row fails is not sent further in that window: its later rows wait
 //! for the retry, so they never overtake it. No cursor is kept: every read starts
-//! from the oldest row, so a row with a lower id that commits late is still sent.
+//! from the oldest row, so a row with a lower id that commits late is still sent,
+//! and before any row of its key that committed after it.
 
 mod backoff;
 mod shards;
@@ -251,7 +254,7 @@ impl<P: Publisher> Relay<P> {
     }
 
     /// Sends batches, keeping up to `batches_in_flight` of them unacknowledged,
-    /// reading each next batch after the last id sent, until the rows run out,
+    /// reading each next batch from the oldest row not in the window, until the rows run out,
     /// a publish fails, a rebalance is due, or shutdown is asked for; then waits
     /// for the rest of the window.
     async fn run_window(
@@ -279,7 +282,7 @@ impl<P: Publisher> Relay<P> {
                 let read = store::ReadBatch {
                     delete: &window.to_delete,
                     limit,
-                    after: window.cursor,
+                    exclude: &window.in_window(),
                     shards: session.shards.filter(),
                 };
                 let rows = store::delete_and_fetch(&mut session.conn, read).await?;
@@ -335,8 +338,6 @@ enum WindowEnd {
 /// Batches sent and not yet settled, oldest first.
 struct Window<A> {
     batches: VecDeque<Batch<A>>,
-    /// The highest id sent in this window: the next read starts after it.
-    cursor: i64,
     /// Acknowledged ids not yet deleted (deleted with the next read).
     to_delete: Vec<i64>,
     /// Keys a row was refused or failed for: their later rows are not sent in
@@ -348,7 +349,6 @@ impl<A> Default for Window<A> {
     fn default() -> Self {
         Window {
             batches: VecDeque::new(),
-            cursor: 0,
             to_delete: Vec::new(),
             failed_keys: HashSet::new(),
         }
@@ -403,13 +403,30 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
                 }
             }
         }
-        self.cursor = rows.last().map_or(self.cursor, |row| row.id);
         self.batches.push_back(Batch {
             rows,
             pending,
             refused,
             started: Instant::now(),
         });
+    }
+
+    /// Ids the next read must skip: rows in flight, and acknowledged rows not
+    /// yet deleted (the read's own delete does not hide them from its snapshot).
+    fn in_window(&self) -> Vec<i64> {
+        let in_flight = self
+            .batches
+            .iter()
+            .map(|batch| batch.rows.len())
+            .sum::<usize>();
+        let mut ids = Vec::with_capacity(in_flight + self.to_delete.len());
+        ids.extend(
+            self.batches
+                .iter()
+                .flat_map(|batch| batch.rows.iter().map(|row| row.id)),
+        );
+        ids.extend_from_slice(&self.to_delete);
+        ids
     }
 
     async fn flush_deletes(&mut self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
@@ -424,7 +441,6 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
     async fn close(&mut self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         debug_assert!(self.batches.is_empty());
         self.flush_deletes(conn).await?;
-        self.cursor = 0;
         self.failed_keys.clear();
         Ok(())
     }

@@ -31,23 +31,28 @@ impl Row {
     }
 }
 
-/// Deletes acknowledged rows (all below `after`), then reads up to `limit` rows
-/// with ids above `after` (0: from the oldest row) that are neither parked nor
-/// behind a parked row of the same topic and key (those wait until the parked
-/// row is retried or discarded); with `shards`, only rows of the shards held.
-/// One statement, one round trip.
+/// Deletes acknowledged rows, then reads up to `limit` of the oldest rows that
+/// are not in `exclude` (the rows this relay has in flight, or acknowledged and
+/// being deleted by this very statement), neither parked nor behind a parked row
+/// of the same topic and key (those wait until the parked row is retried or
+/// discarded); with `shards`, only rows of the shards held. One statement, one
+/// round trip.
+///
+/// Every read starts from the oldest row: a row with a lower id that commits
+/// after higher ids were read is read before any later row of its key, which
+/// committed after it. `NOT IN (SELECT unnest(..))` makes PostgreSQL hash the
+/// excluded ids once per statement.
 ///
 /// Written without a `parked_at IS NULL` filter on `m`, so the planner walks the
-/// primary key in order and stops after `LIMIT` rows. The statement's snapshot
-/// still sees the deleted rows, but they lie below `after`.
+/// primary key in order and stops after `LIMIT` rows.
 ///
 /// A query type of its own rather than `sql_query`, so Diesel caches it as a
 /// prepared statement: planning it for every batch costs as much as running it
 /// on small batches.
 pub(crate) struct ReadBatch<'a> {
     pub(crate) delete: &'a [i64],
+    pub(crate) exclude: &'a [i64],
     pub(crate) limit: i64,
-    pub(crate) after: i64,
     pub(crate) shards: Option<ShardFilter<'a>>,
 }
 
@@ -73,9 +78,10 @@ impl QueryFragment<Pg> for ReadBatch<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&self.delete)?;
         out.push_sql(
             ")) SELECT m.id, m.topic, m.partition_key, m.headers, m.payload \
-             FROM outbox_messages m WHERE m.id > ",
+             FROM outbox_messages m WHERE m.id NOT IN (SELECT unnest(",
         );
-        out.push_bind_param::<BigInt, _>(&self.after)?;
+        out.push_bind_param::<Array<BigInt>, _>(&self.exclude)?;
+        out.push_sql("))");
         if let Some(shards) = &self.shards {
             out.push_sql(" AND (hashtext(m.partition_key) & 2147483647) % ");
             out.push_bind_param::<Integer, _>(&shards.count)?;
