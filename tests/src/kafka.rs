@@ -93,23 +93,43 @@ impl TestKafka {
     /// When the broker refuses or does not answer.
     pub fn create_topic(&self, what: &str, partitions: i32) -> String {
         let name = self.unique_name(what);
-        let new_topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        let results = futures::executor::block_on(self.admin.create_topics([&new_topic], &options))
-            .unwrap_or_else(|e| panic!("could not create topic {name}: {e}"));
-        for result in results {
-            if let Err((topic, code)) = result
-                && code != RDKafkaErrorCode::TopicAlreadyExists
-            {
-                panic!("could not create topic {topic}: {code}");
-            }
-        }
+        self.create(&name, partitions);
         self.topics.lock().unwrap().push(name.clone());
-        self.wait_for_partitions(&name, partitions);
         name
     }
 
-    fn wait_for_partitions(&self, topic: &str, partitions: i32) {
+    /// Makes sure the topic `name` exists (creating it with `partitions`
+    /// partitions if not) and has leaders. For models, whose topic is a constant
+    /// shared by every run: it is not deleted, and readers must filter what they
+    /// read by the ids they sent.
+    ///
+    /// # Panics
+    ///
+    /// When the broker refuses or does not answer.
+    pub fn ensure_shared_topic(&self, name: &str, partitions: i32) {
+        self.create(name, partitions);
+    }
+
+    fn create(&self, name: &str, partitions: i32) {
+        let new_topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let results = futures::executor::block_on(self.admin.create_topics([&new_topic], &options))
+            .unwrap_or_else(|e| panic!("could not create topic {name}: {e}"));
+        let mut existed = false;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existed = true,
+                Err((topic, code)) => panic!("could not create topic {topic}: {code}"),
+            }
+        }
+        // A topic that existed keeps its own partition count.
+        self.wait_for_partitions(name, (!existed).then_some(partitions));
+    }
+
+    /// Waits until `topic` has `partitions` partitions with leaders (any number
+    /// of them, at least one, when `None`).
+    fn wait_for_partitions(&self, topic: &str, partitions: Option<i32>) {
         let probe: BaseConsumer = base_config(&self.brokers).create().expect("probe consumer");
         let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
         loop {
@@ -122,12 +142,17 @@ impl TestKafka {
                         .find(|t| t.name() == topic && t.error().is_none())
                         .map(|t| t.partitions().iter().filter(|p| p.leader() >= 0).count())
                 });
-            if known == Some(partitions as usize) {
+            let ready = match (known, partitions) {
+                (Some(n), Some(want)) => n == want as usize,
+                (Some(n), None) => n > 0,
+                (None, _) => false,
+            };
+            if ready {
                 return;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "topic {topic} did not get {partitions} partitions with leaders in {ADMIN_TIMEOUT:?}"
+                "topic {topic} did not get {partitions:?} partitions with leaders in {ADMIN_TIMEOUT:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

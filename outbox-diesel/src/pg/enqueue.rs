@@ -175,10 +175,7 @@ impl Outbox {
         models: impl IntoIterator<Item = &'m M>,
         event: Event,
     ) -> Result<Vec<MessageId>> {
-        let rows = models
-            .into_iter()
-            .map(|model| self.model_row(model, &event))
-            .collect::<Result<Vec<_>>>()?;
+        let rows = self.model_rows(models, &event)?;
         ensure_transaction(conn)?;
         let _span = enqueue_span(M::TOPIC, &event, &rows).entered();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -199,10 +196,7 @@ impl Outbox {
         models: impl IntoIterator<Item = &'m M>,
         event: Event,
     ) -> Result<Vec<MessageId>> {
-        let rows = models
-            .into_iter()
-            .map(|model| self.model_row(model, &event))
-            .collect::<Result<Vec<_>>>()?;
+        let rows = self.model_rows(models, &event)?;
         ensure_transaction_async(conn)?;
         let span = enqueue_span(M::TOPIC, &event, &rows);
         for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -259,6 +253,17 @@ impl Outbox {
             .instrument(span)
             .await?;
         Ok(row.id)
+    }
+
+    fn model_rows<'m, M: Outboxed + 'm>(
+        &self,
+        models: impl IntoIterator<Item = &'m M>,
+        event: &Event,
+    ) -> Result<Vec<Row>> {
+        models
+            .into_iter()
+            .map(|model| self.model_row(model, event))
+            .collect()
     }
 
     fn model_row<M: Outboxed>(&self, model: &M, event: &Event) -> Result<Row> {

@@ -12,8 +12,8 @@ use outbox_diesel::{Error, Outbox};
 use serde_json::json;
 
 use super::support::{
-    Env, RECEIVE_TIMEOUT, Reader, RunningRelay, assert_key_order, count_rows, enqueue,
-    ensure_topic, id_counts, seq_of,
+    Env, RECEIVE_TIMEOUT, Reader, RunningRelay, assert_key_order, count_rows, enqueue, id_counts,
+    seq_of,
 };
 
 /// The topic of [`User`]: a constant, shared by every run; tests filter what
@@ -195,7 +195,7 @@ async fn enqueue_outside_a_transaction_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_and_async_enqueue_publish_the_same_message() {
     let env = Env::new("relay_sync_async");
-    ensure_topic(env.kafka.brokers(), USERS_TOPIC, 4);
+    env.kafka.ensure_shared_topic(USERS_TOPIC, 4);
     let outbox = Outbox::new("accounts").with_trace(Some(trace()));
     let user = ada();
 
@@ -290,7 +290,7 @@ async fn enqueue_all_keeps_the_order_of_its_models() {
     const STEPS: u64 = 3_000;
     const WORKFLOWS: u64 = 7;
     let env = Env::new("relay_enqueue_all");
-    ensure_topic(env.kafka.brokers(), STEPS_TOPIC, 4);
+    env.kafka.ensure_shared_topic(STEPS_TOPIC, 4);
     // Interleaved workflows, each numbered from 0 in the order given.
     let steps: Vec<Step> = (0..STEPS)
         .map(|i| Step {

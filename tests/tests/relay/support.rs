@@ -13,13 +13,11 @@ use outbox::{Event, Message, MessageId, Payloads};
 use outbox_diesel::schema::outbox_messages;
 use outbox_diesel::{Outbox, Relay, RelayBuilder, RelayReport};
 use outbox_tests::{TestDb, TestKafka};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -461,48 +459,6 @@ pub(crate) fn assert_key_order(received: &[&Received]) -> BTreeMap<String, Vec<u
         seqs.push(seq);
     }
     per_key
-}
-
-/// Makes sure `topic` exists with `partitions` partitions (for models, whose
-/// topic is a constant shared by every run), and waits until it has leaders.
-pub(crate) fn ensure_topic(brokers: &str, topic: &str, partitions: i32) {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().expect("create a Kafka admin client");
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics([&new_topic], &options))
-        .unwrap_or_else(|e| panic!("could not create topic {topic}: {e}"));
-    for result in results {
-        if let Err((topic, code)) = result
-            && code != RDKafkaErrorCode::TopicAlreadyExists
-        {
-            panic!("could not create topic {topic}: {code}");
-        }
-    }
-    let probe: StreamConsumer = config.create().expect("create a Kafka probe");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let leaders = probe
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .ok()
-            .and_then(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().iter().filter(|p| p.leader() >= 0).count())
-            })
-            .unwrap_or(0);
-        if leaders > 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "topic {topic} has no partition leaders after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Runs `f` on a blocking thread (sync Diesel work that must not stall the
