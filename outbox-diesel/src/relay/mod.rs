@@ -20,6 +20,7 @@
 //! and before any row of its key that committed after it.
 
 mod backoff;
+mod headers;
 mod shards;
 mod store;
 
@@ -57,7 +58,7 @@ pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Default interval between checks of the share of shards.
 pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Default number of batches sent and not yet acknowledged at once.
-pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 4;
+pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 2;
 /// Default interval between updates of the gauges (rows waiting, lag, parked).
 pub const DEFAULT_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -174,6 +175,10 @@ impl<P: Publisher> Relay<P> {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RelayReport> {
         let mut shutdown = Shutdown::new(shutdown);
         let mut report = RelayReport::default();
+        let _gauges = AbortOnDrop(tokio::spawn(report_gauges(
+            self.database_url.clone(),
+            self.settings.gauge_interval,
+        )));
         let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
         let url = mask_password(&self.database_url);
         while !shutdown.requested() {
@@ -215,21 +220,16 @@ impl<P: Publisher> Relay<P> {
         backoff: &mut Backoff,
     ) -> diesel::QueryResult<()> {
         let settings = &self.settings;
-        let mut next_gauges = Instant::now();
         let mut window = Window::default();
         loop {
             // Between windows nothing is in flight: the time to stop, rebalance,
-            // refresh the gauges, and start again from the oldest row.
+            // and start again from the oldest row.
             window.close(&mut session.conn).await?;
             if shutdown.requested() {
                 return Ok(());
             }
             if session.shards.rebalance_due() {
                 session.shards.rebalance(&mut session.conn).await?;
-            }
-            if Instant::now() >= next_gauges {
-                next_gauges = Instant::now() + settings.gauge_interval;
-                update_gauges(&mut session.conn).await?;
             }
             let ended = self
                 .run_window(session, shutdown, &mut window, report)
@@ -279,14 +279,15 @@ impl<P: Publisher> Relay<P> {
                     reading = false;
                     break;
                 }
+                let exclude = window.in_window();
+                let delete = std::mem::take(&mut window.to_delete);
                 let read = store::ReadBatch {
-                    delete: &window.to_delete,
+                    delete: &delete,
+                    exclude: &exclude,
                     limit,
-                    exclude: &window.in_window(),
                     shards: session.shards.filter(),
                 };
                 let rows = store::delete_and_fetch(&mut session.conn, read).await?;
-                window.to_delete.clear();
                 if (rows.len() as i64) < limit {
                     reading = false;
                     end = WindowEnd::CaughtUp;
@@ -384,11 +385,7 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
                 continue;
             }
             headers.clear();
-            headers.extend(
-                row.headers
-                    .chunks_exact(2)
-                    .map(|pair| (pair[0].as_str(), pair[1].as_str())),
-            );
+            headers.extend(row.headers.pairs());
             let record = OutgoingRecord {
                 topic: &row.topic,
                 key: row.partition_key.as_bytes(),
@@ -494,12 +491,39 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Ba
     }
 }
 
-async fn update_gauges(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
-    let gauges = store::gauges(conn).await?;
-    metrics::gauge!("outbox_relay_rows_waiting").set(gauges.waiting as f64);
-    metrics::gauge!("outbox_relay_rows_parked").set(gauges.parked as f64);
-    metrics::gauge!("outbox_relay_lag_seconds").set(gauges.oldest_age_seconds.unwrap_or(0.0));
-    Ok(())
+/// Refreshes the gauges every `interval` on a connection of its own: counting
+/// the rows scans the table, which must not hold up the relay's own loop.
+async fn report_gauges(url: String, interval: Duration) {
+    let mut conn = None;
+    loop {
+        if conn.is_none() {
+            conn = connect(&url).await.ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            match store::gauges(c).await {
+                Ok(gauges) => {
+                    metrics::gauge!("outbox_relay_rows_waiting").set(gauges.waiting as f64);
+                    metrics::gauge!("outbox_relay_rows_parked").set(gauges.parked as f64);
+                    metrics::gauge!("outbox_relay_lag_seconds")
+                        .set(gauges.oldest_age_seconds.unwrap_or(0.0));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "relay: could not read the gauges");
+                    conn = None;
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl<P: Publisher> RelayBuilder<P> {
@@ -536,13 +560,14 @@ impl<P: Publisher> RelayBuilder<P> {
         self
     }
 
-    /// How often the gauges are refreshed (default 5 s).
+    /// How often the gauges (rows waiting, parked, lag) are refreshed, on a
+    /// connection of their own (default 5 s).
     pub fn gauge_interval(mut self, interval: Duration) -> Self {
         self.settings.gauge_interval = interval;
         self
     }
 
-    /// Batches sent before the oldest is acknowledged (default 4): while the
+    /// Batches sent before the oldest is acknowledged (default 2): while the
     /// broker acknowledges one batch, the next ones are read and sent. A relay
     /// stopped abruptly re-sends at most this many batches.
     pub fn batches_in_flight(mut self, batches: usize) -> Self {

@@ -7,6 +7,7 @@ use diesel::sql_types::Untyped;
 use diesel::sql_types::{Array, BigInt, Bool, Bytea, Double, Integer, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::relay::headers::Headers;
 use crate::schema::outbox_messages;
 
 /// A row as the relay sends it.
@@ -19,7 +20,7 @@ pub(crate) struct Row {
     #[diesel(sql_type = Text)]
     pub(crate) partition_key: String,
     #[diesel(sql_type = Array<Text>)]
-    pub(crate) headers: Vec<String>,
+    pub(crate) headers: Headers,
     #[diesel(sql_type = Bytea)]
     pub(crate) payload: Vec<u8>,
 }
