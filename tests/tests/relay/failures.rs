@@ -437,7 +437,11 @@ async fn relay_reconnects_after_its_database_session_is_terminated() {
         .await;
     // Two sessions: the relay's own, and the one its gauges are read on.
     let old = session_pids(&mut conn, &name);
-    assert_eq!(old.len(), 2, "the relay's and its gauges' sessions: {old:?}");
+    assert_eq!(
+        old.len(),
+        2,
+        "the relay's and its gauges' sessions: {old:?}"
+    );
     assert_eq!(terminate_sessions(&mut conn, &name), 2);
     let after: Vec<Message> = (20..40).map(|i| env.message("k", i)).collect();
     enqueue(&mut conn, &after);
