@@ -168,13 +168,7 @@ impl Publisher for KafkaPublisher {
     type Ack = KafkaAck;
 
     fn send(&self, record: &OutgoingRecord<'_>) -> Result<KafkaAck, PublishError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (name, value) in record.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value.as_bytes()),
-            });
-        }
+        let headers = owned_headers(record.headers.iter().copied());
         let mut future_record = FutureRecord::to(record.topic)
             .key(record.key)
             .payload(record.value)
@@ -255,15 +249,22 @@ fn describe(error: &KafkaError) -> String {
 /// # Ok::<(), outbox::Error>(())
 /// ```
 pub fn record_headers(encoded: &EncodedMessage) -> OwnedHeaders {
-    encoded.headers.iter().fold(
-        OwnedHeaders::new_with_capacity(encoded.headers.len()),
-        |headers, (name, value)| {
-            headers.insert(Header {
-                key: name,
-                value: Some(value.as_bytes()),
-            })
-        },
+    owned_headers(
+        encoded
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
     )
+}
+
+fn owned_headers<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> OwnedHeaders {
+    let headers = OwnedHeaders::new_with_capacity(pairs.len());
+    pairs.fold(headers, |headers, (name, value)| {
+        headers.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        })
+    })
 }
 
 /// Decodes a record read by an rdkafka consumer.
