@@ -26,6 +26,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "diesel")]
+mod controller;
 mod error;
 mod event;
 mod message;
@@ -45,6 +47,10 @@ pub mod __private {
 }
 mod private;
 
+#[cfg(feature = "diesel")]
+pub use controller::{
+    BoxFuture, Context, Controller, FollowUps, HandlerError, HandlerErrorKind,
+};
 pub use error::{DecodeError, Error, Result, Truncated};
 pub use event::{Event, EventName};
 pub use message::{CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers};

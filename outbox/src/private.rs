@@ -2,6 +2,8 @@
 //! so users add no imports and their own names cannot shadow ours.
 
 pub use serde;
+#[cfg(feature = "diesel")]
+pub use {diesel, diesel_async};
 pub use serde_json;
 pub use serde_json::Value;
 

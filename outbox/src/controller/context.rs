@@ -1,0 +1,169 @@
+//! What a handler gets: the transaction's connection, the message's metadata,
+//! and an outbox for follow-up messages.
+
+use std::error::Error as StdError;
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+
+use super::{BoxFuture, HandlerError};
+use crate::{EncodedMessage, Event, Message, MessageId, Outboxed, TraceContext};
+
+/// Writes follow-up messages into the consuming service's own outbox, on the
+/// connection of the apply transaction. `outbox_diesel::Outbox` implements it;
+/// the consumer hands one to every [`Context`].
+pub trait FollowUps: Send + Sync {
+    /// The producer name follow-ups are sent `from`.
+    fn producer(&self) -> &str;
+
+    /// Inserts one encoded message (id `id`, topic `topic`) on `conn`.
+    fn insert<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        id: MessageId,
+        topic: &'a str,
+        encoded: EncodedMessage,
+    ) -> BoxFuture<'a, Result<(), Box<dyn StdError + Send + Sync + 'static>>>;
+}
+
+/// The handling of one record: the connection inside the consumer's
+/// transaction, where the record came from, and an outbox whose messages
+/// commit (or roll back) with the apply.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{Context, HandlerError};
+///
+/// async fn audit(ctx: &mut Context<'_>) -> Result<(), HandlerError> {
+///     let line = format!("{} {} from {} at {}/{}@{}", ctx.message_id(), ctx.event(), ctx.from(),
+///                        ctx.topic(), ctx.partition(), ctx.offset());
+///     diesel_async::RunQueryDsl::execute(
+///         diesel::sql_query("INSERT INTO audit (line) VALUES ($1)")
+///             .bind::<diesel::sql_types::Text, _>(line),
+///         ctx.conn(),
+///     )
+///     .await?;
+///     Ok(())
+/// }
+/// ```
+pub struct Context<'c> {
+    conn: &'c mut AsyncPgConnection,
+    message: &'c Message,
+    partition: i32,
+    offset: i64,
+    follow_ups: &'c dyn FollowUps,
+}
+
+impl<'c> Context<'c> {
+    /// A context for `message`, read at `partition`/`offset`, applied on `conn`
+    /// (which should be inside a transaction). The consumer builds these; tests
+    /// of a controller can too.
+    pub fn new(
+        conn: &'c mut AsyncPgConnection,
+        message: &'c Message,
+        partition: i32,
+        offset: i64,
+        follow_ups: &'c dyn FollowUps,
+    ) -> Self {
+        Context {
+            conn,
+            message,
+            partition,
+            offset,
+            follow_ups,
+        }
+    }
+
+    /// The connection, inside the apply transaction.
+    pub fn conn(&mut self) -> &mut AsyncPgConnection {
+        self.conn
+    }
+
+    /// The message being applied.
+    pub fn message(&self) -> &Message {
+        self.message
+    }
+
+    /// Its id.
+    pub fn message_id(&self) -> MessageId {
+        self.message.id
+    }
+
+    /// Its event.
+    pub fn event(&self) -> &Event {
+        &self.message.event
+    }
+
+    /// The service that sent it (header `from`).
+    pub fn from(&self) -> &str {
+        &self.message.from
+    }
+
+    /// The topic it was read from.
+    pub fn topic(&self) -> &str {
+        &self.message.topic
+    }
+
+    /// The partition it was read from.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Its offset in that partition.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// When the producer says it happened.
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.message.occurred_at
+    }
+
+    /// The trace it carries, if any; follow-ups carry it on.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.message.trace.as_ref()
+    }
+
+    /// Enqueues `event` of `model` in this service's outbox, in the apply
+    /// transaction: it is sent only if the apply commits. It carries this
+    /// message's trace.
+    ///
+    /// # Errors
+    ///
+    /// A serializer failure (permanent) or a database error (retriable).
+    pub async fn enqueue<M: Outboxed>(
+        &mut self,
+        model: &M,
+        event: Event,
+    ) -> Result<MessageId, HandlerError> {
+        let id = MessageId::new();
+        let encoded = Message::encode_model(
+            model,
+            &event,
+            self.follow_ups.producer(),
+            id,
+            Utc::now(),
+            self.message.trace.as_ref(),
+        )
+        .map_err(HandlerError::permanent)?;
+        self.follow_ups
+            .insert(self.conn, id, M::TOPIC, encoded)
+            .await
+            .map_err(HandlerError::retriable)?;
+        Ok(id)
+    }
+
+    /// Enqueues a message built by hand, as it is (its own id, `from`, trace).
+    ///
+    /// # Errors
+    ///
+    /// A database error (retriable).
+    pub async fn enqueue_message(&mut self, message: &Message) -> Result<MessageId, HandlerError> {
+        self.follow_ups
+            .insert(self.conn, message.id, &message.topic, message.encode())
+            .await
+            .map_err(HandlerError::retriable)?;
+        Ok(message.id)
+    }
+}
