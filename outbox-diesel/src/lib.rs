@@ -25,12 +25,15 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod consumer;
+pub mod dead_letter;
 mod error;
 pub mod migrations;
 pub mod ops;
 mod pg;
 pub mod relay;
 pub mod schema;
+pub mod stopped;
 
 pub use error::{Error, Result, mask_password};
 pub use outbox;

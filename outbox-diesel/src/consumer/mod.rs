@@ -1,0 +1,1 @@
+//! The consumer: Kafka records applied exactly once through controllers.

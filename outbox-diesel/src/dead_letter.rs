@@ -1,0 +1,1 @@
+//! Dead-letter topics: the headers a dead-lettered record carries, and replay.

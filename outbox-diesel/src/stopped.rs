@@ -1,0 +1,1 @@
+//! Stopped partitions: recorded when a consumer stops on a record, until resumed.
