@@ -3,6 +3,7 @@
 
 mod attr_util;
 mod ctxt;
+mod message_controller;
 mod outboxed;
 mod symbol;
 
@@ -14,14 +15,8 @@ pub fn derive_outboxed(input: TokenStream) -> TokenStream {
     outboxed::derive(input.into()).into()
 }
 
-/// `#[message_controller]`: not implemented yet; using it is a compile error.
+/// `#[message_controller]`; documented on the re-export in `outbox`.
 #[proc_macro_attribute]
-pub fn message_controller(_args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = proc_macro2::TokenStream::from(item);
-    let span = item
-        .clone()
-        .into_iter()
-        .next()
-        .map_or_else(proc_macro2::Span::call_site, |t| t.span());
-    quote::quote_spanned!(span=> ::core::compile_error!("#[message_controller] is not implemented yet");).into()
+pub fn message_controller(args: TokenStream, item: TokenStream) -> TokenStream {
+    message_controller::message_controller(args.into(), item.into()).into()
 }

@@ -48,9 +48,7 @@ pub mod __private {
 mod private;
 
 #[cfg(feature = "diesel")]
-pub use controller::{
-    BoxFuture, Context, Controller, FollowUps, HandlerError, HandlerErrorKind,
-};
+pub use controller::{BoxFuture, Context, Controller, FollowUps, HandlerError, HandlerErrorKind};
 pub use error::{DecodeError, Error, Result, Truncated};
 pub use event::{Event, EventName};
 pub use message::{CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers};
@@ -63,5 +61,6 @@ pub use trace::TraceContext;
 #[doc = include_str!("outboxed_derive.md")]
 pub use outbox_derive::Outboxed;
 
-/// Generates message handling for a controller's impl block. Not implemented yet.
+#[cfg(feature = "diesel")]
+#[doc = include_str!("message_controller.md")]
 pub use outbox_derive::message_controller;

@@ -1,0 +1,367 @@
+//! Writes the impl block back and the `outbox::Controller` impl from a
+//! checked [`Model`]. Cannot fail.
+//!
+//! Calls to the user's methods are spanned on the user's tokens (the return
+//! type for the call, each parameter's type for its argument), and the upsert
+//! and delete on the `model` argument, so a type error points at the code to
+//! fix rather than at the attribute.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, ItemImpl, Type};
+
+use super::validate::{Call, Handling, Model};
+
+/// The generated code's own locals, `__outbox_*` as the style asks. They
+/// resolve at the call site rather than with `Span::mixed_site()`: rustc
+/// reports an expression at the join of its tokens' spans only when they
+/// share one hygiene context, so a mixed-site local inside `&model` would
+/// move a type error from the user's `model` argument to the whole attribute.
+struct Names {
+    ctx: Ident,
+    message: Ident,
+    event: Ident,
+    name: Ident,
+    version: Ident,
+    payload: Ident,
+    model: Ident,
+    key: Ident,
+}
+
+impl Names {
+    fn new() -> Self {
+        let ident = |name: &str| Ident::new(name, Span::call_site());
+        Names {
+            ctx: ident("__outbox_ctx"),
+            message: ident("__outbox_message"),
+            event: ident("__outbox_event"),
+            name: ident("__outbox_name"),
+            version: ident("__outbox_version"),
+            payload: ident("__outbox_payload"),
+            model: ident("__outbox_model"),
+            key: ident("__outbox_key"),
+        }
+    }
+}
+
+/// What the third argument of a call is.
+enum Argument {
+    /// The model, moved (`before_` hooks of created/updated).
+    Model,
+    /// `&model` (`after_` hooks of created/updated).
+    ModelRef,
+    /// `&key` (destroyed hooks).
+    KeyRef,
+    /// The message (replaced events, custom events).
+    Message,
+}
+
+pub(crate) fn expand(model: &Model<'_>, item: &ItemImpl) -> TokenStream {
+    let names = Names::new();
+    let Names {
+        ctx,
+        message,
+        event,
+        name,
+        ..
+    } = &names;
+    let self_ty = model.self_ty;
+    let outboxed = outboxed(&model.model);
+    let route = match &model.route {
+        Some(route) => quote!(#route),
+        None => quote!(#outboxed::ROUTE),
+    };
+    let strict = model.strict;
+
+    let custom_names = model.custom.iter().map(|c| &c.name);
+    let handles = if model.custom.is_empty() {
+        quote!(!::core::matches!(#event, ::outbox::Event::Custom(_)))
+    } else {
+        quote! {
+            match #event {
+                ::outbox::Event::Custom(#name) => ::core::matches!(
+                    ::outbox::EventName::as_str(#name),
+                    #(#custom_names)|*
+                ),
+                _ => true,
+            }
+        }
+    };
+
+    let created = upsert_arm(model, &model.created, &names);
+    let updated = upsert_arm(model, &model.updated, &names);
+    let destroyed = destroy_arm(model, &names);
+    let custom_arm = if model.custom.is_empty() {
+        quote!(::outbox::Event::Custom(_) => ::core::result::Result::Ok(()),)
+    } else {
+        let arms = model.custom.iter().map(|custom| {
+            let event = &custom.name;
+            let call = call(&custom.call, Argument::Message, &names);
+            quote! {
+                #event => {
+                    let () = #call;
+                    ::core::result::Result::Ok(())
+                }
+            }
+        });
+        quote! {
+            ::outbox::Event::Custom(#name) => match ::outbox::EventName::as_str(#name) {
+                #(#arms)*
+                // `handles` accepts only the names above.
+                _ => ::core::result::Result::Ok(()),
+            },
+        }
+    };
+
+    quote! {
+        #item
+
+        const _: () = {
+            #[automatically_derived]
+            impl ::outbox::Controller for #self_ty {
+                fn route(&self) -> &str {
+                    #route
+                }
+
+                fn topics(&self) -> &[&str] {
+                    const TOPICS: &[&str] = &[#outboxed::TOPIC];
+                    TOPICS
+                }
+
+                fn handles(&self, #event: &::outbox::Event) -> bool {
+                    #handles
+                }
+
+                fn strict(&self) -> bool {
+                    #strict
+                }
+
+                fn handle<'__outbox>(
+                    &'__outbox self,
+                    #ctx: &'__outbox mut ::outbox::Context<'_>,
+                    #message: &'__outbox ::outbox::Message,
+                ) -> ::outbox::BoxFuture<'__outbox, ::core::result::Result<(), ::outbox::HandlerError>> {
+                    ::std::boxed::Box::pin(async move {
+                        match &#message.event {
+                            ::outbox::Event::Created => #created,
+                            ::outbox::Event::Updated => #updated,
+                            ::outbox::Event::Destroyed => #destroyed,
+                            #custom_arm
+                        }
+                    })
+                }
+            }
+        };
+    }
+}
+
+/// Stub impl emitted beside errors, so one mistake does not cascade into
+/// "`Controller` is not implemented" errors wherever the controller is used.
+pub(crate) fn fallback(self_ty: &Type) -> TokenStream {
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl ::outbox::Controller for #self_ty {
+                fn route(&self) -> &str { ::core::unreachable!() }
+                fn topics(&self) -> &[&str] { ::core::unreachable!() }
+                fn handles(&self, _: &::outbox::Event) -> bool { ::core::unreachable!() }
+                fn handle<'__outbox>(
+                    &'__outbox self,
+                    _: &'__outbox mut ::outbox::Context<'_>,
+                    _: &'__outbox ::outbox::Message,
+                ) -> ::outbox::BoxFuture<'__outbox, ::core::result::Result<(), ::outbox::HandlerError>> {
+                    ::core::unreachable!()
+                }
+            }
+        };
+    }
+}
+
+/// `<Model as ::outbox::Outboxed>`, spanned on the `model` argument: a model
+/// that does not derive `Outboxed` is reported there.
+fn outboxed(ty: &Type) -> TokenStream {
+    quote_spanned!(ty.span()=> <#ty as ::outbox::Outboxed>)
+}
+
+/// `ident`, reported at `span`.
+fn located(ident: &Ident, span: Span) -> Ident {
+    let mut ident = ident.clone();
+    ident.set_span(span);
+    ident
+}
+
+/// `&ident`, reported at `span`.
+fn borrow_at(ident: &Ident, span: Span) -> TokenStream {
+    let ident = located(ident, span);
+    quote_spanned!(span=> &#ident)
+}
+
+/// `Self::hook(self, ctx, arg).await?`: the call spanned on the method's
+/// return type (a wrong `Ok` or error type is reported there), each argument
+/// on the type of the parameter it is passed to.
+fn call(call: &Call<'_>, argument: Argument, names: &Names) -> TokenStream {
+    let output = call.output.span();
+    // The method's name too, or the call's span would run from the name to the return type.
+    let mut method = call.ident.clone();
+    method.set_span(output);
+    let at = |ident: &Ident, ty: &Type| located(ident, ty.span());
+    let ctx = at(&names.ctx, call.ctx_ty);
+    let arg_span = call.arg_ty.span();
+    let arg = match argument {
+        Argument::Model => {
+            let model = at(&names.model, call.arg_ty);
+            quote!(#model)
+        }
+        Argument::ModelRef => borrow_at(&names.model, arg_span),
+        Argument::KeyRef => borrow_at(&names.key, arg_span),
+        Argument::Message => {
+            let message = at(&names.message, call.arg_ty);
+            quote!(#message)
+        }
+    };
+    quote_spanned!(output=> Self::#method(self, #ctx, #arg).await?)
+}
+
+/// Reads the payload version both sides know (a payload this release cannot
+/// read is a permanent error: retrying does not change it). Spanned on the
+/// `model` argument, like everything that needs the model's traits.
+fn read_payload(model: &Model<'_>, names: &Names) -> TokenStream {
+    let ty = &model.model;
+    let outboxed = outboxed(ty);
+    let Names {
+        message,
+        version,
+        payload,
+        ..
+    } = names;
+    quote_spanned! {ty.span()=>
+        let (#version, #payload) = ::core::result::Result::map_err(
+            ::outbox::Message::payload_for(#message, #outboxed::VERSIONS),
+            ::outbox::HandlerError::permanent,
+        )?;
+    }
+}
+
+/// created/updated: read the model, `before_`, upsert, `after_`.
+fn upsert_arm(model: &Model<'_>, handling: &Handling<'_>, names: &Names) -> TokenStream {
+    let (before, after) = match handling {
+        Handling::Replaced(replaced) => return replaced_arm(replaced, names),
+        Handling::BuiltIn { before, after } => (before, after),
+    };
+    let Names {
+        ctx,
+        message,
+        version,
+        payload,
+        model: value,
+        ..
+    } = names;
+    let ty = &model.model;
+    let table = &model.table;
+    let outboxed = outboxed(ty);
+    let read = read_payload(model, names);
+    let before = before.map(|before| {
+        let call = call(&before, Argument::Model, names);
+        quote!(let #value: #ty = #call;)
+    });
+    let after = after.map(|after| {
+        let call = call(&after, Argument::ModelRef, names);
+        quote!(let () = #call;)
+    });
+    let span = ty.span();
+    let (borrowed, at_ctx) = (borrow_at(value, span), located(ctx, span));
+    let upsert = quote_spanned! {span=>
+        ::outbox::__private::diesel_async::RunQueryDsl::execute(
+            ::outbox::__private::diesel::insert_into(#table::table)
+                .values(#borrowed)
+                .on_conflict(::outbox::__private::diesel::Table::primary_key(&#table::table))
+                .do_update()
+                .set(#borrowed),
+            ::outbox::Context::conn(#at_ctx),
+        )
+        .await?;
+    };
+    let from_payload = quote_spanned! {span=>
+        let #value: #ty = ::core::result::Result::map_err(
+            #outboxed::from_payload(&#message.event, #version, #payload),
+            ::outbox::HandlerError::permanent,
+        )?;
+    };
+    quote! {{
+        #read
+        #from_payload
+        #before
+        #upsert
+        #after
+        ::core::result::Result::Ok(())
+    }}
+}
+
+/// destroyed: read the key, `before_destroy`, delete, `after_destroy`.
+fn destroy_arm(model: &Model<'_>, names: &Names) -> TokenStream {
+    let (before, after) = match &model.destroyed {
+        Handling::Replaced(replaced) => return replaced_arm(replaced, names),
+        Handling::BuiltIn { before, after } => (before, after),
+    };
+    let Names {
+        ctx,
+        version,
+        payload,
+        key,
+        ..
+    } = names;
+    let ty = &model.model;
+    let table = &model.table;
+    let outboxed = outboxed(ty);
+    let read = read_payload(model, names);
+    let before = before.map(|before| {
+        let call = call(&before, Argument::KeyRef, names);
+        quote!(let () = #call;)
+    });
+    let after_call = after.map(|after| {
+        let call = call(&after, Argument::KeyRef, names);
+        quote!(let () = #call;)
+    });
+    let span = ty.span();
+    let (at_key, at_ctx) = (located(key, span), located(ctx, span));
+    // The key is still needed after the delete only by `after_destroy`.
+    let key_value = if after_call.is_some() {
+        let borrowed = borrow_at(key, span);
+        quote_spanned!(span=> ::core::clone::Clone::clone(#borrowed))
+    } else {
+        quote!(#at_key)
+    };
+    let delete = quote_spanned! {span=>
+        ::outbox::__private::diesel_async::RunQueryDsl::execute(
+            ::outbox::__private::diesel::delete(
+                ::outbox::__private::diesel::QueryDsl::find(#table::table, #key_value),
+            ),
+            ::outbox::Context::conn(#at_ctx),
+        )
+        .await?;
+    };
+    let key_from_payload = quote_spanned! {span=>
+        let #key: #outboxed::Key = ::core::result::Result::map_err(
+            #outboxed::key_from_payload(#version, #payload),
+            ::outbox::HandlerError::permanent,
+        )?;
+    };
+    quote! {{
+        #read
+        #key_from_payload
+        #before
+        #delete
+        #after_call
+        ::core::result::Result::Ok(())
+    }}
+}
+
+/// `async fn updated(&self, ctx, msg)` and the like handle the whole event.
+fn replaced_arm(replaced: &Call<'_>, names: &Names) -> TokenStream {
+    let call = call(replaced, Argument::Message, names);
+    quote! {{
+        let () = #call;
+        ::core::result::Result::Ok(())
+    }}
+}
