@@ -76,6 +76,23 @@ pub enum Error {
     /// The broker could not be reached or refused the publisher's settings.
     #[error(transparent)]
     Publish(#[from] outbox::PublishError),
+
+    /// A Kafka client failed: settings refused, brokers not reachable, a read,
+    /// a send or an offset commit that failed.
+    #[error("{context}")]
+    Kafka {
+        /// What was being done, e.g. `committing offsets of group billing`.
+        context: String,
+        /// What librdkafka said.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// A dead-letter topic cannot be replayed as asked: it does not exist, or a
+    /// record names no topic to go back to (see
+    /// [`dead_letter::replay`](crate::dead_letter::replay)).
+    #[error("dead-letter replay: {0}")]
+    DeadLetter(String),
 }
 
 /// `url` with its passwords replaced by `***`, for messages and logs: the

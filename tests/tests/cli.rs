@@ -3,9 +3,11 @@
 //! (one `error:` line, the exit status, no password).
 
 mod cli {
+    mod dlq;
     mod errors;
     mod migrations;
     mod parked;
+    mod partitions;
     mod relay;
     mod status;
     mod support;

@@ -1,5 +1,6 @@
-//! The `outbox` command line: migrations, the relay, and the operator's view of
-//! the outbox (status, parked rows).
+//! The `outbox` command line: migrations, the relay, the operator's view of
+//! the outbox (status, parked rows), and of the consumers (stopped partitions,
+//! dead-letter topics).
 //!
 //! ```text
 //! outbox [--database-url URL] migrations run | print | write <DIR>
@@ -9,6 +10,9 @@
 //! outbox [--database-url URL] parked list [--limit N] [--json]
 //! outbox [--database-url URL] parked retry (<ID>... | --all)
 //! outbox [--database-url URL] parked discard (<ID>... | --all)
+//! outbox [--database-url URL] partitions list [--group GROUP] [--all] [--json]
+//! outbox [--database-url URL] partitions resume --group GROUP --topic TOPIC --partition N
+//! outbox dlq replay <DLQ_TOPIC> [--group GROUP] [--brokers HOSTS] [-X KEY=VALUE]...
 //! ```
 //!
 //! `--database-url` defaults to `DATABASE_URL`, `--brokers` to `KAFKA_BROKERS`;
@@ -21,7 +25,9 @@
 //! `main`, a test crate) can embed the same command line.
 
 mod db;
+mod dlq;
 mod output;
+mod partitions;
 mod relay;
 
 use std::ffi::OsString;
@@ -107,6 +113,13 @@ enum Command {
     /// Rows the relay can never publish as they are: list, retry or discard them
     #[command(subcommand)]
     Parked(ParkedCommand),
+    /// Partitions consumers stopped on a record they could not apply: list or
+    /// resume them
+    #[command(subcommand)]
+    Partitions(partitions::PartitionsCommand),
+    /// Dead-letter topics: send their records back to their topic
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +286,8 @@ fn execute(cli: Cli) -> Result<String, Failure> {
                 .map_err(|e| db::failure(url, "parked discard", &e))?;
             applied_or_fail(&applied, "discarded", "deleted without publishing")
         }
+        Command::Partitions(command) => partitions::run(url()?, command),
+        Command::Dlq(command) => dlq::run(command),
     }
 }
 
@@ -347,6 +362,26 @@ mod tests {
         assert!(parse(&[]).is_err());
         assert!(parse(&["1", "--all"]).is_err());
         assert!(parse(&["x"]).is_err());
+    }
+
+    #[test]
+    fn resume_takes_a_group_a_topic_and_a_partition() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["outbox", "partitions", "resume"].iter().chain(args))
+        };
+        assert!(parse(&["--group", "g", "--topic", "t", "--partition", "0"]).is_ok());
+        assert!(parse(&["--group", "g", "--topic", "t"]).is_err());
+        assert!(parse(&["--group", "g", "--topic", "t", "--partition", "x"]).is_err());
+        assert!(parse(&["--group", "g", "--topic", "t", "--partition=-1"]).is_err());
+    }
+
+    #[test]
+    fn replay_has_a_default_group() {
+        let cli = Cli::try_parse_from(["outbox", "dlq", "replay", "orders.dlq"]).unwrap();
+        let Command::Dlq(command) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert!(format!("{command:?}").contains("group: \"outbox-dlq-replay\""));
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub(super) fn parked(rows: &[ParkedRow], more: bool) -> String {
 
 /// Columns padded to their widest cell, two spaces apart; the last column is
 /// not padded.
-fn table(headers: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+pub(super) fn table(headers: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -54,7 +54,8 @@ pub(super) struct RelayArgs {
     producer_settings: Vec<(String, String)>,
 }
 
-fn parse_setting(text: &str) -> Result<(String, String), String> {
+/// A `-X KEY=VALUE` librdkafka setting.
+pub(super) fn parse_setting(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_owned(), value.to_owned()))

@@ -1,0 +1,181 @@
+//! `outbox partitions list | resume`: the partitions consumers stopped on a
+//! record they could not apply.
+
+use clap::Subcommand;
+
+use super::{Failure, db, output};
+use crate::stopped::{self, StoppedPartition};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum PartitionsCommand {
+    /// List stopped partitions, oldest stop first, with the offset and the error
+    /// they stopped on
+    List {
+        /// Only the stops of this consumer group
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Resumed stops too, not only the active ones
+        #[arg(long)]
+        all: bool,
+        /// Print the stops as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a stopped partition (fix the cause first): a running consumer of
+    /// the group reads it again from the offset it stopped at
+    Resume {
+        /// The consumer group that stopped
+        #[arg(long, value_name = "GROUP")]
+        group: String,
+        /// The topic of the partition
+        #[arg(long, value_name = "TOPIC")]
+        topic: String,
+        /// The partition
+        #[arg(long, value_name = "PARTITION", value_parser = clap::value_parser!(i32).range(0..))]
+        partition: i32,
+    },
+}
+
+pub(super) fn run(url: &str, command: PartitionsCommand) -> Result<String, Failure> {
+    let mut conn = db::connect_to_outbox(url)?;
+    match command {
+        PartitionsCommand::List { group, all, json } => {
+            let stops = stopped::list(&mut conn, group.as_deref(), all)
+                .map_err(|e| db::failure(url, "partitions list", &e))?;
+            if json {
+                output::json(&stops)
+            } else {
+                Ok(list(&stops, group.as_deref(), all))
+            }
+        }
+        PartitionsCommand::Resume {
+            group,
+            topic,
+            partition,
+        } => {
+            let resumed = stopped::resume(&mut conn, &group, &topic, partition)
+                .map_err(|e| db::failure(url, "partitions resume", &e))?;
+            match resumed {
+                Some(stop) => Ok(format!(
+                    "resumed {}[{}] for group {}: a running consumer of the group reads it \
+                     again from offset {}\n",
+                    stop.topic, stop.kafka_partition, stop.consumer_group, stop.kafka_offset
+                )),
+                None => Err(Failure::runtime(format!(
+                    "nothing to resume: {topic}[{partition}] has no active stop for group \
+                     {group} (see `outbox partitions list --all`)"
+                ))),
+            }
+        }
+    }
+}
+
+/// The stops as a table (with a RESUMED AT column when `all`), and how to
+/// resume one.
+fn list(stops: &[StoppedPartition], group: Option<&str>, all: bool) -> String {
+    if stops.is_empty() {
+        let of_group = group.map(|g| format!(" for group {g}")).unwrap_or_default();
+        let resumed = if all { ", active or resumed" } else { "" };
+        return format!("no stopped partitions{of_group}{resumed}\n");
+    }
+    let time = |at: &chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let cells: Vec<Vec<String>> = stops
+        .iter()
+        .map(|stop| {
+            let mut row = vec![
+                stop.id.to_string(),
+                stop.consumer_group.clone(),
+                stop.topic.clone(),
+                stop.kafka_partition.to_string(),
+                stop.kafka_offset.to_string(),
+                time(&stop.stopped_at),
+            ];
+            if all {
+                row.push(stop.resumed_at.as_ref().map_or_else(|| "-".into(), time));
+            }
+            row.push(
+                stop.message_id
+                    .map_or_else(|| "-".into(), |id| id.to_string()),
+            );
+            row.push(stop.error.split_whitespace().collect::<Vec<_>>().join(" "));
+            row
+        })
+        .collect();
+    let mut headers = vec!["ID", "GROUP", "TOPIC", "PARTITION", "OFFSET", "STOPPED AT"];
+    let mut right = vec![true, false, false, true, true, false];
+    if all {
+        headers.push("RESUMED AT");
+        right.push(false);
+    }
+    headers.extend(["MESSAGE ID", "ERROR"]);
+    right.extend([false, false]);
+    let mut out = output::table(&headers, &right, &cells);
+    if let Some(stop) = stops.iter().find(|stop| stop.is_active()) {
+        out.push_str(&format!(
+            "\nresume once the cause is fixed: outbox partitions resume --group {} --topic {} \
+             --partition {}\n",
+            stop.consumer_group, stop.topic, stop.kafka_partition
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn stop(id: i64, resumed: bool) -> StoppedPartition {
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+            .unwrap();
+        StoppedPartition {
+            id,
+            consumer_group: "billing".into(),
+            topic: "orders".into(),
+            kafka_partition: 2,
+            kafka_offset: 17,
+            message_id: None,
+            error: "handler:\n  no customer".into(),
+            stopped_at: at,
+            resumed_at: resumed.then(|| at + chrono::Duration::minutes(5)),
+        }
+    }
+
+    #[test]
+    fn the_table_shows_resumed_at_only_with_all() {
+        assert_eq!(
+            list(&[stop(1, false)], None, false),
+            "ID  GROUP    TOPIC   PARTITION  OFFSET  STOPPED AT            MESSAGE ID  ERROR\n\
+             \x201  billing  orders          2      17  2026-11-24T10:00:00Z  -           handler: no customer\n\
+             \n\
+             resume once the cause is fixed: outbox partitions resume --group billing --topic orders --partition 2\n"
+        );
+        let text = list(&[stop(1, true), stop(2, false)], None, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("  STOPPED AT            RESUMED AT            MESSAGE ID"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("  2026-11-24T10:00:00Z  2026-11-24T10:05:00Z  -  "),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("  2026-11-24T10:00:00Z  -                     -  "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_empty_list_says_what_was_asked() {
+        assert_eq!(list(&[], None, false), "no stopped partitions\n");
+        assert_eq!(
+            list(&[], Some("billing"), true),
+            "no stopped partitions for group billing, active or resumed\n"
+        );
+        // Only resumed stops: nothing to resume, no hint.
+        assert!(!list(&[stop(1, true)], None, true).contains("resume once"));
+    }
+}
