@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+mod backoff;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod consumer;
@@ -35,8 +36,12 @@ pub mod relay;
 pub mod schema;
 pub mod stopped;
 
+pub use consumer::{
+    Consumer, ConsumerBuilder, ConsumerReport, FailurePolicy, OnFailure, Pool, Retry, pool,
+};
 pub use error::{Error, Result, mask_password};
 pub use outbox;
 pub use pg::enqueue::Outbox;
 pub use pg::realtime::{REALTIME_EVENT, Realtime, RealtimeMessage};
 pub use relay::{Relay, RelayBuilder, RelayReport};
+pub use stopped::StoppedPartition;

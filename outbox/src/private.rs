@@ -2,10 +2,10 @@
 //! so users add no imports and their own names cannot shadow ours.
 
 pub use serde;
-#[cfg(feature = "diesel")]
-pub use {diesel, diesel_async};
 pub use serde_json;
 pub use serde_json::Value;
+#[cfg(feature = "diesel")]
+pub use {diesel, diesel_async};
 
 pub use crate::error::Error;
 pub use crate::event::Event;

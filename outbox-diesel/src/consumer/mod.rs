@@ -1,1 +1,480 @@
-//! The consumer: Kafka records applied exactly once through controllers.
+//! The consumer: Kafka records applied exactly once, in order per partition,
+//! through [`Controller`]s, each in its own PostgreSQL transaction.
+//!
+//! For each record: decode it, find the controller of its route (`to` header),
+//! open a transaction, claim the message in `outbox_inbox` (already there: a
+//! duplicate, skipped), run the controller, commit; only then store the
+//! offset, which librdkafka commits in the background. A crash anywhere before
+//! the commit re-delivers the record; one after it re-delivers a duplicate the
+//! inbox skips.
+//!
+//! One task per partition applies its records one at a time, in offset order;
+//! partitions run concurrently, at most [`concurrency`](ConsumerBuilder::concurrency)
+//! applying at once. A record that fails is retried with backoff, then its
+//! controller's [`FailurePolicy`] applies: stop the partition (recorded in
+//! `outbox_stopped_partitions`, resumed with [`Consumer::resume`] or
+//! `outbox partitions resume`) or dead-letter it to `<topic>.dlq`.
+
+mod apply;
+mod dispatch;
+mod inbox;
+mod kafka;
+mod policy;
+mod report;
+mod routes;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use outbox::Controller;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+pub use policy::{FailurePolicy, OnFailure, Retry};
+pub use report::ConsumerReport;
+
+use self::dispatch::{Dispatcher, StoppedMap};
+use self::kafka::{CONSUMER_DEFAULTS, CONSUMER_REQUIRED, ConsumeContext, Control, Tp};
+use self::report::Counters;
+use self::routes::Routes;
+use crate::error::{Error, Result};
+use crate::stopped::{self, StoppedPartition};
+use crate::{Outbox, mask_password};
+
+/// A pool of diesel-async PostgreSQL connections (deadpool), as the consumer takes it.
+pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
+
+/// A [`Pool`] of at most `size` connections to `database_url`.
+///
+/// # Errors
+///
+/// [`Error::Config`] when the pool cannot be built (a size of 0). Connections
+/// are made on first use.
+///
+/// # Examples
+///
+/// ```
+/// let pool = outbox_diesel::consumer::pool("postgres://localhost/app", 8)?;
+/// assert_eq!(pool.status().max_size, 8);
+/// # Ok::<(), outbox_diesel::Error>(())
+/// ```
+pub fn pool(database_url: &str, size: usize) -> Result<Pool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|error| Error::Config {
+            name: "pool",
+            reason: format!("{} ({error})", mask_password(database_url)),
+        })
+}
+
+/// Default number of partitions applying at once.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default age after which inbox rows are deleted.
+pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default time between two passes of the inbox retention task.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Default time between two checks for resumed partitions.
+pub const DEFAULT_RESUME_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Applies Kafka records through controllers; see the [module](self) docs.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message};
+/// # struct UsersController;
+/// # impl Controller for UsersController {
+/// #     fn route(&self) -> &str { "users" }
+/// #     fn topics(&self) -> &[&str] { &["accounts"] }
+/// #     fn handles(&self, _: &Event) -> bool { true }
+/// #     fn handle<'a>(&'a self, _: &'a mut Context<'_>, _: &'a Message) -> BoxFuture<'a, Result<(), HandlerError>> { Box::pin(async { Ok(()) }) }
+/// # }
+/// use outbox_diesel::consumer::{self, Consumer, FailurePolicy};
+///
+/// # async fn run() -> Result<(), outbox_diesel::Error> {
+/// let pool = consumer::pool("postgres://localhost/billing", 10)?;
+/// let report = Consumer::builder("localhost:9092", "billing", pool)
+///     .controller_with(UsersController, FailurePolicy::dead_letter())
+///     .build()?
+///     .run(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await?;
+/// println!("{} applied, {} duplicates skipped", report.processed, report.duplicates);
+/// # Ok(()) }
+/// ```
+pub struct Consumer {
+    shared: Arc<Shared>,
+    control: mpsc::UnboundedReceiver<Control>,
+    revoked: kafka::RevokedFlags,
+    settings: Settings,
+}
+
+/// What the partition tasks share.
+pub(crate) struct Shared {
+    pub(crate) consumer: StreamConsumer<ConsumeContext>,
+    pub(crate) pool: Pool,
+    pub(crate) routes: Routes,
+    pub(crate) group: String,
+    pub(crate) follow_ups: Outbox,
+    pub(crate) dead_letters: FutureProducer,
+    pub(crate) counters: Counters,
+    pub(crate) permits: Semaphore,
+    pub(crate) control: mpsc::UnboundedSender<Control>,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    inbox_retention: Duration,
+    retention_interval: Duration,
+    resume_poll_interval: Duration,
+}
+
+/// Builds a [`Consumer`]; from [`Consumer::builder`].
+pub struct ConsumerBuilder {
+    brokers: String,
+    group: String,
+    pool: Pool,
+    controllers: Vec<(Arc<dyn Controller>, Option<FailurePolicy>)>,
+    default_policy: FailurePolicy,
+    producer_name: Option<String>,
+    concurrency: usize,
+    settings: Settings,
+    kafka: Vec<(String, String)>,
+}
+
+impl Consumer {
+    /// A consumer in group `group` reading from `brokers`, applying on `pool`.
+    pub fn builder(brokers: &str, group: &str, pool: Pool) -> ConsumerBuilder {
+        ConsumerBuilder {
+            brokers: brokers.to_owned(),
+            group: group.to_owned(),
+            pool,
+            controllers: Vec::new(),
+            default_policy: FailurePolicy::default(),
+            producer_name: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            settings: Settings {
+                inbox_retention: DEFAULT_INBOX_RETENTION,
+                retention_interval: DEFAULT_RETENTION_INTERVAL,
+                resume_poll_interval: DEFAULT_RESUME_POLL_INTERVAL,
+            },
+            kafka: Vec::new(),
+        }
+    }
+
+    /// Resumes partition `partition` of `topic` stopped in group `group`: a
+    /// running consumer of the group reads it again from the record it stopped
+    /// on (within its resume poll interval). Returns the stop, or `None` when
+    /// the partition was not stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(conn: &mut diesel_async::AsyncPgConnection) -> Result<(), outbox_diesel::Error> {
+    /// if let Some(stop) = outbox_diesel::consumer::Consumer::resume(conn, "billing", "accounts", 2).await? {
+    ///     println!("resuming at offset {} (stopped on: {})", stop.kafka_offset, stop.error);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume(
+        conn: &mut AsyncPgConnection,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<StoppedPartition>> {
+        stopped::resume_async(conn, group, topic, partition).await
+    }
+
+    /// The topics subscribed to.
+    pub fn topics(&self) -> &[String] {
+        self.shared.routes.topics()
+    }
+
+    /// Consumes until `shutdown` completes; then every partition task finishes
+    /// the record in hand, what was applied is committed, and the counts are
+    /// returned. Failures of the database or broker are retried, not returned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Kafka`] when the subscription is refused.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<ConsumerReport> {
+        let Consumer {
+            shared,
+            control,
+            revoked,
+            settings,
+        } = self;
+        let topics: Vec<&str> = shared.routes.topics().iter().map(String::as_str).collect();
+        shared
+            .consumer
+            .subscribe(&topics)
+            .map_err(|source| Error::Kafka {
+                context: format!("subscribing to {}", topics.join(", ")),
+                source,
+            })?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped: StoppedMap = Arc::new(Mutex::new(HashMap::new()));
+        let watcher = tokio::spawn(watch_resumed(
+            Arc::clone(&shared),
+            Arc::clone(&stopped),
+            settings.resume_poll_interval,
+            stop_rx.clone(),
+        ));
+        let retention = tokio::spawn(expire_inbox(
+            shared.pool.clone(),
+            settings.inbox_retention,
+            settings.retention_interval,
+            stop_rx,
+        ));
+        Dispatcher::new(Arc::clone(&shared), control, revoked, stopped, stop_tx)
+            .run(shutdown)
+            .await;
+        let _ = watcher.await;
+        let _ = retention.await;
+        shared.consumer.unsubscribe();
+        Ok(shared.counters.report())
+    }
+}
+
+impl ConsumerBuilder {
+    /// Adds a controller, with the builder's [`failure_policy`](Self::failure_policy).
+    pub fn controller(mut self, controller: impl Controller) -> Self {
+        self.controllers.push((Arc::new(controller), None));
+        self
+    }
+
+    /// Adds a controller with a failure policy of its own.
+    pub fn controller_with(mut self, controller: impl Controller, policy: FailurePolicy) -> Self {
+        self.controllers.push((Arc::new(controller), Some(policy)));
+        self
+    }
+
+    /// The policy of controllers added without one, and of records no
+    /// controller serves (default: retry, then stop the partition).
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.default_policy = policy;
+        self
+    }
+
+    /// The `from` of follow-up messages enqueued through [`outbox::Context`]
+    /// (default: the group).
+    pub fn producer_name(mut self, name: impl Into<String>) -> Self {
+        self.producer_name = Some(name.into());
+        self
+    }
+
+    /// How many partitions may apply a record at once (default
+    /// [`DEFAULT_CONCURRENCY`]); give the pool at least as many connections.
+    pub fn concurrency(mut self, partitions: usize) -> Self {
+        self.concurrency = partitions;
+        self
+    }
+
+    /// Age after which inbox rows are deleted (default 7 days): longer than
+    /// any re-delivery you expect (a replay from an old offset, a DLQ replay).
+    pub fn inbox_retention(mut self, retention: Duration) -> Self {
+        self.settings.inbox_retention = retention;
+        self
+    }
+
+    /// Time between passes of the retention task (default 60 s).
+    pub fn retention_interval(mut self, interval: Duration) -> Self {
+        self.settings.retention_interval = interval;
+        self
+    }
+
+    /// Time between checks for resumed partitions (default 1 s).
+    pub fn resume_poll_interval(mut self, interval: Duration) -> Self {
+        self.settings.resume_poll_interval = interval;
+        self
+    }
+
+    /// A librdkafka consumer setting (`auto.offset.reset` defaults to
+    /// `earliest`). `enable.auto.commit` and `enable.auto.offset.store` are
+    /// the consumer's own and cannot be set. Connection settings
+    /// (`security.*`, `sasl.*`, `ssl.*`) also apply to the dead-letter producer.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.kafka.push((key.into(), value.into()));
+        self
+    }
+
+    /// Checks the settings and creates the Kafka clients (they connect on
+    /// [`run`](Consumer::run)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming every problem: no controller, two controllers
+    /// on one route, a controller without topic, a concurrency of 0, a setting
+    /// the consumer owns; [`Error::Kafka`] when librdkafka refuses a setting.
+    pub fn build(self) -> Result<Consumer> {
+        let routes = Routes::new(self.controllers, self.default_policy)?;
+        let mut problems = Vec::new();
+        if self.concurrency == 0 {
+            problems.push("`concurrency` must be at least 1".to_owned());
+        }
+        for (key, _) in &self.kafka {
+            if CONSUMER_REQUIRED.iter().any(|(owned, _)| owned == key) {
+                problems.push(format!(
+                    "`{key}` is set by the consumer (offsets are stored after each database commit)"
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Config {
+                name: "consumer",
+                reason: problems.join("; "),
+            });
+        }
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group);
+        for (key, value) in CONSUMER_DEFAULTS {
+            config.set(*key, *value);
+        }
+        let mut producer_config = ClientConfig::new();
+        producer_config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in outbox::kafka::PRODUCER_DEFAULTS {
+            producer_config.set(*key, *value);
+        }
+        for (key, value) in &self.kafka {
+            config.set(key, value);
+            if kafka::shared_with_producer(key) {
+                producer_config.set(key, value);
+            }
+        }
+        for (key, value) in CONSUMER_REQUIRED {
+            config.set(*key, *value);
+        }
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let revoked = kafka::RevokedFlags::default();
+        let context = ConsumeContext {
+            control: control_tx.clone(),
+            revoked: Arc::clone(&revoked),
+        };
+        let consumer: StreamConsumer<ConsumeContext> = config
+            .create_with_context(context)
+            .map_err(|source| Error::Kafka {
+                context: "creating the consumer (a setting was refused)".to_owned(),
+                source,
+            })?;
+        let dead_letters: FutureProducer =
+            producer_config.create().map_err(|source| Error::Kafka {
+                context: "creating the dead-letter producer (a setting was refused)".to_owned(),
+                source,
+            })?;
+        let producer_name = self.producer_name.unwrap_or_else(|| self.group.clone());
+        let shared = Shared {
+            consumer,
+            pool: self.pool,
+            routes,
+            group: self.group,
+            follow_ups: Outbox::new(producer_name),
+            dead_letters,
+            counters: Counters::default(),
+            permits: Semaphore::new(self.concurrency),
+            control: control_tx,
+        };
+        Ok(Consumer {
+            shared: Arc::new(shared),
+            control: control_rx,
+            revoked,
+            settings: self.settings,
+        })
+    }
+}
+
+/// Polls the stops of this consumer's stopped partitions; tells the
+/// dispatcher when one is resumed.
+async fn watch_resumed(
+    shared: Arc<Shared>,
+    stopped: StoppedMap,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let watched: Vec<(Tp, (i64, i64))> = match stopped.lock() {
+            Ok(stopped) => stopped
+                .iter()
+                .map(|(tp, stop)| (tp.clone(), *stop))
+                .collect(),
+            Err(_) => return,
+        };
+        if watched.is_empty() {
+            continue;
+        }
+        let mut conn = match shared.pool.get().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, "resume check: database unavailable");
+                continue;
+            }
+        };
+        for (tp, (stop_id, offset)) in watched {
+            match stopped::by_id_async(&mut conn, stop_id).await {
+                Ok(Some(stop)) if stop.resumed_at.is_none() => {}
+                // Resumed, or its row deleted by hand: read again.
+                Ok(_) => {
+                    let _ = shared.control.send(Control::Resumed {
+                        tp,
+                        stop_id,
+                        offset,
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "resume check failed"),
+            }
+        }
+    }
+}
+
+/// Deletes inbox rows older than `retention`, in small batches, every `interval`.
+async fn expire_inbox(
+    pool: Pool,
+    retention: Duration,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let mut conn = match pool.get().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, "inbox retention: database unavailable");
+                continue;
+            }
+        };
+        loop {
+            match inbox::delete_expired(&mut conn, retention).await {
+                Ok(deleted) => {
+                    metrics::counter!("outbox_consumer_inbox_expired_total")
+                        .increment(deleted as u64);
+                    if (deleted as i64) < inbox::RETENTION_BATCH || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "inbox retention failed");
+                    break;
+                }
+            }
+        }
+    }
+}

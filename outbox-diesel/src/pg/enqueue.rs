@@ -369,3 +369,28 @@ fn ensure_transaction_async(conn: &mut AsyncPgConnection) -> Result<()> {
         .transaction_depth()?;
     depth.map(drop).ok_or(Error::NotInTransaction)
 }
+
+/// Follow-ups of a consumer's controllers (`Context::enqueue`) go through here.
+impl outbox::FollowUps for Outbox {
+    fn producer(&self) -> &str {
+        &self.producer
+    }
+
+    fn insert<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        id: MessageId,
+        topic: &'a str,
+        encoded: EncodedMessage,
+    ) -> outbox::BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync + 'static>>> {
+        Box::pin(async move {
+            ensure_transaction_async(conn)?;
+            let row = Row::new(id, topic.to_owned(), encoded);
+            let span = tracing::debug_span!("outbox.enqueue", topic, count = 1, ids = ?Ids(std::slice::from_ref(&row)));
+            diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn)
+                .instrument(span)
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -19,7 +19,6 @@
 //! from the oldest row, so a row with a lower id that commits late is still sent,
 //! and before any row of its key that committed after it.
 
-mod backoff;
 mod headers;
 mod shards;
 mod store;
@@ -37,8 +36,8 @@ use futures::future::FutureExt;
 use outbox::{OutgoingRecord, PublishError, Publisher};
 use tracing::Instrument;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result, mask_password};
-use backoff::Backoff;
 use shards::Shards;
 use store::Row;
 

@@ -157,8 +157,14 @@ mod tests {
 
     #[test]
     fn kinds_are_kept() {
-        assert_eq!(HandlerError::permanent("x").kind(), HandlerErrorKind::Permanent);
+        assert_eq!(
+            HandlerError::permanent("x").kind(),
+            HandlerErrorKind::Permanent
+        );
         assert_eq!(HandlerError::refuse("x").kind(), HandlerErrorKind::Refused);
-        assert_eq!(HandlerError::retriable("x").kind(), HandlerErrorKind::Retriable);
+        assert_eq!(
+            HandlerError::retriable("x").kind(),
+            HandlerErrorKind::Retriable
+        );
     }
 }

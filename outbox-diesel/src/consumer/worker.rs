@@ -1,0 +1,501 @@
+//! A partition's task: applies its records one at a time, in offset order, and
+//! applies the failure policy to a record that cannot be applied.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rdkafka::Message as _;
+use rdkafka::consumer::Consumer as _;
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::FutureRecord;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::Shared;
+use super::apply::{Applied, ApplyError, apply};
+use super::kafka::{Control, Tp};
+use super::policy::{FailurePolicy, OnFailure};
+use super::report::Outcome;
+use crate::backoff::Backoff;
+use crate::dead_letter;
+use crate::stopped::{self, NewStop};
+
+/// Records queued for a task above which its partition is paused, and below
+/// which it is resumed: memory stays bounded while one partition lags.
+pub(crate) const QUEUE_HIGH: usize = 1_000;
+pub(crate) const QUEUE_LOW: usize = 200;
+
+/// Waits between tries when the database, not the record, is failing.
+const INFRASTRUCTURE_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(5));
+
+/// Tries to send a record to its dead-letter topic before stopping instead.
+const DEAD_LETTER_TRIES: u32 = 5;
+
+/// What the dispatcher hands a task.
+#[derive(Debug)]
+pub(crate) enum Item {
+    Record(OwnedMessage),
+    /// The partition was resumed and reads again from `offset`.
+    Resume {
+        offset: i64,
+    },
+}
+
+/// The task's queue length and whether the dispatcher paused it for that.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    pub(crate) len: AtomicUsize,
+    pub(crate) blocked: AtomicBool,
+}
+
+/// Why a record was not applied.
+struct Failure {
+    kind: &'static str,
+    error: String,
+    message_id: Option<uuid::Uuid>,
+    attempts: u32,
+    policy: FailurePolicy,
+}
+
+/// What happens after a record.
+enum Next {
+    /// Done with it (applied, skipped, dead-lettered): its offset is stored.
+    Done,
+    /// The partition stopped on it.
+    Stopped,
+    /// Shutdown or revocation came first: neither applied nor acknowledged.
+    Abandoned,
+}
+
+enum State {
+    Running,
+    /// Stopped: records are dropped until the partition is resumed.
+    Stopped,
+    /// Resumed from `offset`: a later record first means the seek has not
+    /// taken effect yet.
+    Resuming {
+        offset: i64,
+        reseeks: u32,
+    },
+}
+
+pub(crate) struct PartitionTask {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tp: Tp,
+    pub(crate) items: UnboundedReceiver<Item>,
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) revoked: Arc<AtomicBool>,
+    /// The task this one replaces after a rebalance: it finishes first.
+    pub(crate) previous: Option<JoinHandle<()>>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl PartitionTask {
+    pub(crate) async fn run(mut self) {
+        if let Some(previous) = self.previous.take() {
+            let _ = previous.await;
+        }
+        let mut state = match self.active_stop().await {
+            Some(true) => State::Stopped,
+            Some(false) => State::Running,
+            None => return,
+        };
+        while let Some(item) = self.items.recv().await {
+            if self.gone() {
+                return;
+            }
+            match item {
+                Item::Resume { offset } => {
+                    state = State::Resuming { offset, reseeks: 0 };
+                }
+                Item::Record(record) => {
+                    self.dequeued();
+                    match state {
+                        State::Stopped => continue,
+                        State::Resuming { offset, reseeks } if record.offset() > offset => {
+                            // Read past the record we stopped on: seek again,
+                            // a few times, before trusting what comes.
+                            if reseeks < 3 {
+                                let _ = self.shared.control.send(Control::Reseek {
+                                    tp: self.tp.clone(),
+                                    offset,
+                                });
+                                state = State::Resuming {
+                                    offset,
+                                    reseeks: reseeks + 1,
+                                };
+                                continue;
+                            }
+                            tracing::error!(partition = %self.tp, expected = offset,
+                                got = record.offset(), "resumed partition did not rewind");
+                        }
+                        _ => {}
+                    }
+                    state = State::Running;
+                    match self.process(&record).await {
+                        Next::Done => self.store_offset(record.offset()),
+                        Next::Stopped => state = State::Stopped,
+                        Next::Abandoned => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether this partition has an active stop (recorded by any consumer of
+    /// the group); tells the dispatcher so it pauses it. `None` on shutdown.
+    async fn active_stop(&mut self) -> Option<bool> {
+        let group = self.shared.group.clone();
+        let tp = self.tp.clone();
+        let found = self
+            .with_database(move |conn| {
+                let (group, tp) = (group.clone(), tp.clone());
+                Box::pin(async move {
+                    stopped::active_async(conn, &group, &tp.topic, tp.partition).await
+                })
+            })
+            .await?;
+        Some(match found {
+            Some(stop) => {
+                self.announce_stop(stop.id, stop.kafka_offset);
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn dequeued(&self) {
+        let left = self
+            .queue
+            .len
+            .fetch_sub(1, Ordering::SeqCst)
+            .saturating_sub(1);
+        if left <= QUEUE_LOW && self.queue.blocked.swap(false, Ordering::SeqCst) {
+            let _ = self.shared.control.send(Control::Unblock(self.tp.clone()));
+        }
+    }
+
+    fn gone(&self) -> bool {
+        self.revoked.load(Ordering::SeqCst) || *self.shutdown.borrow()
+    }
+
+    fn store_offset(&self, offset: i64) {
+        if let Err(error) =
+            self.shared
+                .consumer
+                .store_offset(&self.tp.topic, self.tp.partition, offset)
+        {
+            // Revoked meanwhile: the next owner re-reads it and its inbox skips it.
+            tracing::debug!(partition = %self.tp, offset, %error, "offset not stored");
+        }
+    }
+
+    /// Sleeps `delay` unless shutdown or revocation comes first (then `false`).
+    async fn pause(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.shutdown.wait_for(|stop| *stop) => {}
+        }
+        !self.gone()
+    }
+
+    /// Runs `query` on a pooled connection until it succeeds, backing off while
+    /// the database is unreachable; `None` on shutdown or revocation.
+    async fn with_database<T>(
+        &mut self,
+        query: impl for<'c> Fn(
+            &'c mut diesel_async::AsyncPgConnection,
+        ) -> outbox::BoxFuture<'c, crate::Result<T>>,
+    ) -> Option<T> {
+        let (base, cap) = INFRASTRUCTURE_BACKOFF;
+        let mut backoff = Backoff::new(base, cap);
+        loop {
+            let error = match self.shared.pool.get().await {
+                Ok(mut conn) => match query(&mut conn).await {
+                    Ok(value) => return Some(value),
+                    Err(error) => error.to_string(),
+                },
+                Err(error) => error.to_string(),
+            };
+            tracing::warn!(partition = %self.tp, %error, "database unavailable; retrying");
+            if !self.pause(backoff.next_delay()).await {
+                return None;
+            }
+        }
+    }
+
+    async fn process(&mut self, record: &OwnedMessage) -> Next {
+        let span = tracing::info_span!("outbox.consume",
+            topic = %self.tp.topic, partition = self.tp.partition, offset = record.offset(),
+            message_id = tracing::field::Empty, event = tracing::field::Empty);
+        let shared = Arc::clone(&self.shared);
+        async {
+            let message = match outbox::kafka::decode_record(record) {
+                Ok(message) => message,
+                Err(error) => {
+                    let route = raw_header(record, outbox::headers::TO);
+                    let failure = Failure {
+                        kind: dead_letter::KIND_DECODE,
+                        error: error_chain(&error),
+                        message_id: raw_header(record, outbox::headers::MESSAGE_ID)
+                            .and_then(|id| id.parse().ok()),
+                        attempts: 1,
+                        policy: shared.routes.policy_for(route.as_deref()),
+                    };
+                    return self.fail(record, failure).await;
+                }
+            };
+            let span = tracing::Span::current();
+            span.record("message_id", tracing::field::display(message.id));
+            span.record("event", message.event.as_str());
+            let Some(route) = shared.routes.get(&message.to) else {
+                let failure = Failure {
+                    kind: dead_letter::KIND_NO_CONTROLLER,
+                    error: format!("no controller serves route `{}`", message.to),
+                    message_id: Some(message.id.into()),
+                    attempts: 1,
+                    policy: shared.routes.default_policy,
+                };
+                return self.fail(record, failure).await;
+            };
+            if !route.controller.handles(&message.event) {
+                if route.controller.strict() {
+                    let failure = Failure {
+                        kind: dead_letter::KIND_UNHANDLED_EVENT,
+                        error: format!(
+                            "the controller of route `{}` has no handling for event `{}` and is strict",
+                            message.to, message.event
+                        ),
+                        message_id: Some(message.id.into()),
+                        attempts: 1,
+                        policy: route.policy,
+                    };
+                    return self.fail(record, failure).await;
+                }
+                shared.counters.count(Outcome::Ignored, &self.tp.topic);
+                return Next::Done;
+            }
+            let retry = route.policy.retries();
+            let mut backoff = Backoff::new(retry.base(), retry.cap());
+            let (base, cap) = INFRASTRUCTURE_BACKOFF;
+            let mut infrastructure = Backoff::new(base, cap);
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let result = {
+                    let _permit = shared.permits.acquire().await;
+                    match shared.pool.get().await {
+                        Ok(mut conn) => {
+                            apply(&mut conn, &*route.controller, &shared.follow_ups, &message,
+                                self.tp.partition, record.offset()).await
+                        }
+                        Err(error) => Err(ApplyError::Infrastructure(Box::new(error))),
+                    }
+                };
+                let error = match result {
+                    Ok(Applied::Processed) => {
+                        shared.counters.count(Outcome::Processed, &self.tp.topic);
+                        return Next::Done;
+                    }
+                    Ok(Applied::Duplicate) => {
+                        tracing::debug!("duplicate: already in the inbox");
+                        shared.counters.count(Outcome::Duplicate, &self.tp.topic);
+                        return Next::Done;
+                    }
+                    Ok(Applied::Refused(reason)) => {
+                        tracing::info!(%reason, "refused by the controller");
+                        shared.counters.count(Outcome::Refused, &self.tp.topic);
+                        return Next::Done;
+                    }
+                    Err(ApplyError::Infrastructure(error)) => {
+                        // Not the record's fault: not an attempt.
+                        attempts -= 1;
+                        tracing::warn!(error = %error_chain(&*error), "database unavailable; retrying");
+                        if !self.pause(infrastructure.next_delay()).await {
+                            return Next::Abandoned;
+                        }
+                        continue;
+                    }
+                    Err(ApplyError::Handler(error)) => error,
+                };
+                let permanent = error.kind() == outbox::HandlerErrorKind::Permanent;
+                if permanent || attempts >= retry.attempts() {
+                    // A handler failing because the database went away is not
+                    // the record's fault either: wait for the database, then retry.
+                    if !permanent && !self.database_reachable().await {
+                        attempts = 0;
+                        if !self.pause(infrastructure.next_delay()).await {
+                            return Next::Abandoned;
+                        }
+                        continue;
+                    }
+                    let failure = Failure {
+                        kind: dead_letter::KIND_HANDLER,
+                        error: error.chain(),
+                        message_id: Some(message.id.into()),
+                        attempts,
+                        policy: route.policy,
+                    };
+                    return self.fail(record, failure).await;
+                }
+                shared.counters.count(Outcome::Retry, &self.tp.topic);
+                tracing::warn!(attempt = attempts, error = %error.chain(), "handler failed; retrying");
+                if !self.pause(backoff.next_delay()).await {
+                    return Next::Abandoned;
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn database_reachable(&self) -> bool {
+        match self.shared.pool.get().await {
+            Ok(mut conn) => {
+                diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), &mut conn)
+                    .await
+                    .is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Applies the failure policy to `record`.
+    async fn fail(&mut self, record: &OwnedMessage, failure: Failure) -> Next {
+        self.shared.counters.count(Outcome::Failed, &self.tp.topic);
+        tracing::error!(kind = failure.kind, error = %failure.error, attempts = failure.attempts,
+            policy = ?failure.policy.on_failure(), "record could not be applied");
+        if failure.policy.on_failure() == OnFailure::DeadLetter {
+            match self.dead_letter(record, &failure).await {
+                Ok(()) => {
+                    self.shared
+                        .counters
+                        .count(Outcome::DeadLettered, &self.tp.topic);
+                    return Next::Done;
+                }
+                Err(Some(error)) => {
+                    let failure = Failure {
+                        error: format!("{}; dead-letter failed: {error}", failure.error),
+                        ..failure
+                    };
+                    return self.stop(record, &failure).await;
+                }
+                Err(None) => return Next::Abandoned,
+            }
+        }
+        self.stop(record, &failure).await
+    }
+
+    /// Sends `record` to its dead-letter topic; `Err(None)` on shutdown.
+    async fn dead_letter(
+        &mut self,
+        record: &OwnedMessage,
+        failure: &Failure,
+    ) -> Result<(), Option<String>> {
+        let topic = dead_letter::dlq_topic(&self.tp.topic);
+        let headers = dead_letter::dead_letter_headers(
+            record.headers(),
+            &dead_letter::Failure {
+                topic: &self.tp.topic,
+                partition: self.tp.partition,
+                offset: record.offset(),
+                group: &self.shared.group,
+                kind: failure.kind,
+                error: &failure.error,
+                attempts: failure.attempts,
+            },
+        );
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut last_error = String::new();
+        for _ in 0..DEAD_LETTER_TRIES {
+            let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers.clone());
+            if let Some(key) = record.key() {
+                out = out.key(key);
+            }
+            if let Some(value) = record.payload() {
+                out = out.payload(value);
+            }
+            match self
+                .shared
+                .dead_letters
+                .send(out, Duration::from_secs(30))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err((error, _)) => last_error = format!("{topic}: {error}"),
+            }
+            tracing::warn!(error = %last_error, "dead-letter send failed; retrying");
+            if !self.pause(backoff.next_delay()).await {
+                return Err(None);
+            }
+        }
+        Err(Some(last_error))
+    }
+
+    /// Records the stop and tells the dispatcher to pause the partition.
+    async fn stop(&mut self, record: &OwnedMessage, failure: &Failure) -> Next {
+        let shared = Arc::clone(&self.shared);
+        let tp = self.tp.clone();
+        let (group, offset) = (shared.group.clone(), record.offset());
+        let (message_id, error) = (failure.message_id, failure.error.clone());
+        let Some(stop) = self
+            .with_database(move |conn| {
+                let (group, tp, error) = (group.clone(), tp.clone(), error.clone());
+                Box::pin(async move {
+                    let new = NewStop {
+                        consumer_group: &group,
+                        topic: &tp.topic,
+                        kafka_partition: tp.partition,
+                        kafka_offset: offset,
+                        message_id,
+                        error: &error,
+                    };
+                    stopped::record_async(conn, &new).await
+                })
+            })
+            .await
+        else {
+            return Next::Abandoned;
+        };
+        let tp = self.tp.clone();
+        shared.counters.count(Outcome::Stopped, &self.tp.topic);
+        tracing::error!(partition = %tp, offset = stop.kafka_offset, stop_id = stop.id,
+            "partition stopped; resume with `outbox partitions resume` once the cause is fixed");
+        self.announce_stop(stop.id, stop.kafka_offset);
+        Next::Stopped
+    }
+
+    fn announce_stop(&self, stop_id: i64, offset: i64) {
+        let _ = self.shared.control.send(Control::Stop {
+            tp: self.tp.clone(),
+            stop_id,
+            offset,
+        });
+    }
+}
+
+/// A header's value as text, if present and UTF-8.
+fn raw_header(record: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = record.headers()?;
+    headers
+        .iter()
+        .find(|header| header.key == name)
+        .and_then(|header| header.value)
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .map(str::to_owned)
+}
+
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
