@@ -1,0 +1,625 @@
+//! Records that cannot be applied: a handler failing for one key (stop the
+//! partition, then resume; or dead-letter, then replay), and garbage on the
+//! topic (each policy, with the typed error recorded).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use outbox::{Context, Event, HandlerError, Message, Payloads, message_controller};
+use outbox_diesel::consumer::{Consumer, FailurePolicy, Retry};
+use outbox_diesel::dead_letter;
+use outbox_diesel::schema::outbox_inbox;
+use outbox_diesel::stopped::{self, StoppedPartition};
+use rdkafka::Message as _;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+use super::support::{
+    Change, Env, OnTopic, RawReader, RunningConsumer, TIMEOUT, User, applied,
+    assert_applied_once_in_order, count_inbox, header, headers_of, log_apply, message_of,
+    partition_of, record_of, users, users_of, wait_until,
+};
+
+const KEYS: i64 = 40;
+const SEQS: i64 = 5;
+
+/// Applies users; rejects one (key, seq) while `broken` is set.
+struct Ledger {
+    broken: Arc<AtomicBool>,
+    poison: (i64, i64),
+}
+
+#[message_controller(model = User, table = users)]
+impl Ledger {
+    async fn before_update(
+        &self,
+        _ctx: &mut Context<'_>,
+        user: User,
+    ) -> Result<User, HandlerError> {
+        if (user.id, user.seq) == self.poison && self.broken.load(Ordering::SeqCst) {
+            return Err(HandlerError::retriable(format!(
+                "the ledger rejects user {} #{}",
+                user.id, user.seq
+            )));
+        }
+        Ok(user)
+    }
+
+    async fn after_update(&self, ctx: &mut Context<'_>, user: &User) -> Result<(), HandlerError> {
+        log_apply(ctx, user.id, Some(user.seq)).await
+    }
+}
+
+/// Round `seq` of the changes to the `KEYS` users: created, then updated.
+fn rounds_of(seq: i64) -> Vec<Change> {
+    (1..=KEYS)
+        .map(|k| match seq {
+            0 => Change::Create(User::new(k, 0)),
+            _ => Change::Update(User::new(k, seq)),
+        })
+        .collect()
+}
+
+/// `SEQS` rounds, one transaction each. Returns the messages in the order
+/// enqueued.
+fn write_rounds(env: &Env) -> Vec<Message> {
+    let mut producer = env.producer();
+    (0..SEQS)
+        .flat_map(|seq| producer.write(&rounds_of(seq)))
+        .collect()
+}
+
+fn message_for(sent: &[Message], key: i64, seq: i64) -> &Message {
+    let key = key.to_string();
+    sent.iter()
+        .find(|m| {
+            m.partition_key == key && m.payloads.get(1).and_then(|p| p["seq"].as_i64()) == Some(seq)
+        })
+        .unwrap_or_else(|| panic!("no message for key {key} #{seq}"))
+}
+
+fn seq_of_user(conn: &mut PgConnection, id: i64) -> Option<i64> {
+    users::table
+        .find(id)
+        .select(users::seq)
+        .get_result(conn)
+        .optional()
+        .expect("read a user")
+}
+
+fn active_stops(conn: &mut PgConnection, group: &str) -> Vec<StoppedPartition> {
+    stopped::list(conn, Some(group), false).expect("list stopped partitions")
+}
+
+/// Inbox offsets of one partition, in order.
+fn inbox_offsets(conn: &mut PgConnection, partition: i32) -> Vec<i64> {
+    outbox_inbox::table
+        .filter(outbox_inbox::kafka_partition.eq(partition))
+        .select(outbox_inbox::kafka_offset)
+        .order(outbox_inbox::kafka_offset)
+        .load(conn)
+        .expect("read the inbox")
+}
+
+/// 4a. Stop policy: the failing key's partition stops on its record (stop
+/// recorded with offset, message id and error), the other partitions finish;
+/// a consumer started afterwards leaves that partition stopped; once fixed,
+/// `Consumer::resume` applies the rest of that partition, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_key_stops_its_partition_until_resumed() {
+    let env = Env::new("consumer_stop");
+    let poison = (7, 2);
+    let stopped_partition = env.partition_of(poison.0);
+    let broken = Arc::new(AtomicBool::new(true));
+    let policy = FailurePolicy::stop().retry(Retry::new(
+        3,
+        Duration::from_millis(10),
+        Duration::from_millis(50),
+    ));
+    let consumer = || {
+        let ledger = Ledger {
+            broken: Arc::clone(&broken),
+            poison,
+        };
+        RunningConsumer::spawn(
+            env.consumer()
+                .controller_with(OnTopic::new(ledger, &env.topic), policy),
+        )
+    };
+    let first = consumer();
+    let relay = env.relay();
+    let mut sent = write_rounds(&env);
+    let poisoned = message_for(&sent, poison.0, poison.1).clone();
+
+    let mut conn = env.consumer_conn();
+    let others: Vec<i64> = (1..=KEYS)
+        .filter(|k| env.partition_of(*k) != stopped_partition)
+        .collect();
+    assert!(others.len() > 10 && others.len() < KEYS as usize);
+    let others_at = |conn: &mut PgConnection, seq: i64| {
+        others.iter().all(|k| seq_of_user(conn, *k) == Some(seq))
+    };
+    wait_until("the partition stops and the others finish", TIMEOUT, || {
+        !active_stops(&mut conn, &env.group).is_empty() && others_at(&mut conn, SEQS - 1)
+    })
+    .await;
+
+    let mut topic = RawReader::from_start(&env.kafka, &env.topic);
+    topic
+        .read_until("every record", TIMEOUT, |records| {
+            records.len() == sent.len()
+        })
+        .await;
+    let failed_record = record_of(&topic.records, poisoned.id);
+    let stops = active_stops(&mut conn, &env.group);
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    let stop = &stops[0];
+    assert_eq!(
+        (
+            stop.topic.as_str(),
+            stop.kafka_partition,
+            stop.kafka_offset,
+            stop.message_id
+        ),
+        (
+            env.topic.as_str(),
+            stopped_partition,
+            failed_record.offset(),
+            Some(poisoned.id.as_uuid())
+        ),
+        "{stop:?}"
+    );
+    assert!(
+        stop.error.contains("the ledger rejects user 7 #2"),
+        "{}",
+        stop.error
+    );
+    assert_eq!(stop.resumed_at, None);
+    // That partition applied everything before the record, nothing after it.
+    let before: Vec<i64> = (0..failed_record.offset()).collect();
+    assert_eq!(inbox_offsets(&mut conn, stopped_partition), before);
+    assert_eq!(seq_of_user(&mut conn, poison.0), Some(poison.1 - 1));
+    let first = first.stop().await;
+    assert_eq!(
+        (first.failed, first.stopped, first.retries),
+        (1, 1, 2),
+        "{first:?}"
+    );
+
+    // The stop outlives the consumer: a new one (the cause not fixed yet)
+    // applies new messages on the other partitions, not on that one.
+    let second = consumer();
+    sent.extend(env.producer().write(&rounds_of(SEQS)));
+    wait_until("the new round is applied elsewhere", TIMEOUT, || {
+        others_at(&mut conn, SEQS)
+    })
+    .await;
+    assert_eq!(inbox_offsets(&mut conn, stopped_partition), before);
+
+    broken.store(false, Ordering::SeqCst);
+    let mut async_conn = env.consumer_db.connect_async().await;
+    let resumed = Consumer::resume(&mut async_conn, &env.group, &env.topic, stopped_partition)
+        .await
+        .expect("resume")
+        .expect("the partition was stopped");
+    assert_eq!(resumed.id, stop.id);
+    let mut producer_conn = env.producer_conn();
+    let expected = users_of(&mut producer_conn);
+    wait_until("the resumed partition catches up", TIMEOUT, || {
+        users_of(&mut conn) == expected
+    })
+    .await;
+    let second = second.stop().await;
+    relay.stop().await;
+
+    assert_eq!(
+        (second.failed, second.stopped, second.retries),
+        (0, 0, 0),
+        "the stopped record was not tried before the resume: {second:?}"
+    );
+    assert_eq!(
+        first.processed + second.processed,
+        sent.len() as u64,
+        "{first:?} {second:?}"
+    );
+    assert_eq!(first.duplicates + second.duplicates, 0);
+    let per_key = assert_applied_once_in_order(&applied(&mut conn));
+    assert_eq!(per_key[&poison.0], (0..=SEQS).collect::<Vec<_>>());
+    assert!(active_stops(&mut conn, &env.group).is_empty());
+    let row = stopped::list(&mut conn, Some(&env.group), true).expect("list stops");
+    assert!(row[0].resumed_at.is_some(), "{row:?}");
+}
+
+/// 4b. Dead-letter policy: the failing record goes to `<topic>.dlq` unchanged
+/// with the error in its headers, the rest applies; once fixed, a replay of
+/// the DLQ applies it once, and a second replay is a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_key_is_dead_lettered_then_replayed_once() {
+    let mut env = Env::new("consumer_dead_letter");
+    let dlq = env.dead_letter_topic();
+    let poison = (11, SEQS - 1);
+    let broken = Arc::new(AtomicBool::new(true));
+    let ledger = Ledger {
+        broken: Arc::clone(&broken),
+        poison,
+    };
+    let policy = FailurePolicy::dead_letter().retry(Retry::new(
+        2,
+        Duration::from_millis(10),
+        Duration::from_millis(50),
+    ));
+    let consumer = RunningConsumer::spawn(
+        env.consumer()
+            .controller_with(OnTopic::new(ledger, &env.topic), policy),
+    );
+    let relay = env.relay();
+    let sent = write_rounds(&env);
+    let poisoned = message_for(&sent, poison.0, poison.1);
+
+    let mut conn = env.consumer_conn();
+    wait_until("everything else is applied", TIMEOUT, || {
+        count_inbox(&mut conn) as usize == sent.len() - 1
+    })
+    .await;
+    let mut dead_letters = RawReader::from_start(&env.kafka, &dlq);
+    dead_letters
+        .read_until("the dead letter", TIMEOUT, |records| !records.is_empty())
+        .await;
+    let mut topic = RawReader::from_start(&env.kafka, &env.topic);
+    topic
+        .read_until("every record", TIMEOUT, |records| {
+            records.len() == sent.len()
+        })
+        .await;
+    let original = record_of(&topic.records, poisoned.id);
+    let letter = &dead_letters.records[0];
+    assert_eq!(letter.key(), original.key());
+    assert_eq!(letter.payload(), original.payload());
+    let headers = headers_of(letter);
+    let original_headers = headers_of(original);
+    assert_eq!(
+        &headers[..original_headers.len()],
+        &original_headers[..],
+        "the original headers first, unchanged"
+    );
+    let error = header(letter, dead_letter::ERROR).expect("an error header");
+    assert!(error.contains("the ledger rejects user 11 #4"), "{error}");
+    let partition = original.partition().to_string();
+    let offset = original.offset().to_string();
+    for (name, value) in [
+        (dead_letter::ERROR_KIND, dead_letter::KIND_HANDLER),
+        (dead_letter::TOPIC, env.topic.as_str()),
+        (dead_letter::PARTITION, partition.as_str()),
+        (dead_letter::OFFSET, offset.as_str()),
+        (dead_letter::GROUP, env.group.as_str()),
+        (dead_letter::ATTEMPTS, "2"),
+    ] {
+        assert_eq!(
+            header(letter, name).as_deref(),
+            Some(value),
+            "header {name}"
+        );
+    }
+    let failed_at = header(letter, dead_letter::FAILED_AT).expect("failed_at");
+    chrono::DateTime::parse_from_rfc3339(&failed_at).expect("failed_at is RFC 3339");
+    assert_eq!(seq_of_user(&mut conn, poison.0), Some(poison.1 - 1));
+
+    broken.store(false, Ordering::SeqCst);
+    let replay_group = env.kafka.group("dlq-replay");
+    let replayed = dead_letter::replay(env.kafka.brokers(), &dlq, &replay_group, &[])
+        .await
+        .expect("replay");
+    assert_eq!(replayed.replayed, 1, "{replayed:?}");
+    assert_eq!(replayed.topics.get(&env.topic), Some(&1), "{replayed:?}");
+    let mut producer = env.producer();
+    let expected = users_of(&mut producer.conn);
+    wait_until("the replayed record is applied", TIMEOUT, || {
+        users_of(&mut conn) == expected
+    })
+    .await;
+
+    // Replayed again (a fresh replay group reads the DLQ from the start): the
+    // inbox skips it. A later message on that key shows it went by.
+    let again = dead_letter::replay(env.kafka.brokers(), &dlq, &env.kafka.group("again"), &[])
+        .await
+        .expect("second replay");
+    assert_eq!(again.replayed, 1, "{again:?}");
+    producer.write(&[Change::Update(User::new(poison.0, SEQS))]);
+    wait_until("the later message is applied", TIMEOUT, || {
+        seq_of_user(&mut conn, poison.0) == Some(SEQS)
+    })
+    .await;
+    let report = consumer.stop().await;
+    relay.stop().await;
+
+    assert_eq!(
+        (
+            report.failed,
+            report.dead_lettered,
+            report.stopped,
+            report.retries
+        ),
+        (1, 1, 0, 1),
+        "{report:?}"
+    );
+    assert_eq!(report.duplicates, 1, "the second replay: {report:?}");
+    assert_eq!(report.processed, sent.len() as u64 + 1, "{report:?}");
+    let log = applied(&mut conn);
+    assert_applied_once_in_order(&log);
+    assert_eq!(
+        log.iter()
+            .filter(|row| row.message_id == poisoned.id.as_uuid())
+            .count(),
+        1
+    );
+}
+
+/// Raw records on the test topic that no producer of ours would send.
+struct Garbage {
+    key: &'static str,
+    headers: Option<OwnedHeaders>,
+    value: Vec<u8>,
+    message_id: Option<String>,
+}
+
+fn owned_headers(message: &Message) -> OwnedHeaders {
+    outbox::kafka::record_headers(&message.encode())
+}
+
+/// Not JSON (with valid headers), no headers at all, a version the model does
+/// not know, and a route no controller serves.
+fn garbage(env: &Env) -> Vec<(Garbage, &'static str, &'static str)> {
+    let valid = |id: i64| message_of(&User::new(id, 0), Event::Created, &env.topic);
+    let not_json = valid(9001);
+    let no_headers = valid(9002);
+    let mut unknown_version = valid(9003);
+    unknown_version.payloads = Payloads::new(9, json!({"id": 9003})).unwrap();
+    let mut no_controller = valid(9004);
+    no_controller.to = "nobody".into();
+    vec![
+        (
+            Garbage {
+                key: "9001",
+                headers: Some(owned_headers(&not_json)),
+                value: b"\x00garbage, not JSON".to_vec(),
+                message_id: Some(not_json.id.to_string()),
+            },
+            dead_letter::KIND_DECODE,
+            "record value is not a JSON envelope",
+        ),
+        (
+            Garbage {
+                key: "9002",
+                headers: None,
+                value: no_headers.encode().value,
+                message_id: None,
+            },
+            dead_letter::KIND_DECODE,
+            "header `message_id` is missing",
+        ),
+        (
+            Garbage {
+                key: "9003",
+                headers: Some(owned_headers(&unknown_version)),
+                value: unknown_version.encode().value,
+                message_id: Some(unknown_version.id.to_string()),
+            },
+            dead_letter::KIND_HANDLER,
+            "no common payload version: the message carries [9], the reader knows [1]",
+        ),
+        (
+            Garbage {
+                key: "9004",
+                headers: Some(owned_headers(&no_controller)),
+                value: no_controller.encode().value,
+                message_id: Some(no_controller.id.to_string()),
+            },
+            dead_letter::KIND_NO_CONTROLLER,
+            "no controller serves route `nobody`",
+        ),
+    ]
+}
+
+/// Produces `garbage` to `partition` (or its key's partition); returns its offset.
+async fn produce(env: &Env, garbage: &Garbage, partition: Option<i32>) -> (i32, i64) {
+    let producer: FutureProducer = env.kafka.producer_config().create().expect("a producer");
+    let mut record = FutureRecord::<str, [u8]>::to(&env.topic)
+        .key(garbage.key)
+        .payload(&garbage.value)
+        .partition(partition.unwrap_or_else(|| partition_of(garbage.key)));
+    if let Some(headers) = &garbage.headers {
+        record = record.headers(headers.clone());
+    }
+    let delivery = producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("send garbage: {e}"));
+    (delivery.partition, delivery.offset)
+}
+
+fn creates(from: i64, to: i64, seq: i64) -> Vec<Change> {
+    (from..=to)
+        .map(|k| match seq {
+            0 => Change::Create(User::new(k, 0)),
+            _ => Change::Update(User::new(k, seq)),
+        })
+        .collect()
+}
+
+/// 5a. Garbage with the dead-letter policy: each record goes to the DLQ with
+/// the kind and text of its typed error; the messages around them apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_is_dead_lettered_with_its_typed_error() {
+    let mut env = Env::new("consumer_garbage_dlq");
+    let dlq = env.dead_letter_topic();
+    let policy = FailurePolicy::dead_letter().retry(Retry::new(
+        2,
+        Duration::from_millis(10),
+        Duration::from_millis(50),
+    ));
+    let consumer = RunningConsumer::spawn(env.consumer().failure_policy(policy).controller(
+        OnTopic::new(
+            Ledger {
+                broken: Arc::new(AtomicBool::new(false)),
+                poison: (0, 0),
+            },
+            &env.topic,
+        ),
+    ));
+    let relay = env.relay();
+    let mut producer = env.producer();
+    let mut conn = env.consumer_conn();
+    let first = producer.write(&creates(1, 20, 0)).len() as i64;
+    wait_until("the first messages are applied", TIMEOUT, || {
+        count_inbox(&mut conn) == first
+    })
+    .await;
+    let cases = garbage(&env);
+    let mut offsets = Vec::new();
+    for (garbage, _, _) in &cases {
+        offsets.push(produce(&env, garbage, None).await);
+    }
+    let second = producer.write(&creates(1, 20, 1)).len() as i64;
+    let mut dead_letters = RawReader::from_start(&env.kafka, &dlq);
+    dead_letters
+        .read_until("a dead letter per garbage record", TIMEOUT, |records| {
+            records.len() == cases.len()
+        })
+        .await;
+    wait_until("the later messages are applied", TIMEOUT, || {
+        count_inbox(&mut conn) == first + second
+    })
+    .await;
+    let report = consumer.stop().await;
+    relay.stop().await;
+
+    for ((garbage, kind, error), (partition, offset)) in cases.iter().zip(&offsets) {
+        let letter = dead_letters
+            .records
+            .iter()
+            .find(|r| r.key() == Some(garbage.key.as_bytes()))
+            .unwrap_or_else(|| panic!("no dead letter for key {}", garbage.key));
+        let what = format!("garbage {}", garbage.key);
+        assert_eq!(letter.payload(), Some(&garbage.value[..]), "{what}");
+        assert_eq!(
+            header(letter, dead_letter::ERROR_KIND).as_deref(),
+            Some(*kind),
+            "{what}"
+        );
+        let text = header(letter, dead_letter::ERROR).unwrap_or_default();
+        assert!(
+            text.contains(error),
+            "{what}: {text:?} should say {error:?}"
+        );
+        assert_eq!(
+            header(letter, outbox::headers::MESSAGE_ID),
+            garbage.message_id,
+            "{what}: original headers kept"
+        );
+        assert_eq!(
+            header(letter, dead_letter::PARTITION),
+            Some(partition.to_string()),
+            "{what}"
+        );
+        assert_eq!(
+            header(letter, dead_letter::OFFSET),
+            Some(offset.to_string()),
+            "{what}"
+        );
+        assert_eq!(
+            header(letter, dead_letter::ATTEMPTS).as_deref(),
+            Some("1"),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        (
+            report.failed,
+            report.dead_lettered,
+            report.stopped,
+            report.retries
+        ),
+        (4, 4, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.processed, (first + second) as u64, "{report:?}");
+    assert_eq!(users_of(&mut conn), users_of(&mut producer.conn));
+}
+
+/// 5b. Garbage with the stop policy (the default): the partitions of the two
+/// records stop, each stop recording the typed error (and the message id
+/// when a header has it); the other partitions go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_stops_its_partition_with_its_typed_error() {
+    let env = Env::new("consumer_garbage_stop");
+    let consumer = RunningConsumer::spawn(env.consumer().controller(OnTopic::new(
+        Ledger {
+            broken: Arc::new(AtomicBool::new(false)),
+            poison: (0, 0),
+        },
+        &env.topic,
+    )));
+    let relay = env.relay();
+    let mut producer = env.producer();
+    let mut conn = env.consumer_conn();
+    let first = producer.write(&creates(1, KEYS, 0)).len() as i64;
+    wait_until("the first messages are applied", TIMEOUT, || {
+        count_inbox(&mut conn) == first
+    })
+    .await;
+    let mut cases = garbage(&env).into_iter();
+    let (not_json, _, not_json_error) = cases.next().unwrap();
+    let (no_headers, _, no_headers_error) = cases.next().unwrap();
+    let at_1 = produce(&env, &not_json, Some(1)).await;
+    let at_2 = produce(&env, &no_headers, Some(2)).await;
+    producer.write(&creates(1, KEYS, 1));
+    let others: Vec<i64> = (1..=KEYS)
+        .filter(|k| ![1, 2].contains(&env.partition_of(*k)))
+        .collect();
+    wait_until("two partitions stop and the others finish", TIMEOUT, || {
+        active_stops(&mut conn, &env.group).len() == 2
+            && others.iter().all(|k| seq_of_user(&mut conn, *k) == Some(1))
+    })
+    .await;
+    let report = consumer.stop().await;
+    relay.stop().await;
+
+    let stops = active_stops(&mut conn, &env.group);
+    let stop_on = |partition: i32| {
+        stops
+            .iter()
+            .find(|s| s.kafka_partition == partition)
+            .unwrap_or_else(|| panic!("no stop on partition {partition}: {stops:?}"))
+    };
+    let (first_stop, second_stop) = (stop_on(1), stop_on(2));
+    assert_eq!(first_stop.kafka_offset, at_1.1);
+    assert_eq!(
+        first_stop.message_id.map(|id| id.to_string()),
+        not_json.message_id,
+        "the id from the record's header"
+    );
+    assert!(
+        first_stop.error.contains(not_json_error),
+        "{}",
+        first_stop.error
+    );
+    assert_eq!(second_stop.kafka_offset, at_2.1);
+    assert_eq!(second_stop.message_id, None);
+    assert!(
+        second_stop.error.contains(no_headers_error),
+        "{}",
+        second_stop.error
+    );
+    // Nothing after the garbage on those partitions.
+    for (partition, offset) in [at_1, at_2] {
+        let applied = inbox_offsets(&mut conn, partition);
+        assert!(
+            applied.iter().all(|o| *o < offset),
+            "partition {partition}: {applied:?}"
+        );
+    }
+    assert_eq!((report.failed, report.stopped), (2, 2), "{report:?}");
+}

@@ -1,0 +1,747 @@
+//! Helpers shared by the consumer tests: a producer schema and a consumer
+//! schema (each migrated, each with its own `users` table), a topic and a
+//! group of the test's own, the relay and the consumer run as tasks, the
+//! producer's writes (table change and enqueue in one transaction), the
+//! consumer's apply log, and readers of raw Kafka records.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use outbox::kafka::KafkaPublisher;
+use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message, Outboxed, Payloads};
+use outbox_diesel::consumer::{self, Consumer, ConsumerBuilder, ConsumerReport};
+use outbox_diesel::{Outbox, Relay, RelayReport};
+use outbox_tests::{TestDb, TestKafka};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The producing service: the `from` of every message the tests enqueue.
+pub(crate) const PRODUCER: &str = "accounts";
+
+/// Partitions of every test topic.
+pub(crate) const PARTITIONS: i32 = 4;
+
+/// Long enough for a group join, a relay's first batch and a backlog on two
+/// shared cores; every wait polls and returns as soon as its condition holds.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
+
+diesel::table! {
+    /// The model's table: the producer's, and the consumer's copy of it.
+    users (id) {
+        id -> BigInt,
+        email -> Text,
+        name -> Nullable<Text>,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The consumer's apply log: one row per apply that committed (rows of a
+    /// rolled-back apply go with it), in the order they committed per key.
+    applies (id) {
+        id -> BigInt,
+        message_id -> Uuid,
+        user_id -> BigInt,
+        event -> Text,
+        seq -> Nullable<BigInt>,
+        kafka_partition -> Integer,
+        kafka_offset -> BigInt,
+        consumer -> Text,
+    }
+}
+
+diesel::table! {
+    /// The hooks that ran, as their transactions committed: the hook, the key,
+    /// and the `seq` of the consumer's row at that moment (NULL: no row).
+    hooks (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        hook -> Text,
+        seen_seq -> Nullable<BigInt>,
+    }
+}
+
+/// The tests' model. Its topic is a constant, as every model's is; the tests
+/// send its messages to a topic of their own (see [`message_of`] and [`OnTopic`]).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset, Outboxed)]
+#[diesel(table_name = users, treat_none_as_null = true)]
+#[outbox(topic = "outbox_consumer_tests_users")]
+pub(crate) struct User {
+    pub(crate) id: i64,
+    pub(crate) email: String,
+    pub(crate) name: Option<String>,
+    /// How many changes the producer made to this row before this one.
+    pub(crate) seq: i64,
+}
+
+impl User {
+    pub(crate) fn new(id: i64, seq: i64) -> Self {
+        User {
+            id,
+            email: format!("user{id}@example.com"),
+            name: Some(format!("User {id} v{seq}")),
+            seq,
+        }
+    }
+}
+
+const PRODUCER_TABLES: &str = "
+    CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, name text, seq bigint NOT NULL);
+";
+
+const CONSUMER_TABLES: &str = "
+    CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, name text, seq bigint NOT NULL);
+    CREATE TABLE applies (
+        id bigserial PRIMARY KEY,
+        message_id uuid NOT NULL,
+        user_id bigint NOT NULL,
+        event text NOT NULL,
+        seq bigint,
+        kafka_partition integer NOT NULL,
+        kafka_offset bigint NOT NULL,
+        consumer text NOT NULL DEFAULT ''
+    );
+    CREATE TABLE hooks (
+        id bigserial PRIMARY KEY,
+        user_id bigint NOT NULL,
+        hook text NOT NULL,
+        seen_seq bigint
+    );
+";
+
+/// A producer schema and a consumer schema, a topic (4 partitions) and a
+/// consumer group, all the test's own.
+pub(crate) struct Env {
+    pub(crate) producer_db: TestDb,
+    pub(crate) consumer_db: TestDb,
+    pub(crate) kafka: TestKafka,
+    pub(crate) topic: String,
+    pub(crate) group: String,
+    /// Topics made by name (dead-letter topics), deleted on drop.
+    extra_topics: Vec<String>,
+}
+
+impl Env {
+    pub(crate) fn new(test_name: &str) -> Self {
+        let producer_db = TestDb::new(&format!("{test_name}_producer"));
+        let consumer_db = TestDb::new(&format!("{test_name}_consumer"));
+        for (db, tables) in [
+            (&producer_db, PRODUCER_TABLES),
+            (&consumer_db, CONSUMER_TABLES),
+        ] {
+            let mut conn = db.connect();
+            outbox_diesel::migrations::run(&mut conn).expect("the outbox migrations run");
+            conn.batch_execute(tables).expect("create the test tables");
+        }
+        let kafka = TestKafka::new(test_name);
+        let topic = kafka.create_topic("users", PARTITIONS);
+        let group = kafka.group("consumer");
+        Env {
+            producer_db,
+            consumer_db,
+            kafka,
+            topic,
+            group,
+            extra_topics: Vec::new(),
+        }
+    }
+
+    /// The dead-letter topic of the test's topic, created now (so it can be
+    /// read) and deleted with the environment.
+    pub(crate) fn dead_letter_topic(&mut self) -> String {
+        let dlq = outbox_diesel::dead_letter::dlq_topic(&self.topic);
+        self.kafka.ensure_shared_topic(&dlq, PARTITIONS);
+        self.extra_topics.push(dlq.clone());
+        dlq
+    }
+
+    pub(crate) fn producer_conn(&self) -> PgConnection {
+        self.producer_db.connect()
+    }
+
+    pub(crate) fn consumer_conn(&self) -> PgConnection {
+        self.consumer_db.connect()
+    }
+
+    /// The producer's side: writes and enqueues in one transaction.
+    pub(crate) fn producer(&self) -> Producer {
+        Producer {
+            conn: self.producer_conn(),
+            outbox: Outbox::new(PRODUCER),
+            topic: self.topic.clone(),
+        }
+    }
+
+    /// A relay publishing the producer schema's outbox.
+    pub(crate) fn relay(&self) -> RunningRelay {
+        RunningRelay::spawn(self.producer_db.url())
+    }
+
+    /// A consumer on the consumer schema in `group`, with the tests' short
+    /// waits; add controllers, then [`RunningConsumer::spawn`] it.
+    pub(crate) fn consumer_in(&self, group: &str) -> ConsumerBuilder {
+        let pool = consumer::pool(self.consumer_db.url(), 8).expect("a pool");
+        test_settings(Consumer::builder(self.kafka.brokers(), group, pool))
+    }
+
+    /// [`consumer_in`](Self::consumer_in) the test's group.
+    pub(crate) fn consumer(&self) -> ConsumerBuilder {
+        self.consumer_in(&self.group)
+    }
+
+    /// The partition of the test topic the relay sends user `user_id`'s
+    /// messages to (their key is the user's id).
+    pub(crate) fn partition_of(&self, user_id: i64) -> i32 {
+        partition_of(&user_id.to_string())
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if self.extra_topics.is_empty() {
+            return;
+        }
+        let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
+            .set("bootstrap.servers", self.kafka.brokers())
+            .create()
+        {
+            Ok(admin) => admin,
+            Err(e) => return eprintln!("warning: no admin client to delete test topics: {e}"),
+        };
+        let names: Vec<&str> = self.extra_topics.iter().map(String::as_str).collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        if let Err(e) = futures::executor::block_on(admin.delete_topics(&names, &options)) {
+            eprintln!("warning: could not delete test topics {names:?}: {e}");
+        }
+    }
+}
+
+/// The consumer settings of the tests: resumes seen within 100 ms, offsets
+/// committed every 200 ms, a group member declared dead after 6 s (the
+/// broker's minimum).
+pub(crate) fn test_settings(builder: ConsumerBuilder) -> ConsumerBuilder {
+    builder
+        .resume_poll_interval(Duration::from_millis(100))
+        .set("auto.commit.interval.ms", "200")
+        .set("fetch.wait.max.ms", "100")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+}
+
+/// The partition the relay (murmur2, as Java's client) sends `key` to.
+pub(crate) fn partition_of(key: &str) -> i32 {
+    outbox::kafka_partition(key.as_bytes(), PARTITIONS as u32) as i32
+}
+
+/// Keys from `from` on whose partition is `partition`, `count` of them.
+pub(crate) fn keys_on(partition: i32, from: i64, count: usize) -> Vec<i64> {
+    (from..)
+        .filter(|id| partition_of(&id.to_string()) == partition)
+        .take(count)
+        .collect()
+}
+
+/// A controller read from another topic: the models' topics are constants,
+/// shared by every run, so each test sends them to a topic of its own and
+/// points its controllers there. Everything else is the wrapped controller's.
+pub(crate) struct OnTopic<C> {
+    inner: C,
+    topics: &'static [&'static str],
+}
+
+impl<C: Controller> OnTopic<C> {
+    pub(crate) fn new(inner: C, topic: &str) -> Self {
+        let topic: &'static str = Box::leak(topic.to_owned().into_boxed_str());
+        OnTopic {
+            inner,
+            topics: Box::leak(vec![topic].into_boxed_slice()),
+        }
+    }
+}
+
+impl<C: Controller> Controller for OnTopic<C> {
+    fn route(&self) -> &str {
+        self.inner.route()
+    }
+
+    fn topics(&self) -> &[&str] {
+        self.topics
+    }
+
+    fn handles(&self, event: &Event) -> bool {
+        self.inner.handles(event)
+    }
+
+    fn strict(&self) -> bool {
+        self.inner.strict()
+    }
+
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a mut Context<'_>,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        self.inner.handle(ctx, message)
+    }
+}
+
+/// The message `event` of `model` makes (every version of its payload, as
+/// enqueue writes it), sent to `topic` instead of the model's.
+pub(crate) fn message_of<M: Outboxed>(model: &M, event: Event, topic: &str) -> Message {
+    let mut payloads: Option<Payloads> = None;
+    for version in M::VERSIONS {
+        let payload = model
+            .to_payload(&event, *version)
+            .expect("the model serializes");
+        match &mut payloads {
+            None => payloads = Some(Payloads::new(*version, payload).expect("a valid version")),
+            Some(payloads) => {
+                payloads.insert(*version, payload).expect("a valid version");
+            }
+        }
+    }
+    Message::new(
+        event,
+        PRODUCER,
+        M::ROUTE,
+        topic,
+        model.partition_key(),
+        payloads.expect("a model has at least one version"),
+    )
+}
+
+/// One change the producer makes.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    Create(User),
+    Update(User),
+    Destroy(User),
+    /// A custom event about the user; no table change.
+    Custom(&'static str, User),
+}
+
+/// The producing service: changes its `users` and enqueues the messages in
+/// the same transaction, as an application does.
+pub(crate) struct Producer {
+    pub(crate) conn: PgConnection,
+    outbox: Outbox,
+    topic: String,
+}
+
+impl Producer {
+    /// Applies `changes` in one transaction; returns the messages enqueued.
+    pub(crate) fn write(&mut self, changes: &[Change]) -> Vec<Message> {
+        let (outbox, topic) = (&self.outbox, &self.topic);
+        self.conn
+            .transaction(|conn| {
+                let mut messages = Vec::with_capacity(changes.len());
+                for change in changes {
+                    let (event, user) = match change {
+                        Change::Create(user) => {
+                            diesel::insert_into(users::table)
+                                .values(user)
+                                .execute(conn)?;
+                            (Event::Created, user)
+                        }
+                        Change::Update(user) => {
+                            diesel::update(users::table.find(user.id))
+                                .set(user)
+                                .execute(conn)?;
+                            (Event::Updated, user)
+                        }
+                        Change::Destroy(user) => {
+                            diesel::delete(users::table.find(user.id)).execute(conn)?;
+                            (Event::Destroyed, user)
+                        }
+                        Change::Custom(name, user) => {
+                            (Event::custom(name).expect("a valid event name"), user)
+                        }
+                    };
+                    let message = message_of(user, event, topic);
+                    outbox.enqueue_message(conn, &message)?;
+                    messages.push(message);
+                }
+                Ok::<_, outbox_diesel::Error>(messages)
+            })
+            .expect("the producer's transaction commits")
+    }
+}
+
+/// Every row of `users`, by id.
+pub(crate) fn users_of(conn: &mut PgConnection) -> Vec<User> {
+    users::table
+        .order(users::id)
+        .select(User::as_select())
+        .load(conn)
+        .expect("read users")
+}
+
+/// One row of the consumer's apply log.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct Applied {
+    pub(crate) id: i64,
+    pub(crate) message_id: uuid::Uuid,
+    pub(crate) user_id: i64,
+    pub(crate) event: String,
+    pub(crate) seq: Option<i64>,
+    pub(crate) kafka_partition: i32,
+    pub(crate) kafka_offset: i64,
+    pub(crate) consumer: String,
+}
+
+/// The apply log, in commit order.
+pub(crate) fn applied(conn: &mut PgConnection) -> Vec<Applied> {
+    applies::table
+        .order(applies::id)
+        .load(conn)
+        .expect("read applies")
+}
+
+pub(crate) fn count_applied(conn: &mut PgConnection) -> i64 {
+    applies::table
+        .count()
+        .get_result(conn)
+        .expect("count applies")
+}
+
+/// Rows of `outbox_inbox`.
+pub(crate) fn count_inbox(conn: &mut PgConnection) -> i64 {
+    outbox_diesel::schema::outbox_inbox::table
+        .count()
+        .get_result(conn)
+        .expect("count outbox_inbox")
+}
+
+/// The hooks that ran for each key, in order, with what each saw.
+pub(crate) fn hooks_by_key(conn: &mut PgConnection) -> BTreeMap<i64, Vec<(String, Option<i64>)>> {
+    let rows: Vec<(i64, String, Option<i64>)> = hooks::table
+        .order(hooks::id)
+        .select((hooks::user_id, hooks::hook, hooks::seen_seq))
+        .load(conn)
+        .expect("read hooks");
+    let mut by_key: BTreeMap<i64, Vec<(String, Option<i64>)>> = BTreeMap::new();
+    for (user_id, hook, seen) in rows {
+        by_key.entry(user_id).or_default().push((hook, seen));
+    }
+    by_key
+}
+
+/// Adds the apply of the message in `ctx` to the apply log (in its transaction).
+pub(crate) async fn log_apply(
+    ctx: &mut Context<'_>,
+    user_id: i64,
+    seq: Option<i64>,
+) -> Result<(), HandlerError> {
+    let (message_id, event) = (ctx.message_id().as_uuid(), ctx.event().to_string());
+    let (partition, offset) = (ctx.partition(), ctx.offset());
+    diesel_async::RunQueryDsl::execute(
+        diesel::insert_into(applies::table).values((
+            applies::message_id.eq(message_id),
+            applies::user_id.eq(user_id),
+            applies::event.eq(event),
+            applies::seq.eq(seq),
+            applies::kafka_partition.eq(partition),
+            applies::kafka_offset.eq(offset),
+        )),
+        ctx.conn(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records that `hook` ran for `user_id`, with the `seq` of the consumer's row
+/// as the hook sees it.
+pub(crate) async fn log_hook(
+    ctx: &mut Context<'_>,
+    user_id: i64,
+    hook: &str,
+) -> Result<(), HandlerError> {
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "INSERT INTO hooks (user_id, hook, seen_seq) \
+             VALUES ($1, $2, (SELECT seq FROM users WHERE id = $1))",
+        )
+        .bind::<BigInt, _>(user_id)
+        .bind::<Text, _>(hook),
+        ctx.conn(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Waits until `done` holds, checking every 20 ms; fails after `timeout`
+/// saying what it waited for. Returns how long it waited.
+pub(crate) async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+/// A relay running as a task; [`stop`](Self::stop) it for its report.
+pub(crate) struct RunningRelay {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<outbox_diesel::Result<RelayReport>>>,
+}
+
+impl RunningRelay {
+    pub(crate) fn spawn(database_url: &str) -> Self {
+        let publisher = KafkaPublisher::new(&outbox_tests::kafka_brokers())
+            .expect("the publisher accepts its settings");
+        let relay = Relay::builder(database_url, publisher)
+            .poll_interval(Duration::from_millis(50))
+            .backoff(Duration::from_millis(50), Duration::from_secs(2))
+            .build()
+            .expect("the relay builds");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(relay.run(async {
+            stopped.await.ok();
+        }));
+        RunningRelay {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub(crate) async fn stop(mut self) -> RelayReport {
+        self.stop.take().expect("not stopped yet").send(()).ok();
+        let task = self.task.take().expect("not stopped yet");
+        match tokio::time::timeout(TIMEOUT, task).await {
+            Err(_) => panic!("the relay did not stop within {TIMEOUT:?}"),
+            Ok(Err(join)) => panic!("the relay task failed: {join}"),
+            Ok(Ok(Err(error))) => panic!("the relay returned an error: {error:?}"),
+            Ok(Ok(Ok(report))) => report,
+        }
+    }
+}
+
+impl Drop for RunningRelay {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A consumer running as a task; [`stop`](Self::stop) it for its report.
+pub(crate) struct RunningConsumer {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<outbox_diesel::Result<ConsumerReport>>>,
+}
+
+impl RunningConsumer {
+    pub(crate) fn spawn(builder: ConsumerBuilder) -> Self {
+        let consumer = builder.build().expect("the consumer builds");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(consumer.run(async {
+            stopped.await.ok();
+        }));
+        RunningConsumer {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Asks the consumer to stop; returns its report. Fails the test if it
+    /// panicked, returned an error or took longer than [`TIMEOUT`].
+    pub(crate) async fn stop(mut self) -> ConsumerReport {
+        self.stop.take().expect("not stopped yet").send(()).ok();
+        let task = self.task.take().expect("not stopped yet");
+        match tokio::time::timeout(TIMEOUT, task).await {
+            Err(_) => panic!("the consumer did not stop within {TIMEOUT:?}"),
+            Ok(Err(join)) => panic!("the consumer task failed: {join}"),
+            Ok(Ok(Err(error))) => panic!("the consumer returned an error: {error:?}"),
+            Ok(Ok(Ok(report))) => report,
+        }
+    }
+
+    /// Fails the test if the consumer has ended (it never should by itself).
+    pub(crate) fn assert_running(&self) {
+        assert!(
+            self.task.as_ref().is_some_and(|task| !task.is_finished()),
+            "the consumer stopped on its own"
+        );
+    }
+}
+
+impl Drop for RunningConsumer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Reads raw records of a topic, every partition, assigned (no group join).
+pub(crate) struct RawReader {
+    consumer: StreamConsumer,
+    topic: String,
+    /// Everything read so far, in the order read.
+    pub(crate) records: Vec<OwnedMessage>,
+}
+
+impl RawReader {
+    /// From the first offset of each partition.
+    pub(crate) fn from_start(kafka: &TestKafka, topic: &str) -> Self {
+        Self::new(kafka, topic, |_| Offset::Beginning)
+    }
+
+    /// From the current end of each partition: only what is sent from now on.
+    pub(crate) fn from_now(kafka: &TestKafka, topic: &str) -> Self {
+        let probe: BaseConsumer = kafka
+            .consumer_config(&kafka.unique_name("probe"))
+            .create()
+            .expect("a probe consumer");
+        Self::new(kafka, topic, |partition| {
+            let (_, high) = probe
+                .fetch_watermarks(topic, partition, Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"));
+            Offset::Offset(high)
+        })
+    }
+
+    fn new(kafka: &TestKafka, topic: &str, start: impl Fn(i32) -> Offset) -> Self {
+        let consumer: StreamConsumer = kafka
+            .consumer_config(&kafka.unique_name("reader"))
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .expect("create a Kafka consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("no metadata for topic {topic}: {e}"));
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        assert!(partitions > 0, "topic {topic} has no partitions");
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions as i32 {
+            assignment
+                .add_partition_offset(topic, partition, start(partition))
+                .expect("a valid offset");
+        }
+        consumer
+            .assign(&assignment)
+            .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+        RawReader {
+            consumer,
+            topic: topic.to_owned(),
+            records: Vec::new(),
+        }
+    }
+
+    /// Reads until `done(records)` holds; fails after `timeout` with `what`.
+    pub(crate) async fn read_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&[OwnedMessage]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.records) {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(record)) => self.records.push(record.detach()),
+                Ok(Err(e)) => panic!("Kafka error while reading {}: {e}", self.topic),
+                Err(_) => panic!(
+                    "timed out after {timeout:?} on topic {} waiting for {what}; read {} records",
+                    self.topic,
+                    self.records.len()
+                ),
+            }
+        }
+    }
+
+    /// Reads whatever else arrives within `quiet` (the wait restarts after each record).
+    pub(crate) async fn read_rest(&mut self, quiet: Duration) {
+        while let Ok(record) = tokio::time::timeout(quiet, self.consumer.recv()).await {
+            let record = record.unwrap_or_else(|e| panic!("reading {}: {e}", self.topic));
+            self.records.push(record.detach());
+        }
+    }
+}
+
+/// A header's value as text (`None`: absent or null).
+pub(crate) fn header(record: &OwnedMessage, name: &str) -> Option<String> {
+    record
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Every header, in order, as text.
+pub(crate) fn headers_of(record: &OwnedMessage) -> Vec<(String, String)> {
+    record
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                    (h.key.to_owned(), value.into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The record of message `id` among `records`.
+pub(crate) fn record_of(records: &[OwnedMessage], id: outbox::MessageId) -> &OwnedMessage {
+    let id = id.to_string();
+    records
+        .iter()
+        .find(|r| header(r, outbox::headers::MESSAGE_ID).as_deref() == Some(&id))
+        .unwrap_or_else(|| panic!("no record of message {id}"))
+}
+
+/// Checks the apply log: each message applied once; per partition, records
+/// applied in offset order; per key, the `seq`s applied in increasing order.
+/// Returns the `seq`s applied per key.
+pub(crate) fn assert_applied_once_in_order(log: &[Applied]) -> BTreeMap<i64, Vec<i64>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut per_key: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for row in log {
+        let at = format!(
+            "log row {}: {} of key {} at partition {}, offset {}, by {:?}",
+            row.id, row.event, row.user_id, row.kafka_partition, row.kafka_offset, row.consumer
+        );
+        assert!(
+            seen.insert(row.message_id),
+            "message {} applied twice; again as {at}",
+            row.message_id
+        );
+        if let Some(last) = last_offset.insert(row.kafka_partition, row.kafka_offset) {
+            assert!(
+                row.kafka_offset > last,
+                "applied after offset {last} of its partition: {at}"
+            );
+        }
+        let Some(seq) = row.seq else { continue };
+        let seqs = per_key.entry(row.user_id).or_default();
+        if let Some(&last) = seqs.last() {
+            assert!(seq > last, "#{seq} applied after #{last}: {at}");
+        }
+        seqs.push(seq);
+    }
+    per_key
+}
