@@ -1,11 +1,18 @@
 //! The PostgreSQL side of `outbox`, on Diesel: migrations, enqueue (diesel and
-//! diesel-async), realtime messages, and the relay that publishes to Kafka.
+//! diesel-async), realtime messages, the relay that publishes to Kafka, and the
+//! [`Consumer`] that applies messages exactly once through controllers (the
+//! inbox, [stopped partitions](stopped), [dead letters](dead_letter)).
 //!
 //! ```text
 //!  your transaction                          the relay (outbox relay, or Relay::run)
 //!  ├─ INSERT INTO users …                    ├─ wakes on NOTIFY or every poll interval
 //!  ├─ outbox.enqueue(conn, &user, Created)   ├─ reads a batch in id order, sends it all at once
 //!  └─ COMMIT ── NOTIFY outbox_messages ───▶  └─ waits for Kafka's acks, deletes those rows
+//!
+//!  the consumer (Consumer::run), per record, in the consuming service's database
+//!  ├─ BEGIN; INSERT INTO outbox_inbox (source, message_id) — already there: skip
+//!  ├─ the controller: upsert / delete, hooks, follow-up messages
+//!  └─ COMMIT; then the offset is stored and committed
 //! ```
 //!
 //! # Examples

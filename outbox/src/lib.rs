@@ -7,8 +7,11 @@
 //!
 //! This crate holds what both sides share: [`Event`], [`MessageId`], the
 //! [`Message`] envelope and its wire format, the [`Publisher`] seam and its
-//! Kafka transport ([`kafka`], feature `kafka`, on by default), and the errors.
-//! The PostgreSQL side (enqueue, relay) lives in `outbox-diesel`.
+//! Kafka transport ([`kafka`], feature `kafka`, on by default), the consuming
+//! side's [`Controller`] seam with its [`Context`] and [`HandlerError`]
+//! (feature `diesel`, on by default), the macros, and the errors. The
+//! PostgreSQL side (enqueue, relay, the consumer and its inbox) lives in
+//! `outbox-diesel`.
 //!
 //! # Examples
 //!
