@@ -356,6 +356,32 @@ pub async fn resume_async(
     Ok(row)
 }
 
+/// Marks stop `id` resumed if it is still active; `true` when it was. For a
+/// consumer that recorded a stop and lost the partition meanwhile.
+///
+/// # Errors
+///
+/// [`Error::Database`] when the update fails.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(conn: &mut diesel_async::AsyncPgConnection) -> outbox_diesel::Result<()> {
+/// let withdrawn = outbox_diesel::stopped::resume_by_id_async(conn, 7).await?;
+/// # Ok(()) }
+/// ```
+pub async fn resume_by_id_async(conn: &mut AsyncPgConnection, id: i64) -> Result<bool> {
+    let updated = diesel_async::RunQueryDsl::execute(
+        diesel::update(sp::outbox_stopped_partitions)
+            .filter(sp::id.eq(id))
+            .filter(sp::resumed_at.is_null())
+            .set(sp::resumed_at.eq(dsl::now)),
+        conn,
+    )
+    .await?;
+    Ok(updated == 1)
+}
+
 /// The stops, by id (the order they were recorded): the active ones, and the
 /// resumed ones too when `include_resumed`; those of `group` only when it is
 /// given.

@@ -2,7 +2,11 @@
 
 use std::error::Error as StdError;
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures::FutureExt as _;
 use outbox::{Context, Controller, HandlerError, HandlerErrorKind, Message};
 
 use super::inbox::{self, Received};
@@ -26,13 +30,37 @@ pub(crate) enum ApplyError {
     Infrastructure(Box<dyn StdError + Send + Sync>),
     /// The controller's error.
     Handler(HandlerError),
+    /// The controller panicked: rolled back, and the connection is not to be
+    /// reused (the panic may have left it mid-query).
+    Panicked(String),
 }
 
-// The transaction's error type: diesel's own errors are infrastructure.
+// The transaction's error type (its own statements: BEGIN, the inbox claim,
+// COMMIT). A lost connection is the infrastructure's fault and waits for it; any
+// other refusal (a serialization failure, a constraint checked at COMMIT, a
+// value PostgreSQL rejects) is the record's, retried and then given to the
+// failure policy.
 impl From<diesel::result::Error> for ApplyError {
     fn from(error: diesel::result::Error) -> Self {
-        ApplyError::Infrastructure(Box::new(error))
+        use diesel::result::{DatabaseErrorKind, Error};
+        match error {
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            )
+            | Error::BrokenTransactionManager => ApplyError::Infrastructure(Box::new(error)),
+            other => ApplyError::Handler(HandlerError::retriable(other)),
+        }
     }
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-text payload");
+    format!("the handler panicked: {text}")
 }
 
 /// Applies `message` (read at `partition`/`offset`) through `controller` in one
@@ -58,10 +86,15 @@ pub(crate) async fn apply(
                 return Ok(Applied::Duplicate);
             }
             let mut ctx = Context::new(conn, message, partition, offset, follow_ups);
-            controller
-                .handle(&mut ctx, message)
+            // A panic is the record's failure like any other: caught, it rolls
+            // back and meets the failure policy instead of ending the task.
+            match AssertUnwindSafe(controller.handle(&mut ctx, message))
+                .catch_unwind()
                 .await
-                .map_err(ApplyError::Handler)?;
+            {
+                Ok(handled) => handled.map_err(ApplyError::Handler)?,
+                Err(panic) => return Err(ApplyError::Panicked(panic_text(&*panic))),
+            }
             Ok(Applied::Processed)
         })
         .await;

@@ -24,6 +24,7 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) type StoppedMap = Arc<Mutex<HashMap<Tp, (i64, i64)>>>;
 
 struct Task {
+    id: u64,
     items: UnboundedSender<Item>,
     queue: Arc<Queue>,
     revoked: Arc<AtomicBool>,
@@ -39,6 +40,7 @@ pub(crate) struct Dispatcher {
     tasks: HashMap<Tp, Task>,
     /// Tasks of revoked partitions, still finishing their record.
     retiring: HashMap<Tp, JoinHandle<()>>,
+    next_task_id: u64,
 }
 
 impl Dispatcher {
@@ -57,6 +59,7 @@ impl Dispatcher {
             shutdown,
             tasks: HashMap::new(),
             retiring: HashMap::new(),
+            next_task_id: 0,
         }
     }
 
@@ -101,11 +104,13 @@ impl Dispatcher {
         let tp = Tp::new(record.topic(), record.partition());
         let task = self.task(&tp);
         let queued = task.queue.len.fetch_add(1, Ordering::SeqCst) + 1;
-        if task.items.send(Item::Record(record)).is_err() {
-            // The task ended (shutdown): the record is read again next time.
-            return;
-        }
-        if queued > QUEUE_HIGH && !task.queue.blocked.swap(true, Ordering::SeqCst) {
+        // Blocked before the record is sent: a task that drains its queue
+        // from here on sees the flag and asks for the resume.
+        let block = queued > QUEUE_HIGH && !task.queue.blocked.swap(true, Ordering::SeqCst);
+        // A send fails only when the task has ended: the dispatcher learns it
+        // with the next record (see `task`), which reads this one again.
+        let _ = task.items.send(Item::Record(record));
+        if block {
             self.pause(&tp);
         }
     }
@@ -119,37 +124,70 @@ impl Dispatcher {
             .get(tp)
             .is_some_and(|task| !task.revoked.load(Ordering::SeqCst) && !task.join.is_finished());
         if !live {
-            let previous = self
-                .retiring
-                .remove(tp)
-                .or_else(|| self.tasks.remove(tp).map(|task| task.join));
-            let (items, receiver) = mpsc::unbounded_channel();
-            let queue = Arc::new(Queue::default());
-            let revoked = Arc::new(AtomicBool::new(false));
-            if let Ok(mut flags) = self.revoked.lock() {
-                flags.insert(tp.clone(), Arc::clone(&revoked));
-            }
-            let task = PartitionTask {
-                shared: Arc::clone(&self.shared),
-                tp: tp.clone(),
-                items: receiver,
-                queue: Arc::clone(&queue),
-                revoked: Arc::clone(&revoked),
-                previous,
-                shutdown: self.shutdown.subscribe(),
+            let previous = match self.tasks.remove(tp) {
+                Some(task) => {
+                    self.recover_from_crash(tp, &task);
+                    Some(task.join)
+                }
+                None => self.retiring.remove(tp),
             };
-            let join = tokio::spawn(task.run());
-            self.tasks.insert(
-                tp.clone(),
-                Task {
-                    items,
-                    queue,
-                    revoked,
-                    join,
-                },
-            );
+            self.start_task(tp, previous);
         }
         &self.tasks[tp]
+    }
+
+    /// A task that ended though its partition was neither revoked nor shut
+    /// down (a bug, since handler panics are caught): read its partition again
+    /// from the record it had in hand, so nothing after it is stored first.
+    fn recover_from_crash(&self, tp: &Tp, task: &Task) {
+        if task.revoked.load(Ordering::SeqCst) || *self.shutdown.borrow() {
+            return;
+        }
+        let in_hand = task.queue.in_hand.load(Ordering::SeqCst);
+        tracing::error!(partition = %tp, in_hand, "partition task ended unexpectedly; reading again");
+        if in_hand >= 0 {
+            self.seek(tp, in_hand);
+        }
+        self.resume(tp);
+    }
+
+    fn start_task(&mut self, tp: &Tp, previous: Option<JoinHandle<()>>) {
+        let (items, receiver) = mpsc::unbounded_channel();
+        let queue = Arc::new(Queue::default());
+        let revoked = Arc::new(AtomicBool::new(false));
+        if let Ok(mut flags) = self.revoked.lock() {
+            flags.insert(tp.clone(), Arc::clone(&revoked));
+        }
+        self.next_task_id += 1;
+        let task = PartitionTask {
+            id: self.next_task_id,
+            shared: Arc::clone(&self.shared),
+            tp: tp.clone(),
+            items: receiver,
+            queue: Arc::clone(&queue),
+            revoked: Arc::clone(&revoked),
+            previous,
+            shutdown: self.shutdown.subscribe(),
+        };
+        let join = tokio::spawn(task.run());
+        self.tasks.insert(
+            tp.clone(),
+            Task {
+                id: self.next_task_id,
+                items,
+                queue,
+                revoked,
+                join,
+            },
+        );
+    }
+
+    /// The live task of `tp` if it is task `id`: messages of an earlier task
+    /// (one that lost its partition meanwhile) are ignored.
+    fn current(&self, tp: &Tp, id: u64) -> Option<&Task> {
+        self.tasks.get(tp).filter(|task| {
+            task.id == id && !task.revoked.load(Ordering::SeqCst) && !task.join.is_finished()
+        })
     }
 
     fn on_control(&mut self, control: Control) {
@@ -173,9 +211,13 @@ impl Dispatcher {
             }
             Control::Stop {
                 tp,
+                task,
                 stop_id,
                 offset,
             } => {
+                if self.current(&tp, task).is_none() {
+                    return;
+                }
                 self.pause(&tp);
                 if let Ok(mut stopped) = self.stopped.lock() {
                     stopped.insert(tp, (stop_id, offset));
@@ -191,27 +233,44 @@ impl Dispatcher {
                 if current.map(|(id, _)| id) != Some(stop_id) {
                     return;
                 }
-                // Seek while still paused, so nothing past `offset` is read first.
-                self.seek(&tp, offset);
-                self.forget_stop(&tp);
-                let task = self.task(&tp);
+                let live = self.tasks.get(&tp).filter(|task| {
+                    !task.revoked.load(Ordering::SeqCst) && !task.join.is_finished()
+                });
+                let Some(task) = live else {
+                    // Not ours any more: its next owner reads from the committed offset.
+                    self.forget_stop(&tp);
+                    return;
+                };
+                // Seek while still paused, so nothing past `offset` is read
+                // first; on failure stay paused: the watcher asks again.
+                if let Err(error) = self.shared.consumer.seek(
+                    &tp.topic,
+                    tp.partition,
+                    Offset::Offset(offset),
+                    SEEK_TIMEOUT,
+                ) {
+                    tracing::warn!(partition = %tp, offset, %error, "seek to resume failed; will retry");
+                    return;
+                }
+                // Records sent before this marker were read before the seek.
                 let _ = task.items.send(Item::Resume { offset });
-                if !task.queue.blocked.load(Ordering::SeqCst) {
+                let blocked = task.queue.blocked.load(Ordering::SeqCst);
+                self.forget_stop(&tp);
+                if !blocked {
                     self.resume(&tp);
                 }
                 tracing::info!(partition = %tp, offset, "partition resumed");
             }
-            Control::Unblock(tp) => {
+            Control::Unblock { tp, task } => {
                 let stopped = self
                     .stopped
                     .lock()
                     .map(|s| s.contains_key(&tp))
                     .unwrap_or(false);
-                if !stopped {
+                if self.current(&tp, task).is_some() && !stopped {
                     self.resume(&tp);
                 }
             }
-            Control::Reseek { tp, offset } => self.seek(&tp, offset),
         }
     }
 

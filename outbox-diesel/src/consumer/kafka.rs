@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -69,14 +69,17 @@ pub(crate) enum Control {
     Assigned(Vec<Tp>),
     /// Partitions taken away.
     Revoked(Vec<Tp>),
-    /// A partition task stopped on the record at `offset` (stop row `stop_id`).
-    Stop { tp: Tp, stop_id: i64, offset: i64 },
+    /// Task `task` stopped on the record at `offset` (stop row `stop_id`).
+    Stop {
+        tp: Tp,
+        task: u64,
+        stop_id: i64,
+        offset: i64,
+    },
     /// The stop `stop_id` was resumed: read again from `offset`.
     Resumed { tp: Tp, stop_id: i64, offset: i64 },
-    /// A partition task's queue drained below the low mark.
-    Unblock(Tp),
-    /// A partition task expected `offset` first after a resume and saw a later one.
-    Reseek { tp: Tp, offset: i64 },
+    /// Task `task`'s queue drained below the low mark.
+    Unblock { tp: Tp, task: u64 },
 }
 
 /// Per partition, whether its current task has lost it to a rebalance.
@@ -111,7 +114,7 @@ impl ClientContext for ConsumeContext {
 }
 
 impl ConsumerContext for ConsumeContext {
-    fn pre_rebalance(&self, base_consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, _base_consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
             // Tasks of revoked partitions finish the record in hand and stop; a
@@ -124,10 +127,9 @@ impl ConsumerContext for ConsumeContext {
                     }
                 }
             }
-            // What was applied is committed before the partitions move.
-            if let Err(error) = base_consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!(%error, "commit before revoke");
-            }
+            // What was applied is committed before the partitions move: with
+            // `enable.auto.commit`, librdkafka commits the stored offsets of
+            // unassigned partitions itself.
             tracing::info!(partitions = ?revoked, "partitions revoked");
             let _ = self.control.send(Control::Revoked(revoked));
         }

@@ -2,7 +2,7 @@
 //! applies the failure policy to a record that cannot be applied.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::Message as _;
@@ -45,11 +45,24 @@ pub(crate) enum Item {
     },
 }
 
-/// The task's queue length and whether the dispatcher paused it for that.
-#[derive(Debug, Default)]
+/// The task's queue length, whether the dispatcher paused it for that, and
+/// the offset of the record in hand (-1 when none): where to read again from
+/// should the task end unexpectedly.
+#[derive(Debug)]
 pub(crate) struct Queue {
     pub(crate) len: AtomicUsize,
     pub(crate) blocked: AtomicBool,
+    pub(crate) in_hand: AtomicI64,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            len: AtomicUsize::new(0),
+            blocked: AtomicBool::new(false),
+            in_hand: AtomicI64::new(-1),
+        }
+    }
 }
 
 /// Why a record was not applied.
@@ -75,15 +88,17 @@ enum State {
     Running,
     /// Stopped: records are dropped until the partition is resumed.
     Stopped,
-    /// Resumed from `offset`: a later record first means the seek has not
-    /// taken effect yet.
+    /// Resumed from `offset`: the dispatcher sought there before sending the
+    /// marker, so every record after it was read after the seek.
     Resuming {
         offset: i64,
-        reseeks: u32,
     },
 }
 
 pub(crate) struct PartitionTask {
+    /// Tells this task's messages to the dispatcher from those of an earlier
+    /// task of the same partition.
+    pub(crate) id: u64,
     pub(crate) shared: Arc<Shared>,
     pub(crate) tp: Tp,
     pub(crate) items: UnboundedReceiver<Item>,
@@ -109,38 +124,27 @@ impl PartitionTask {
                 return;
             }
             match item {
-                Item::Resume { offset } => {
-                    state = State::Resuming { offset, reseeks: 0 };
-                }
+                Item::Resume { offset } => state = State::Resuming { offset },
                 Item::Record(record) => {
                     self.dequeued();
                     match state {
                         State::Stopped => continue,
-                        State::Resuming { offset, reseeks } if record.offset() > offset => {
-                            // Read past the record we stopped on: seek again,
-                            // a few times, before trusting what comes.
-                            if reseeks < 3 {
-                                let _ = self.shared.control.send(Control::Reseek {
-                                    tp: self.tp.clone(),
-                                    offset,
-                                });
-                                state = State::Resuming {
-                                    offset,
-                                    reseeks: reseeks + 1,
-                                };
-                                continue;
-                            }
-                            tracing::error!(partition = %self.tp, expected = offset,
-                                got = record.offset(), "resumed partition did not rewind");
+                        State::Resuming { offset } if record.offset() > offset => {
+                            // Only when the record is gone from the topic (retention).
+                            tracing::warn!(partition = %self.tp, expected = offset,
+                                first = record.offset(), "resumed past the stopped record: it no longer exists");
                         }
                         _ => {}
                     }
                     state = State::Running;
-                    match self.process(&record).await {
+                    self.queue.in_hand.store(record.offset(), Ordering::SeqCst);
+                    let next = self.process(&record).await;
+                    match next {
                         Next::Done => self.store_offset(record.offset()),
                         Next::Stopped => state = State::Stopped,
                         Next::Abandoned => return,
                     }
+                    self.queue.in_hand.store(-1, Ordering::SeqCst);
                 }
             }
         }
@@ -175,7 +179,10 @@ impl PartitionTask {
             .fetch_sub(1, Ordering::SeqCst)
             .saturating_sub(1);
         if left <= QUEUE_LOW && self.queue.blocked.swap(false, Ordering::SeqCst) {
-            let _ = self.shared.control.send(Control::Unblock(self.tp.clone()));
+            let _ = self.shared.control.send(Control::Unblock {
+                tp: self.tp.clone(),
+                task: self.id,
+            });
         }
     }
 
@@ -267,7 +274,7 @@ impl PartitionTask {
                     let failure = Failure {
                         kind: dead_letter::KIND_UNHANDLED_EVENT,
                         error: format!(
-                            "the controller of route `{}` has no handling for event `{}` and is strict",
+                            "the controller of route {:?} has no handling for event `{}` and is strict",
                             message.to, message.event
                         ),
                         message_id: Some(message.id.into()),
@@ -290,8 +297,13 @@ impl PartitionTask {
                     let _permit = shared.permits.acquire().await;
                     match shared.pool.get().await {
                         Ok(mut conn) => {
-                            apply(&mut conn, &*route.controller, &shared.follow_ups, &message,
-                                self.tp.partition, record.offset()).await
+                            let result = apply(&mut conn, &*route.controller, &shared.follow_ups,
+                                &message, self.tp.partition, record.offset()).await;
+                            if matches!(result, Err(ApplyError::Panicked(_))) {
+                                // Not back to the pool: it may be mid-query.
+                                drop(diesel_async::pooled_connection::deadpool::Object::take(conn));
+                            }
+                            result
                         }
                         Err(error) => Err(ApplyError::Infrastructure(Box::new(error))),
                     }
@@ -321,6 +333,7 @@ impl PartitionTask {
                         continue;
                     }
                     Err(ApplyError::Handler(error)) => error,
+                    Err(ApplyError::Panicked(text)) => outbox::HandlerError::permanent(text),
                 };
                 let permanent = error.kind() == outbox::HandlerErrorKind::Permanent;
                 if permanent || attempts >= retry.attempts() {
@@ -438,10 +451,15 @@ impl PartitionTask {
 
     /// Records the stop and tells the dispatcher to pause the partition.
     async fn stop(&mut self, record: &OwnedMessage, failure: &Failure) -> Next {
+        if self.gone() {
+            // Revoked meanwhile: the next owner tries the record again.
+            return Next::Abandoned;
+        }
         let shared = Arc::clone(&self.shared);
         let tp = self.tp.clone();
         let (group, offset) = (shared.group.clone(), record.offset());
-        let (message_id, error) = (failure.message_id, failure.error.clone());
+        // PostgreSQL text cannot hold NUL; the error may quote the record.
+        let (message_id, error) = (failure.message_id, failure.error.replace('\0', "\\0"));
         let Some(stop) = self
             .with_database(move |conn| {
                 let (group, tp, error) = (group.clone(), tp.clone(), error.clone());
@@ -461,6 +479,13 @@ impl PartitionTask {
         else {
             return Next::Abandoned;
         };
+        if self.revoked.load(Ordering::SeqCst) {
+            // Revoked while the stop was written: take it back, or the next
+            // owner, which may already have passed its check, would find a
+            // stop for a record it is about to apply.
+            self.withdraw(stop.id).await;
+            return Next::Abandoned;
+        }
         let tp = self.tp.clone();
         shared.counters.count(Outcome::Stopped, &self.tp.topic);
         tracing::error!(partition = %tp, offset = stop.kafka_offset, stop_id = stop.id,
@@ -469,9 +494,25 @@ impl PartitionTask {
         Next::Stopped
     }
 
+    /// Marks stop `stop_id` resumed; best effort (a stop left behind is shown
+    /// by `outbox partitions list` and only pauses the partition until resumed).
+    async fn withdraw(&self, stop_id: i64) {
+        let result = match self.shared.pool.get().await {
+            Ok(mut conn) => stopped::resume_by_id_async(&mut conn, stop_id)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(partition = %self.tp, stop_id, %error,
+                "could not withdraw the stop of a revoked partition");
+        }
+    }
+
     fn announce_stop(&self, stop_id: i64, offset: i64) {
         let _ = self.shared.control.send(Control::Stop {
             tp: self.tp.clone(),
+            task: self.id,
             stop_id,
             offset,
         });
