@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::Shared;
 use super::kafka::{Control, RevokedFlags, Tp};
-use super::worker::{Item, PartitionTask, QUEUE_HIGH, Queue};
+use super::worker::{Item, PartitionTask, Queue, weight};
 
 /// How long a seek may wait for librdkafka.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,11 +102,13 @@ impl Dispatcher {
 
     fn dispatch(&mut self, record: rdkafka::message::OwnedMessage) {
         let tp = Tp::new(record.topic(), record.partition());
+        let buffer = self.shared.partition_buffer;
         let task = self.task(&tp);
-        let queued = task.queue.len.fetch_add(1, Ordering::SeqCst) + 1;
+        let weight = weight(&record);
+        let queued = task.queue.bytes.fetch_add(weight, Ordering::SeqCst) + weight;
         // Blocked before the record is sent: a task that drains its queue
         // from here on sees the flag and asks for the resume.
-        let block = queued > QUEUE_HIGH && !task.queue.blocked.swap(true, Ordering::SeqCst);
+        let block = queued > buffer && !task.queue.blocked.swap(true, Ordering::SeqCst);
         // A send fails only when the task has ended: the dispatcher learns it
         // with the next record (see `task`), which reads this one again.
         let _ = task.items.send(Item::Record(record));

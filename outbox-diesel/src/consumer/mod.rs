@@ -29,7 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use outbox::Controller;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
@@ -52,6 +54,12 @@ pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnectio
 
 /// A [`Pool`] of at most `size` connections to `database_url`.
 ///
+/// Connections are recycled without a test query (diesel-async's
+/// `RecyclingMethod::Fast`): the consumer checks one out per record, and a
+/// `SELECT 1` each time would cost a round trip per record; a connection that
+/// turns out closed is an error the consumer waits out and retries. A pool of
+/// your own works too; give it the same recycling method.
+///
 /// # Errors
 ///
 /// [`Error::Config`] when the pool cannot be built (a size of 0). Connections
@@ -65,7 +73,10 @@ pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnectio
 /// # Ok::<(), outbox_diesel::Error>(())
 /// ```
 pub fn pool(database_url: &str, size: usize) -> Result<Pool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Pool::builder(manager)
         .max_size(size)
         .build()
@@ -83,6 +94,8 @@ pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600)
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Default time between two checks for resumed partitions.
 pub const DEFAULT_RESUME_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default bytes of records read ahead per partition (keys and values).
+pub const DEFAULT_PARTITION_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Applies Kafka records through controllers; see the [module](self) docs.
 ///
@@ -127,6 +140,9 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) permits: Semaphore,
     pub(crate) control: mpsc::UnboundedSender<Control>,
+    /// Bytes queued for a partition task above which its partition is paused;
+    /// it is resumed below half of it.
+    pub(crate) partition_buffer: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +161,7 @@ pub struct ConsumerBuilder {
     default_policy: FailurePolicy,
     producer_name: Option<String>,
     concurrency: usize,
+    partition_buffer: usize,
     settings: Settings,
     kafka: Vec<(String, String)>,
 }
@@ -160,6 +177,7 @@ impl Consumer {
             default_policy: FailurePolicy::default(),
             producer_name: None,
             concurrency: DEFAULT_CONCURRENCY,
+            partition_buffer: DEFAULT_PARTITION_BUFFER,
             settings: Settings {
                 inbox_retention: DEFAULT_INBOX_RETENTION,
                 retention_interval: DEFAULT_RETENTION_INTERVAL,
@@ -281,6 +299,14 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Bytes of records (keys and values) read ahead for one partition before
+    /// it is paused; reading resumes below half of it (default 4 MiB). Large
+    /// enough that a partition never waits for librdkafka to fetch again.
+    pub fn partition_buffer(mut self, bytes: usize) -> Self {
+        self.partition_buffer = bytes;
+        self
+    }
+
     /// Age after which inbox rows are deleted (default 7 days): longer than
     /// any re-delivery you expect (a replay from an old offset, a DLQ replay).
     pub fn inbox_retention(mut self, retention: Duration) -> Self {
@@ -385,6 +411,7 @@ impl ConsumerBuilder {
             counters: Counters::default(),
             permits: Semaphore::new(self.concurrency),
             control: control_tx,
+            partition_buffer: self.partition_buffer.max(1),
         };
         Ok(Consumer {
             shared: Arc::new(shared),

@@ -23,10 +23,12 @@ use crate::backoff::Backoff;
 use crate::dead_letter;
 use crate::stopped::{self, NewStop};
 
-/// Records queued for a task above which its partition is paused, and below
-/// which it is resumed: memory stays bounded while one partition lags.
-pub(crate) const QUEUE_HIGH: usize = 1_000;
-pub(crate) const QUEUE_LOW: usize = 200;
+/// What a queued record weighs against the partition buffer: its key and
+/// value, and a little for the rest.
+pub(crate) fn weight(record: &OwnedMessage) -> usize {
+    const OVERHEAD: usize = 128;
+    OVERHEAD + record.key().map_or(0, <[u8]>::len) + record.payload().map_or(0, <[u8]>::len)
+}
 
 /// Waits between tries when the database, not the record, is failing.
 const INFRASTRUCTURE_BACKOFF: (Duration, Duration) =
@@ -45,12 +47,12 @@ pub(crate) enum Item {
     },
 }
 
-/// The task's queue length, whether the dispatcher paused it for that, and
+/// The task's queued bytes, whether the dispatcher paused it for that, and
 /// the offset of the record in hand (-1 when none): where to read again from
 /// should the task end unexpectedly.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    pub(crate) len: AtomicUsize,
+    pub(crate) bytes: AtomicUsize,
     pub(crate) blocked: AtomicBool,
     pub(crate) in_hand: AtomicI64,
 }
@@ -58,7 +60,7 @@ pub(crate) struct Queue {
 impl Default for Queue {
     fn default() -> Self {
         Queue {
-            len: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
             blocked: AtomicBool::new(false),
             in_hand: AtomicI64::new(-1),
         }
@@ -126,7 +128,7 @@ impl PartitionTask {
             match item {
                 Item::Resume { offset } => state = State::Resuming { offset },
                 Item::Record(record) => {
-                    self.dequeued();
+                    self.dequeued(weight(&record));
                     match state {
                         State::Stopped => continue,
                         State::Resuming { offset } if record.offset() > offset => {
@@ -172,13 +174,15 @@ impl PartitionTask {
         })
     }
 
-    fn dequeued(&self) {
+    fn dequeued(&self, weight: usize) {
         let left = self
             .queue
-            .len
-            .fetch_sub(1, Ordering::SeqCst)
-            .saturating_sub(1);
-        if left <= QUEUE_LOW && self.queue.blocked.swap(false, Ordering::SeqCst) {
+            .bytes
+            .fetch_sub(weight, Ordering::SeqCst)
+            .saturating_sub(weight);
+        if left <= self.shared.partition_buffer / 2
+            && self.queue.blocked.swap(false, Ordering::SeqCst)
+        {
             let _ = self.shared.control.send(Control::Unblock {
                 tp: self.tp.clone(),
                 task: self.id,
