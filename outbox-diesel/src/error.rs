@@ -175,3 +175,15 @@ mod tests {
         );
     }
 }
+
+/// `error` and its causes, joined with `: `, for one log line or record.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

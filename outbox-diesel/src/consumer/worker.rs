@@ -21,6 +21,7 @@ use super::policy::{FailurePolicy, OnFailure};
 use super::report::Outcome;
 use crate::backoff::Backoff;
 use crate::dead_letter;
+use crate::error::error_chain;
 use crate::stopped::{self, NewStop};
 
 /// What a queued record weighs against the partition buffer: its key and
@@ -532,15 +533,4 @@ fn raw_header(record: &OwnedMessage, name: &str) -> Option<String> {
         .and_then(|header| header.value)
         .and_then(|value| std::str::from_utf8(value).ok())
         .map(str::to_owned)
-}
-
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -37,6 +37,7 @@ use outbox::{OutgoingRecord, PublishError, Publisher};
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
+use crate::error::error_chain;
 use crate::error::{Error, Result, mask_password};
 use shards::Shards;
 use store::Row;
@@ -757,15 +758,4 @@ impl<'a> Shutdown<'a> {
             _ = self.wait() => {}
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
