@@ -2,11 +2,14 @@
 //! relay, applied by a consumer in another schema, against the real
 //! PostgreSQL and Kafka that `scripts/services.sh up` starts. Each test has
 //! its own schemas, topics and consumer groups. The crash and rebalance tests
-//! run consumers as child processes (`consumer-process`) to kill them.
+//! run consumers as child processes (`consumer-process`) to kill them;
+//! `regressions` pins the fixes of the consumer review (panics, values
+//! PostgreSQL refuses, backpressure, a rebalance while records fail).
 
 mod consumer {
     mod failures;
     mod flow;
     mod processes;
+    mod regressions;
     mod support;
 }

@@ -10,17 +10,16 @@ use diesel::prelude::*;
 use outbox::{Context, Event, HandlerError, Message, Payloads, message_controller};
 use outbox_diesel::consumer::{Consumer, FailurePolicy, Retry};
 use outbox_diesel::dead_letter;
-use outbox_diesel::schema::outbox_inbox;
-use outbox_diesel::stopped::{self, StoppedPartition};
+use outbox_diesel::stopped;
 use rdkafka::Message as _;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 use super::support::{
-    Change, Env, OnTopic, RawReader, RunningConsumer, TIMEOUT, User, applied,
-    assert_applied_once_in_order, count_inbox, header, headers_of, log_apply, message_of,
-    partition_of, record_of, users, users_of, wait_until,
+    Change, Env, OnTopic, RawReader, RunningConsumer, TIMEOUT, User, active_stops, applied,
+    assert_applied_once_in_order, count_inbox, header, headers_of, inbox_offsets, log_apply,
+    message_of, partition_of, record_of, seq_of_user, users, users_of, wait_until,
 };
 
 const KEYS: i64 = 40;
@@ -79,29 +78,6 @@ fn message_for(sent: &[Message], key: i64, seq: i64) -> &Message {
             m.partition_key == key && m.payloads.get(1).and_then(|p| p["seq"].as_i64()) == Some(seq)
         })
         .unwrap_or_else(|| panic!("no message for key {key} #{seq}"))
-}
-
-fn seq_of_user(conn: &mut PgConnection, id: i64) -> Option<i64> {
-    users::table
-        .find(id)
-        .select(users::seq)
-        .get_result(conn)
-        .optional()
-        .expect("read a user")
-}
-
-fn active_stops(conn: &mut PgConnection, group: &str) -> Vec<StoppedPartition> {
-    stopped::list(conn, Some(group), false).expect("list stopped partitions")
-}
-
-/// Inbox offsets of one partition, in order.
-fn inbox_offsets(conn: &mut PgConnection, partition: i32) -> Vec<i64> {
-    outbox_inbox::table
-        .filter(outbox_inbox::kafka_partition.eq(partition))
-        .select(outbox_inbox::kafka_offset)
-        .order(outbox_inbox::kafka_offset)
-        .load(conn)
-        .expect("read the inbox")
 }
 
 /// 4a. Stop policy: the failing key's partition stops on its record (stop

@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::support::{
     Change, Env, PARTITIONS, RunningRelay, TIMEOUT, User, applied, assert_applied_once_in_order,
-    count_applied, count_inbox, users_of, wait_until,
+    count_applied, count_inbox, users_of, wait_for_members, wait_until,
 };
 
 /// A number from the environment variable `name`, or `default`.
@@ -174,37 +174,6 @@ fn committed(kafka: &TestKafka, group: &str, topic: &str) -> Vec<Option<i64>> {
             _ => None,
         })
         .collect()
-}
-
-/// The state of `group` and the client ids of its members, sorted.
-fn group_state(kafka: &TestKafka, group: &str) -> (String, Vec<String>) {
-    let probe: BaseConsumer = kafka
-        .consumer_config(&kafka.unique_name("probe"))
-        .create()
-        .expect("a probe consumer");
-    let list = probe
-        .fetch_group_list(Some(group), Duration::from_secs(10))
-        .expect("describe the group");
-    list.groups()
-        .first()
-        .map_or((String::new(), Vec::new()), |g| {
-            let mut members: Vec<String> = g
-                .members()
-                .iter()
-                .map(|m| m.client_id().to_owned())
-                .collect();
-            members.sort();
-            (g.state().to_owned(), members)
-        })
-}
-
-/// Waits until `group` is stable with exactly the processes named `members`.
-async fn wait_for_members(kafka: &TestKafka, group: &str, members: &[&str]) {
-    let mut members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
-    members.sort();
-    let wanted = ("Stable".to_owned(), members);
-    let what = format!("group {group} is stable with members {:?}", wanted.1);
-    wait_until(&what, TIMEOUT, || group_state(kafka, group) == wanted).await;
 }
 
 /// 3. A consumer process applies part of a backlog and is killed (SIGKILL)

@@ -13,6 +13,8 @@ use diesel::sql_types::{BigInt, Text};
 use outbox::kafka::KafkaPublisher;
 use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message, Outboxed, Payloads};
 use outbox_diesel::consumer::{self, Consumer, ConsumerBuilder, ConsumerReport};
+use outbox_diesel::schema::outbox_inbox;
+use outbox_diesel::stopped::{self, StoppedPartition};
 use outbox_diesel::{Outbox, Relay, RelayReport};
 use outbox_tests::{TestDb, TestKafka};
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -117,20 +119,28 @@ const CONSUMER_TABLES: &str = "
     );
 ";
 
-/// A producer schema and a consumer schema, a topic (4 partitions) and a
-/// consumer group, all the test's own.
+/// A producer schema and a consumer schema, a topic (4 partitions unless
+/// made [`with_partitions`](Env::with_partitions)) and a consumer group, all
+/// the test's own.
 pub(crate) struct Env {
     pub(crate) producer_db: TestDb,
     pub(crate) consumer_db: TestDb,
     pub(crate) kafka: TestKafka,
     pub(crate) topic: String,
     pub(crate) group: String,
+    /// Partitions of `topic`.
+    pub(crate) partitions: i32,
     /// Topics made by name (dead-letter topics), deleted on drop.
     extra_topics: Vec<String>,
 }
 
 impl Env {
     pub(crate) fn new(test_name: &str) -> Self {
+        Self::with_partitions(test_name, PARTITIONS)
+    }
+
+    /// An environment whose topic has `partitions` partitions.
+    pub(crate) fn with_partitions(test_name: &str, partitions: i32) -> Self {
         let producer_db = TestDb::new(&format!("{test_name}_producer"));
         let consumer_db = TestDb::new(&format!("{test_name}_consumer"));
         for (db, tables) in [
@@ -142,7 +152,7 @@ impl Env {
             conn.batch_execute(tables).expect("create the test tables");
         }
         let kafka = TestKafka::new(test_name);
-        let topic = kafka.create_topic("users", PARTITIONS);
+        let topic = kafka.create_topic("users", partitions);
         let group = kafka.group("consumer");
         Env {
             producer_db,
@@ -150,6 +160,7 @@ impl Env {
             kafka,
             topic,
             group,
+            partitions,
             extra_topics: Vec::new(),
         }
     }
@@ -200,7 +211,7 @@ impl Env {
     /// The partition of the test topic the relay sends user `user_id`'s
     /// messages to (their key is the user's id).
     pub(crate) fn partition_of(&self, user_id: i64) -> i32 {
-        partition_of(&user_id.to_string())
+        outbox::kafka_partition(user_id.to_string().as_bytes(), self.partitions as u32) as i32
     }
 }
 
@@ -412,9 +423,34 @@ pub(crate) fn count_applied(conn: &mut PgConnection) -> i64 {
         .expect("count applies")
 }
 
+/// The `seq` of the consumer's user `id` (`None`: no such row).
+pub(crate) fn seq_of_user(conn: &mut PgConnection, id: i64) -> Option<i64> {
+    users::table
+        .find(id)
+        .select(users::seq)
+        .get_result(conn)
+        .optional()
+        .expect("read a user")
+}
+
+/// The active stops of `group`, by id.
+pub(crate) fn active_stops(conn: &mut PgConnection, group: &str) -> Vec<StoppedPartition> {
+    stopped::list(conn, Some(group), false).expect("list stopped partitions")
+}
+
+/// Inbox offsets of one partition, in order.
+pub(crate) fn inbox_offsets(conn: &mut PgConnection, partition: i32) -> Vec<i64> {
+    outbox_inbox::table
+        .filter(outbox_inbox::kafka_partition.eq(partition))
+        .select(outbox_inbox::kafka_offset)
+        .order(outbox_inbox::kafka_offset)
+        .load(conn)
+        .expect("read the inbox")
+}
+
 /// Rows of `outbox_inbox`.
 pub(crate) fn count_inbox(conn: &mut PgConnection) -> i64 {
-    outbox_diesel::schema::outbox_inbox::table
+    outbox_inbox::table
         .count()
         .get_result(conn)
         .expect("count outbox_inbox")
@@ -440,6 +476,16 @@ pub(crate) async fn log_apply(
     user_id: i64,
     seq: Option<i64>,
 ) -> Result<(), HandlerError> {
+    log_apply_as(ctx, user_id, seq, "").await
+}
+
+/// [`log_apply`], naming the consumer that applied it.
+pub(crate) async fn log_apply_as(
+    ctx: &mut Context<'_>,
+    user_id: i64,
+    seq: Option<i64>,
+    consumer: &str,
+) -> Result<(), HandlerError> {
     let (message_id, event) = (ctx.message_id().as_uuid(), ctx.event().to_string());
     let (partition, offset) = (ctx.partition(), ctx.offset());
     diesel_async::RunQueryDsl::execute(
@@ -450,6 +496,7 @@ pub(crate) async fn log_apply(
             applies::seq.eq(seq),
             applies::kafka_partition.eq(partition),
             applies::kafka_offset.eq(offset),
+            applies::consumer.eq(consumer),
         )),
         ctx.conn(),
     )
@@ -493,6 +540,54 @@ pub(crate) async fn wait_until(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     started.elapsed()
+}
+
+/// The state of `group` and the client ids of its members, sorted.
+pub(crate) fn group_state(kafka: &TestKafka, group: &str) -> (String, Vec<String>) {
+    let probe: BaseConsumer = kafka
+        .consumer_config(&kafka.unique_name("probe"))
+        .create()
+        .expect("a probe consumer");
+    let list = probe
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .expect("describe the group");
+    list.groups()
+        .first()
+        .map_or((String::new(), Vec::new()), |g| {
+            let mut members: Vec<String> = g
+                .members()
+                .iter()
+                .map(|m| m.client_id().to_owned())
+                .collect();
+            members.sort();
+            (g.state().to_owned(), members)
+        })
+}
+
+/// Waits until `group` is stable with exactly the clients named `members`
+/// (their `client.id`).
+pub(crate) async fn wait_for_members(kafka: &TestKafka, group: &str, members: &[&str]) {
+    let mut members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
+    members.sort();
+    let wanted = ("Stable".to_owned(), members);
+    let what = format!("group {group} is stable with members {:?}", wanted.1);
+    wait_until(&what, TIMEOUT, || group_state(kafka, group) == wanted).await;
+}
+
+/// The high watermark of each partition of `topic`: how many records it holds.
+pub(crate) fn high_watermarks(kafka: &TestKafka, topic: &str, partitions: i32) -> Vec<i64> {
+    let probe: BaseConsumer = kafka
+        .consumer_config(&kafka.unique_name("probe"))
+        .create()
+        .expect("a probe consumer");
+    (0..partitions)
+        .map(|partition| {
+            probe
+                .fetch_watermarks(topic, partition, Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"))
+                .1
+        })
+        .collect()
 }
 
 /// A relay running as a task; [`stop`](Self::stop) it for its report.
