@@ -47,6 +47,9 @@
 //! hand-no-inbox (per round, paired, then median and best). The schemas, the
 //! topic and the consumer groups are deleted at the end.
 
+#[path = "common/mod.rs"]
+#[allow(dead_code)] // parts of it serve only the relay benchmark
+mod common;
 #[path = "consumer/measure.rs"]
 mod measure;
 #[path = "consumer/model.rs"]
@@ -60,12 +63,16 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use measure::{Ending, best, group, load_average, median};
-use setup::{Db, Schema, TOPIC};
+use common::data::KEYS;
+use common::db::{Db, Schema};
+use common::env::{env_list, env_or, named};
+use common::kafka::PARTITIONS;
+use common::report::{self, group};
+use common::stats::{best, median};
+use measure::Ending;
+use setup::TOPIC;
 use sides::{Run, SIDES, Side};
 
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:54329/outbox_test";
-const DEFAULT_BROKERS: &str = "127.0.0.1:59092";
 const DEFAULT_SIDES: [Side; 3] = [Side::Outbox, Side::Hand, Side::HandNoInbox];
 /// The outbox consumer's target against the hand-written one (issue 8).
 const TARGET: f64 = 0.8;
@@ -81,34 +88,11 @@ struct Config {
     outbox_settings: Vec<(String, String)>,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(value) => value
-            .trim()
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value} is not a valid value")),
-        Err(_) => default,
-    }
-}
-
 impl Config {
     fn new(args: &[String]) -> Config {
-        let named: Vec<String> = args
-            .iter()
-            .filter(|a| !a.starts_with('-'))
-            .cloned()
-            .chain(
-                std::env::var("OUTBOX_BENCH_SIDES")
-                    .ok()
-                    .into_iter()
-                    .flat_map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>()),
-            )
-            .filter(|n| !n.trim().is_empty())
-            .collect();
         let mut sides = Vec::new();
-        for name in named {
-            let side = Side::parse(name.trim()).unwrap_or_else(|| {
+        for name in named(args, "OUTBOX_BENCH_SIDES") {
+            let side = Side::parse(&name).unwrap_or_else(|| {
                 let all: Vec<&str> = SIDES.iter().map(|(_, n, _)| *n).collect();
                 panic!("unknown side `{name}`; sides: {}", all.join(", "))
             });
@@ -120,17 +104,14 @@ impl Config {
             sides = DEFAULT_SIDES.to_vec();
         }
         Config {
-            server_url: std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| DEFAULT_DATABASE_URL.into()),
-            brokers: std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| DEFAULT_BROKERS.into()),
+            server_url: common::env::database_url(),
+            brokers: common::env::brokers(),
             messages: env_or("OUTBOX_BENCH_MESSAGES", 50_000u64).max(1),
             rounds: env_or("OUTBOX_BENCH_ROUNDS", 5usize).max(1),
             sides,
             stall: Duration::from_secs_f64(env_or("OUTBOX_BENCH_STALL", 30.0f64)),
-            outbox_settings: std::env::var("OUTBOX_BENCH_OUTBOX_SET")
-                .unwrap_or_default()
-                .split(',')
-                .filter(|kv| !kv.trim().is_empty())
+            outbox_settings: env_list("OUTBOX_BENCH_OUTBOX_SET")
+                .iter()
                 .map(|kv| {
                     let (key, value) = kv
                         .split_once('=')
@@ -177,7 +158,8 @@ struct Bench {
 impl Bench {
     fn preload(&mut self) {
         let (brokers, messages) = (self.config.brokers.clone(), self.config.messages);
-        self.runtime.block_on(setup::fresh_topic(&brokers, TOPIC));
+        self.runtime
+            .block_on(common::kafka::fresh_topic(&brokers, TOPIC));
         let t = Instant::now();
         let (value, headers) = setup::preload(&brokers, messages);
         let counts = setup::partition_counts(&brokers);
@@ -187,7 +169,7 @@ impl Bench {
             group(messages as f64),
             t.elapsed().as_secs_f64(),
             model::payload_size(),
-            model::KEYS,
+            KEYS,
         );
         assert_eq!(
             counts.iter().sum::<i64>(),
@@ -304,15 +286,11 @@ impl Bench {
     }
 
     fn summary(&self) {
+        report::summary_heading();
         println!(
-            "\n==================== summary (load average now {}) ====================",
-            load_average()
-        );
-        println!(
-            "{} records, {} rounds, 4 partitions, {} keys; msg/s from the first upsert to the last commit\n",
+            "{} records, {} rounds, {PARTITIONS} partitions, {KEYS} keys; msg/s from the first upsert to the last commit\n",
             group(self.config.messages as f64),
             self.config.rounds,
-            model::KEYS
         );
         let rounds: Vec<String> = (1..=self.config.rounds).map(|r| format!("r{r}")).collect();
         println!(
@@ -393,12 +371,7 @@ impl Bench {
                     .join(" ")
             );
         }
-        if !self.problems.is_empty() {
-            println!("\nproblems seen:");
-            for problem in &self.problems {
-                println!("  - {problem}");
-            }
-        }
+        report::problems(&self.problems);
         println!("\nreproduce: {}", self.config.command());
     }
 
@@ -406,8 +379,8 @@ impl Bench {
         self.db.drop_all();
         let brokers = &self.config.brokers;
         self.runtime.block_on(async {
-            setup::delete_groups(brokers, &self.groups).await;
-            setup::delete_topic(brokers, TOPIC).await;
+            common::kafka::delete_groups(brokers, &self.groups).await;
+            common::kafka::delete_topic(brokers, TOPIC).await;
         });
     }
 }
@@ -422,20 +395,10 @@ struct Ratio {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = Config::new(&args);
-    metrics::set_global_recorder(measure::BenchRecorder).expect("metrics recorder");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    println!(
-        "outbox consumer benchmark: PostgreSQL {}, Kafka {}, {} cores, load average {}",
-        outbox_diesel::mask_password(&config.server_url),
-        config.brokers,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_average()
-    );
-    setup::pg(&config.server_url);
-    let db = Db::new(&config.server_url);
+    measure::RECORDER.install();
+    let runtime = common::runtime();
+    report::banner("consumer", &config.server_url, &config.brokers);
+    let db = Db::new(&config.server_url, "outbox_bench_consumer");
     let mut bench = Bench {
         schemas: HashMap::new(),
         runs: HashMap::new(),
@@ -448,7 +411,7 @@ fn main() {
     let started = Instant::now();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for side in bench.config.sides.clone() {
-            let schema = bench.db.schema(side.name().replace('-', "_").as_str());
+            let schema = setup::schema(&bench.db, &side.name().replace('-', "_"));
             bench.schemas.insert(side, schema);
         }
         bench.preload();

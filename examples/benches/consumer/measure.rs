@@ -1,5 +1,5 @@
 //! Measuring a run from the outside: when the first record was applied, when
-//! the last one committed, how much CPU went where; and small statistics.
+//! the last one committed, how much CPU went where.
 //!
 //! One run at a time: the state is global, reset before each run. The outbox
 //! consumer is seen through its `outbox_consumer_*_total` counters (a
@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use metrics::{
-    Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-};
+use metrics::Counter;
+
+use crate::common::cpu;
+use crate::common::recorder::{OnIncrement, Watch};
 
 // ------------------------------------------------------------------ progress
 
@@ -165,67 +166,29 @@ pub(crate) fn timing(start: Instant) -> Timing {
 
 // ------------------------------------------------------------------ the outbox consumer's counters
 
-struct Processed;
-impl CounterFn for Processed {
-    fn increment(&self, value: u64) {
-        applied(value);
-    }
-    fn absolute(&self, _value: u64) {}
-}
-
-struct Other;
-impl CounterFn for Other {
-    fn increment(&self, value: u64) {
-        PROGRESS.other.fetch_add(value, Relaxed);
-    }
-    fn absolute(&self, _value: u64) {}
-}
-
-static PROCESSED: LazyLock<Arc<Processed>> = LazyLock::new(|| Arc::new(Processed));
-static OTHER: LazyLock<Arc<Other>> = LazyLock::new(|| Arc::new(Other));
+static PROCESSED: LazyLock<Counter> =
+    LazyLock::new(|| Counter::from_arc(Arc::new(OnIncrement(applied))));
+static OTHER: LazyLock<Counter> = LazyLock::new(|| {
+    Counter::from_arc(Arc::new(OnIncrement(|n| {
+        PROGRESS.other.fetch_add(n, Relaxed);
+    })))
+});
 
 /// Sees `outbox_consumer_processed_total` (progress) and the counters of the
 /// other outcomes (which should stay at 0); ignores everything else.
-pub(crate) struct BenchRecorder;
-
-impl Recorder for BenchRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        match key.name() {
-            "outbox_consumer_processed_total" => Counter::from_arc(PROCESSED.clone()),
-            "outbox_consumer_duplicates_total"
-            | "outbox_consumer_ignored_total"
-            | "outbox_consumer_refused_total"
-            | "outbox_consumer_failed_total" => Counter::from_arc(OTHER.clone()),
-            _ => Counter::noop(),
-        }
-    }
-
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
-    }
-}
+pub(crate) const RECORDER: Watch = Watch {
+    counter: |name| match name {
+        "outbox_consumer_processed_total" => Some(PROCESSED.clone()),
+        "outbox_consumer_duplicates_total"
+        | "outbox_consumer_ignored_total"
+        | "outbox_consumer_refused_total"
+        | "outbox_consumer_failed_total" => Some(OTHER.clone()),
+        _ => None,
+    },
+    histogram: |_| None,
+};
 
 // ------------------------------------------------------------------ CPU
-
-/// Linux's `USER_HZ` (clock ticks in `/proc/*/stat`), 100 on every x86 build.
-const TICKS: f64 = 100.0;
-
-/// CPU seconds (user + system) of a process from its `stat` file.
-fn stat_cpu(path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS)
-}
 
 /// CPU seconds used so far by this process, by every PostgreSQL process, by
 /// the Kafka broker, and by the machine (busy, total).
@@ -240,47 +203,21 @@ pub(crate) struct Cpu {
 
 impl Cpu {
     pub(crate) fn now() -> Cpu {
-        let mut cpu = Cpu {
-            process: stat_cpu("/proc/self/stat").unwrap_or(f64::NAN),
+        let mut now = Cpu {
+            process: cpu::stat_cpu("/proc/self/stat").unwrap_or(f64::NAN),
             ..Cpu::default()
         };
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let path = entry.path();
-            if !entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-            {
-                continue;
-            }
-            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-            let stat = || stat_cpu(&path.join("stat").to_string_lossy()).unwrap_or(0.0);
+        for (pid, dir) in cpu::processes() {
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let stat = || cpu::pid_cpu(pid).unwrap_or(0.0);
             match comm.trim() {
-                "postgres" => cpu.postgres += stat(),
-                "java" => {
-                    let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-                    if String::from_utf8_lossy(&cmdline).contains("kafka.Kafka") {
-                        cpu.broker += stat();
-                    }
-                }
+                "postgres" => now.postgres += stat(),
+                "java" if cpu::is_broker(&dir) => now.broker += stat(),
                 _ => {}
             }
         }
-        if let Some(line) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| s.lines().next().map(str::to_owned))
-        {
-            let v: Vec<f64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            if v.len() >= 8 {
-                cpu.busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICKS;
-                cpu.total = cpu.busy + (v[3] + v[4]) / TICKS;
-            }
-        }
-        cpu
+        (now.busy, now.total) = cpu::machine();
+        now
     }
 
     /// CPU milliseconds per 1,000 records between `self` and `later`: this
@@ -296,49 +233,4 @@ impl Cpu {
             busy,
         ]
     }
-}
-
-// ------------------------------------------------------------------ statistics
-
-pub(crate) fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let mid = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    }
-}
-
-pub(crate) fn best(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::NAN, f64::max)
-}
-
-/// `12345.6` → `12,346`.
-pub(crate) fn group(n: f64) -> String {
-    if !n.is_finite() {
-        return "n/a".into();
-    }
-    let digits = format!("{:.0}", n.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0.0 { format!("-{out}") } else { out }
-}
-
-pub(crate) fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -2,13 +2,12 @@
 //! decode and upsert of the hand-written side (the statement
 //! `#[message_controller]` generates for the outbox side).
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use outbox::{EncodedMessage, Event, Message, MessageId, Outboxed};
 
-/// Distinct accounts (Kafka keys); message `i` updates account `i % KEYS`.
-pub(crate) const KEYS: i64 = 1_000;
+use crate::common::data::{self, KEYS};
 /// The `from` of every record (the inbox's `source`).
 pub(crate) const PRODUCER: &str = "accounts-service";
 
@@ -71,9 +70,8 @@ fn account(seq: i64) -> Account {
         plan: ["starter", "business", "enterprise"][(seq % 3) as usize].into(),
         currency: "EUR".into(),
         balance_cents: 100_000 + (seq * 37) % 1_000_000,
-        address: format!("{id} Rue de la Paix, 75002 Paris, FR"),
-        updated_at: Utc.with_ymd_and_hms(2026, 11, 24, 9, 30, 0).unwrap()
-            + chrono::Duration::milliseconds(seq),
+        address: data::address(id),
+        updated_at: data::timestamp(seq),
     }
 }
 
