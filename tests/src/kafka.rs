@@ -9,7 +9,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::{HOW_TO_START, kafka_brokers, names};
+use crate::{HOW_TO_START, kafka_brokers, names, reader};
 
 /// How long to wait for the broker's answer to an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,6 +156,32 @@ impl TestKafka {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The high watermark of each partition of `topic`, by partition: the
+    /// offset its next record will get (how many it has held).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let kafka = outbox_tests::TestKafka::new("watermarks");
+    /// let topic = kafka.create_topic("events", 4);
+    /// assert_eq!(kafka.high_watermarks(&topic), [0, 0, 0, 0]);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When the topic has no partitions or the broker does not answer.
+    pub fn high_watermarks(&self, topic: &str) -> Vec<i64> {
+        let probe: BaseConsumer = base_config(&self.brokers).create().expect("probe consumer");
+        (0..reader::partition_count(&probe, topic))
+            .map(|partition| {
+                probe
+                    .fetch_watermarks(topic, partition, ADMIN_TIMEOUT)
+                    .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"))
+                    .1
+            })
+            .collect()
     }
 
     /// A producer configuration as the relay uses it: idempotent, `acks=all`,

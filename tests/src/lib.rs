@@ -16,15 +16,27 @@
 //! let kafka = TestKafka::new("my_test");
 //! let topic = kafka.create_topic("events", 4); // deleted at the end
 //! ```
+//!
+//! [`RunningRelay`] and [`RunningConsumer`] run the services as tasks;
+//! [`TopicReader`] reads a topic back, record by record; [`process`] is the
+//! plumbing of the child processes the crash tests kill (`src/bin`).
 
 #![warn(missing_docs)]
 
 mod db;
 mod kafka;
 mod names;
+pub mod process;
+mod reader;
+mod running;
 
 pub use db::TestDb;
 pub use kafka::TestKafka;
+pub use reader::{TopicReader, header, headers_of};
+pub use running::{
+    Running, RunningConsumer, RunningRelay, STOP_TIMEOUT, Shutdown, consumer_test_settings,
+    relay_test_settings,
+};
 
 /// Where the services script starts PostgreSQL, unless `DATABASE_URL` says otherwise.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:54329/outbox_test";

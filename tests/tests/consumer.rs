@@ -4,12 +4,14 @@
 //! its own schemas, topics and consumer groups. The crash and rebalance tests
 //! run consumers as child processes (`consumer-process`) to kill them;
 //! `regressions` pins the fixes of the consumer review (panics, values
-//! PostgreSQL refuses, backpressure, a rebalance while records fail).
+//! PostgreSQL refuses, backpressure, a rebalance while records fail);
+//! `retention` the deletion of old inbox rows.
 
 mod consumer {
     mod failures;
     mod flow;
     mod processes;
     mod regressions;
+    mod retention;
     mod support;
 }

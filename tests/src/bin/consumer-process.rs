@@ -11,8 +11,9 @@
 //! `applies` with `NAME`, in the apply's transaction: a message applied twice
 //! would show there twice. Its controller is written by hand against
 //! `outbox::Controller`. `--apply-delay-ms` sleeps inside each apply's
-//! transaction; `--set` passes librdkafka settings (after the tests' own: 200 ms
-//! auto-commit interval, 6 s session timeout).
+//! transaction; `--set` passes librdkafka settings (after the tests' own,
+//! `outbox_tests::consumer_test_settings`: 200 ms auto-commit interval, 6 s
+//! session timeout).
 //!
 //! Runs until SIGTERM or Ctrl-C (or, with `--stop-on-stdin-close`, until its
 //! standard input closes), then prints its report on stdout as
@@ -26,7 +27,8 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text, Uuid};
 use diesel_async::RunQueryDsl;
 use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message};
 use outbox_diesel::consumer::{self, Consumer};
-use tokio::signal::unix::{SignalKind, signal};
+use outbox_tests::consumer_test_settings;
+use outbox_tests::process::{self, Arguments, required};
 
 const USAGE: &str = "usage: consumer-process --database-url URL --brokers HOST:PORT --group GROUP \
                      --topic TOPIC --name NAME [--set KEY=VALUE]... [--apply-delay-ms N] \
@@ -43,44 +45,39 @@ struct Args {
     stop_on_stdin_close: bool,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+fn parse(mut args: Arguments) -> Result<Args, String> {
     let (mut database_url, mut brokers, mut group, mut topic, mut name) =
         (None, None, None, None, None);
     let mut settings = Vec::new();
     let mut apply_delay = Duration::ZERO;
     let mut stop_on_stdin_close = false;
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--database-url" => database_url = Some(value("--database-url")?),
-            "--brokers" => brokers = Some(value("--brokers")?),
-            "--group" => group = Some(value("--group")?),
-            "--topic" => topic = Some(value("--topic")?),
-            "--name" => name = Some(value("--name")?),
+    while let Some(flag) = args.flag() {
+        match flag.as_str() {
+            "--database-url" => database_url = Some(args.value("--database-url")?),
+            "--brokers" => brokers = Some(args.value("--brokers")?),
+            "--group" => group = Some(args.value("--group")?),
+            "--topic" => topic = Some(args.value("--topic")?),
+            "--name" => name = Some(args.value("--name")?),
             "--set" => {
-                let text = value("--set")?;
+                let text = args.value("--set")?;
                 let (key, value) = text
                     .split_once('=')
                     .ok_or_else(|| format!("--set {text:?} is not KEY=VALUE"))?;
                 settings.push((key.to_owned(), value.to_owned()));
             }
             "--apply-delay-ms" => {
-                let text = value("--apply-delay-ms")?;
-                let ms = text
-                    .parse()
-                    .map_err(|_| format!("--apply-delay-ms {text:?} is not a number"))?;
-                apply_delay = Duration::from_millis(ms);
+                apply_delay = Duration::from_millis(args.number("--apply-delay-ms")?);
             }
             "--stop-on-stdin-close" => stop_on_stdin_close = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(Args {
-        database_url: database_url.ok_or("--database-url is required")?,
-        brokers: brokers.ok_or("--brokers is required")?,
-        group: group.ok_or("--group is required")?,
-        topic: topic.ok_or("--topic is required")?,
-        name: name.ok_or("--name is required")?,
+        database_url: required(database_url, "--database-url")?,
+        brokers: required(brokers, "--brokers")?,
+        group: required(group, "--group")?,
+        topic: required(topic, "--topic")?,
+        name: required(name, "--name")?,
         settings,
         apply_delay,
         stop_on_stdin_close,
@@ -89,36 +86,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!("consumer-process: {error}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
-        Ok(report) => {
-            println!(
-                "processed={} duplicates={} ignored={} refused={} failed={} retries={} dead_lettered={} stopped={}",
-                report.processed,
-                report.duplicates,
-                report.ignored,
-                report.refused,
-                report.failed,
-                report.retries,
-                report.dead_lettered,
-                report.stopped
-            );
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("consumer-process: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    process::main("consumer-process", USAGE, parse, run).await
 }
 
-async fn run(args: Args) -> Result<consumer::ConsumerReport, Box<dyn std::error::Error>> {
+/// Runs the consumer until told to stop; returns its report as one line.
+async fn run(args: Args) -> Result<String, Box<dyn std::error::Error>> {
     let pool = consumer::pool(&args.database_url, 8)?;
     let topic: &'static str = Box::leak(args.topic.into_boxed_str());
     let controller = Users {
@@ -126,43 +98,31 @@ async fn run(args: Args) -> Result<consumer::ConsumerReport, Box<dyn std::error:
         name: args.name.clone(),
         apply_delay: args.apply_delay,
     };
-    let mut builder = Consumer::builder(&args.brokers, &args.group, pool)
-        .controller(controller)
-        .resume_poll_interval(Duration::from_millis(100))
-        .set("auto.commit.interval.ms", "200")
-        .set("fetch.wait.max.ms", "100")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500");
+    let mut builder = consumer_test_settings(Consumer::builder(&args.brokers, &args.group, pool))
+        .controller(controller);
     for (key, value) in args.settings {
         builder = builder.set(key, value);
     }
     let consumer = builder.build()?;
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    let (stdin_closed, closed) = tokio::sync::oneshot::channel::<()>();
-    if args.stop_on_stdin_close {
-        std::thread::spawn(move || {
-            // Reads until end of file (or an error): the parent has gone.
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-            let _ = stdin_closed.send(());
-        });
-    } else {
-        // Never sent: the receiver waits for ever.
-        std::mem::forget(stdin_closed);
-    }
-    let shutdown = async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-            _ = closed => {}
-        }
-    };
+    let shutdown = process::shutdown(args.stop_on_stdin_close)?;
     eprintln!(
         "consumer-process {}: running (pid {})",
         args.name,
         std::process::id()
     );
-    Ok(consumer.run(shutdown).await?)
+    let report = consumer.run(shutdown).await?;
+    Ok(format!(
+        "processed={} duplicates={} ignored={} refused={} failed={} retries={} dead_lettered={} stopped={}",
+        report.processed,
+        report.duplicates,
+        report.ignored,
+        report.refused,
+        report.failed,
+        report.retries,
+        report.dead_lettered,
+        report.stopped
+    ))
 }
 
 /// Upserts (created, updated) or deletes (destroyed) a user from its version 1

@@ -5,19 +5,19 @@
 //! relay-process --database-url URL --brokers HOST:PORT [--batch-size N] [--stop-on-stdin-close]
 //! ```
 //!
-//! Runs with the relay tests' short waits (50 ms poll, 50 ms to 2 s backoff,
-//! shares of shards checked every 200 ms) until SIGTERM or Ctrl-C, then finishes
-//! its batch, prints `published N` on stdout and exits 0. With
-//! `--stop-on-stdin-close` it also stops when its standard input closes, so a
-//! test that dies does not leave it running. Exits 2 on bad arguments, 1 when
-//! the relay cannot start.
+//! Runs with the relay tests' short waits (`outbox_tests::relay_test_settings`:
+//! 50 ms poll, 50 ms to 2 s backoff, shares of shards checked every 200 ms)
+//! until SIGTERM or Ctrl-C, then finishes its batch, prints `published N` on
+//! stdout and exits 0. With `--stop-on-stdin-close` it also stops when its
+//! standard input closes, so a test that dies does not leave it running.
+//! Exits 2 on bad arguments, 1 when the relay cannot start.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use outbox::kafka::KafkaPublisher;
 use outbox_diesel::Relay;
-use tokio::signal::unix::{SignalKind, signal};
+use outbox_tests::process::{self, Arguments, required};
+use outbox_tests::relay_test_settings;
 
 const USAGE: &str = "usage: relay-process --database-url URL --brokers HOST:PORT \
                      [--batch-size N] [--stop-on-stdin-close]";
@@ -29,28 +29,21 @@ struct Args {
     stop_on_stdin_close: bool,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+fn parse(mut args: Arguments) -> Result<Args, String> {
     let (mut database_url, mut brokers, mut batch_size) = (None, None, None);
     let mut stop_on_stdin_close = false;
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--database-url" => database_url = Some(value("--database-url")?),
-            "--brokers" => brokers = Some(value("--brokers")?),
-            "--batch-size" => {
-                let text = value("--batch-size")?;
-                let rows = text
-                    .parse()
-                    .map_err(|_| format!("--batch-size {text:?} is not a number"))?;
-                batch_size = Some(rows);
-            }
+    while let Some(flag) = args.flag() {
+        match flag.as_str() {
+            "--database-url" => database_url = Some(args.value("--database-url")?),
+            "--brokers" => brokers = Some(args.value("--brokers")?),
+            "--batch-size" => batch_size = Some(args.number("--batch-size")?),
             "--stop-on-stdin-close" => stop_on_stdin_close = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(Args {
-        database_url: database_url.ok_or("--database-url is required")?,
-        brokers: brokers.ok_or("--brokers is required")?,
+        database_url: required(database_url, "--database-url")?,
+        brokers: required(brokers, "--brokers")?,
         batch_size,
         stop_on_stdin_close,
     })
@@ -58,57 +51,21 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!("relay-process: {error}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args).await {
-        Ok(published) => {
-            println!("published {published}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("relay-process: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    process::main("relay-process", USAGE, parse, run).await
 }
 
-async fn run(args: Args) -> Result<u64, Box<dyn std::error::Error>> {
+/// Runs the relay until told to stop; returns `published N`.
+async fn run(args: Args) -> Result<String, Box<dyn std::error::Error>> {
     let publisher = KafkaPublisher::new(&args.brokers)?;
-    let mut builder = Relay::builder(&args.database_url, publisher)
-        .poll_interval(Duration::from_millis(50))
-        .backoff(Duration::from_millis(50), Duration::from_secs(2))
-        .rebalance_interval(Duration::from_millis(200));
+    let mut builder = relay_test_settings(Relay::builder(&args.database_url, publisher));
     if let Some(rows) = args.batch_size {
         builder = builder.batch_size(rows);
     }
     let relay = builder.build()?;
     relay.check().await?;
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    let (stdin_closed, closed) = tokio::sync::oneshot::channel::<()>();
-    if args.stop_on_stdin_close {
-        std::thread::spawn(move || {
-            // Reads until end of file (or an error): the parent has gone.
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-            let _ = stdin_closed.send(());
-        });
-    } else {
-        // Never sent: the receiver waits for ever.
-        std::mem::forget(stdin_closed);
-    }
-    let shutdown = async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-            _ = closed => {}
-        }
-    };
+    let shutdown = process::shutdown(args.stop_on_stdin_close)?;
     eprintln!("relay-process: running (pid {})", std::process::id());
     let report = relay.run(shutdown).await?;
-    Ok(report.published)
+    Ok(format!("published {}", report.published))
 }

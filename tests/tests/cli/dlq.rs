@@ -13,7 +13,7 @@ use rdkafka::message::{Headers, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
-use super::support::{outbox, run, start};
+use super::support::{assert_kafka_settings_are_checked, outbox, run, start};
 
 /// The headers as `(name, value)` pairs, values as text.
 fn pairs(headers: Option<&impl Headers>) -> Vec<(String, String)> {
@@ -303,26 +303,10 @@ fn replay_mistakes() {
         run(&mut outbox(&["dlq", "replay"])).failure(2),
         "error: the following required arguments were not provided:"
     );
-    let setting = |setting: &str| {
-        run(&mut outbox(&[
-            "dlq",
-            "replay",
-            "x.dlq",
-            "--brokers",
-            "127.0.0.1:1",
-            "-X",
-            setting,
-        ]))
-    };
-    assert_eq!(
-        setting("nonsense").failure(2),
-        "error: invalid value 'nonsense' for '--kafka-setting <KEY=VALUE>': \
-         expected KEY=VALUE, e.g. compression.type=lz4"
-    );
-    assert_eq!(
-        setting("no.such.setting=1").one_line_failure(),
-        "error: invalid Kafka consumer settings: Client config error: \
-         No such configuration property: \"no.such.setting\" no.such.setting 1"
+    assert_kafka_settings_are_checked(
+        &["dlq", "replay", "x.dlq", "--brokers", "127.0.0.1:1"],
+        "kafka-setting",
+        "consumer",
     );
 
     assert_eq!(

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use outbox_tests::TestDb;
 
-use super::support::{migrated_db, outbox, outbox_on, run, start};
+use super::support::{
+    assert_kafka_settings_are_checked, assert_unreachable_database_is_masked, migrated_db, outbox,
+    outbox_on, run, run_with_kafka_setting, start,
+};
 
 #[test]
 fn no_database_url() {
@@ -32,23 +35,12 @@ fn database_url_from_the_environment() {
 
 #[test]
 fn unreachable_database_is_named_with_its_password_masked() {
-    let url = "postgres://u:secret@127.0.0.1:1/x";
     for args in [
         &["status"][..],
         &["migrations", "run"],
         &["relay", "--brokers", "127.0.0.1:1"],
     ] {
-        let finished = run(outbox(args).env("DATABASE_URL", url));
-        let line = finished.one_line_failure();
-        assert!(
-            line.starts_with(
-                "error: could not connect to PostgreSQL at postgres://u:***@127.0.0.1:1/x: "
-            ),
-            "{args:?}: {line}"
-        );
-        assert!(line.contains("127.0.0.1"), "{line}");
-        assert!(!finished.stderr.contains("secret"), "{finished:#?}");
-        assert_eq!(finished.stdout, "");
+        assert_unreachable_database_is_masked(args);
     }
 }
 
@@ -113,30 +105,16 @@ fn relay_settings_out_of_range() {
 
 #[test]
 fn producer_settings() {
-    let url = "postgres://u:secret@127.0.0.1:1/x";
-    let relay = |setting: &str| {
-        run(&mut outbox(&[
-            "--database-url",
-            url,
-            "relay",
-            "--brokers",
-            "127.0.0.1:1",
-            "-X",
-            setting,
-        ]))
-    };
+    let relay = [
+        "--database-url",
+        "postgres://u:secret@127.0.0.1:1/x",
+        "relay",
+        "--brokers",
+        "127.0.0.1:1",
+    ];
+    assert_kafka_settings_are_checked(&relay, "producer-setting", "producer");
     assert_eq!(
-        relay("nonsense").failure(2),
-        "error: invalid value 'nonsense' for '--producer-setting <KEY=VALUE>': \
-         expected KEY=VALUE, e.g. compression.type=lz4"
-    );
-    assert_eq!(
-        relay("no.such.setting=1").one_line_failure(),
-        "error: invalid Kafka producer settings: Client config error: \
-         No such configuration property: \"no.such.setting\" no.such.setting 1"
-    );
-    assert_eq!(
-        relay("acks=banana").one_line_failure(),
+        run_with_kafka_setting(&relay, "acks=banana").one_line_failure(),
         "error: invalid Kafka producer settings: Client config error: \
          Invalid value for configuration property \"request.required.acks\" acks banana"
     );

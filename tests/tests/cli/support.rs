@@ -162,6 +162,51 @@ pub(crate) fn run(command: &mut Command) -> Finished {
     start(command).wait(DEADLINE)
 }
 
+/// Runs `outbox <args>` with `DATABASE_URL` at a server that is not there,
+/// whose URL holds a password: one error line names the server with the
+/// password masked, and the password shows nowhere.
+#[track_caller]
+pub(crate) fn assert_unreachable_database_is_masked(args: &[&str]) {
+    let finished = run(outbox(args).env("DATABASE_URL", "postgres://u:secret@127.0.0.1:1/x"));
+    let line = finished.one_line_failure();
+    assert!(
+        line.starts_with(
+            "error: could not connect to PostgreSQL at postgres://u:***@127.0.0.1:1/x: "
+        ),
+        "{args:?}: {line}"
+    );
+    assert!(!finished.stderr.contains("secret"), "{finished:#?}");
+    assert_eq!(finished.stdout, "");
+}
+
+/// Runs `outbox <args> -X <setting>`.
+#[track_caller]
+pub(crate) fn run_with_kafka_setting(args: &[&str], setting: &str) -> Finished {
+    run(outbox(args).args(["-X", setting]))
+}
+
+/// `outbox <args>` takes Kafka settings (`-X KEY=VALUE`, long name
+/// `--<option>`) for a librdkafka `client` ("producer", "consumer") and checks
+/// them before contacting anything: one that is not `KEY=VALUE` is a
+/// command-line mistake (exit 2), one librdkafka does not know fails, named.
+#[track_caller]
+pub(crate) fn assert_kafka_settings_are_checked(args: &[&str], option: &str, client: &str) {
+    assert_eq!(
+        run_with_kafka_setting(args, "nonsense").failure(2),
+        format!(
+            "error: invalid value 'nonsense' for '--{option} <KEY=VALUE>': \
+             expected KEY=VALUE, e.g. compression.type=lz4"
+        )
+    );
+    assert_eq!(
+        run_with_kafka_setting(args, "no.such.setting=1").one_line_failure(),
+        format!(
+            "error: invalid Kafka {client} settings: Client config error: \
+             No such configuration property: \"no.such.setting\" no.such.setting 1"
+        )
+    );
+}
+
 /// Snapshots of these tests go to `tests/tests/snapshots/`, named `cli__<name>.snap`:
 /// `snapshots().bind(|| insta::assert_snapshot!("cli__name", text))`.
 pub(crate) fn snapshots() -> insta::Settings {

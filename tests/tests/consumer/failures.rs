@@ -8,18 +8,20 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use outbox::{Context, Event, HandlerError, Message, Payloads, message_controller};
-use outbox_diesel::consumer::{Consumer, FailurePolicy, Retry};
+use outbox_diesel::consumer::{Consumer, FailurePolicy};
 use outbox_diesel::dead_letter;
 use outbox_diesel::stopped;
+use outbox_tests::{header, headers_of};
 use rdkafka::Message as _;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 use super::support::{
-    Change, Env, OnTopic, RawReader, RunningConsumer, TIMEOUT, User, active_stops, applied,
-    assert_applied_once_in_order, count_inbox, header, headers_of, inbox_offsets, log_apply,
-    message_of, partition_of, record_of, seq_of_user, users, users_of, wait_until,
+    Change, Env, OnTopic, Producer, RunningConsumer, TIMEOUT, User, active_stops, applied,
+    assert_applied_once_in_order, assert_headers, count_inbox, inbox_offsets, log_apply,
+    message_of, partition_of, quick_retries, read_from_start, record_of, round, seq_of_user, users,
+    users_of, wait_until,
 };
 
 const KEYS: i64 = 40;
@@ -29,6 +31,16 @@ const SEQS: i64 = 5;
 struct Ledger {
     broken: Arc<AtomicBool>,
     poison: (i64, i64),
+}
+
+impl Ledger {
+    /// A ledger that rejects nothing.
+    fn healthy() -> Self {
+        Ledger {
+            broken: Arc::new(AtomicBool::new(false)),
+            poison: (0, 0),
+        }
+    }
 }
 
 #[message_controller(model = User, table = users)]
@@ -52,22 +64,12 @@ impl Ledger {
     }
 }
 
-/// Round `seq` of the changes to the `KEYS` users: created, then updated.
-fn rounds_of(seq: i64) -> Vec<Change> {
-    (1..=KEYS)
-        .map(|k| match seq {
-            0 => Change::Create(User::new(k, 0)),
-            _ => Change::Update(User::new(k, seq)),
-        })
-        .collect()
-}
-
 /// `SEQS` rounds, one transaction each. Returns the messages in the order
 /// enqueued.
 fn write_rounds(env: &Env) -> Vec<Message> {
     let mut producer = env.producer();
     (0..SEQS)
-        .flat_map(|seq| producer.write(&rounds_of(seq)))
+        .flat_map(|seq| producer.write(&round(1..=KEYS, seq)))
         .collect()
 }
 
@@ -90,11 +92,7 @@ async fn failing_key_stops_its_partition_until_resumed() {
     let poison = (7, 2);
     let stopped_partition = env.partition_of(poison.0);
     let broken = Arc::new(AtomicBool::new(true));
-    let policy = FailurePolicy::stop().retry(Retry::new(
-        3,
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-    ));
+    let policy = quick_retries(FailurePolicy::stop(), 3);
     let consumer = || {
         let ledger = Ledger {
             broken: Arc::clone(&broken),
@@ -123,12 +121,7 @@ async fn failing_key_stops_its_partition_until_resumed() {
     })
     .await;
 
-    let mut topic = RawReader::from_start(&env.kafka, &env.topic);
-    topic
-        .read_until("every record", TIMEOUT, |records| {
-            records.len() == sent.len()
-        })
-        .await;
+    let topic = read_from_start(&env.kafka, &env.topic, "every record", sent.len()).await;
     let failed_record = record_of(&topic.records, poisoned.id);
     let stops = active_stops(&mut conn, &env.group);
     assert_eq!(stops.len(), 1, "{stops:?}");
@@ -168,7 +161,7 @@ async fn failing_key_stops_its_partition_until_resumed() {
     // The stop outlives the consumer: a new one (the cause not fixed yet)
     // applies new messages on the other partitions, not on that one.
     let second = consumer();
-    sent.extend(env.producer().write(&rounds_of(SEQS)));
+    sent.extend(env.producer().write(&round(1..=KEYS, SEQS)));
     wait_until("the new round is applied elsewhere", TIMEOUT, || {
         others_at(&mut conn, SEQS)
     })
@@ -222,11 +215,7 @@ async fn failing_key_is_dead_lettered_then_replayed_once() {
         broken: Arc::clone(&broken),
         poison,
     };
-    let policy = FailurePolicy::dead_letter().retry(Retry::new(
-        2,
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-    ));
+    let policy = quick_retries(FailurePolicy::dead_letter(), 2);
     let consumer = RunningConsumer::spawn(
         env.consumer()
             .controller_with(OnTopic::new(ledger, &env.topic), policy),
@@ -240,16 +229,8 @@ async fn failing_key_is_dead_lettered_then_replayed_once() {
         count_inbox(&mut conn) as usize == sent.len() - 1
     })
     .await;
-    let mut dead_letters = RawReader::from_start(&env.kafka, &dlq);
-    dead_letters
-        .read_until("the dead letter", TIMEOUT, |records| !records.is_empty())
-        .await;
-    let mut topic = RawReader::from_start(&env.kafka, &env.topic);
-    topic
-        .read_until("every record", TIMEOUT, |records| {
-            records.len() == sent.len()
-        })
-        .await;
+    let dead_letters = read_from_start(&env.kafka, &dlq, "the dead letter", 1).await;
+    let topic = read_from_start(&env.kafka, &env.topic, "every record", sent.len()).await;
     let original = record_of(&topic.records, poisoned.id);
     let letter = &dead_letters.records[0];
     assert_eq!(letter.key(), original.key());
@@ -265,20 +246,17 @@ async fn failing_key_is_dead_lettered_then_replayed_once() {
     assert!(error.contains("the ledger rejects user 11 #4"), "{error}");
     let partition = original.partition().to_string();
     let offset = original.offset().to_string();
-    for (name, value) in [
-        (dead_letter::ERROR_KIND, dead_letter::KIND_HANDLER),
-        (dead_letter::TOPIC, env.topic.as_str()),
-        (dead_letter::PARTITION, partition.as_str()),
-        (dead_letter::OFFSET, offset.as_str()),
-        (dead_letter::GROUP, env.group.as_str()),
-        (dead_letter::ATTEMPTS, "2"),
-    ] {
-        assert_eq!(
-            header(letter, name).as_deref(),
-            Some(value),
-            "header {name}"
-        );
-    }
+    assert_headers(
+        letter,
+        &[
+            (dead_letter::ERROR_KIND, dead_letter::KIND_HANDLER),
+            (dead_letter::TOPIC, &env.topic),
+            (dead_letter::PARTITION, &partition),
+            (dead_letter::OFFSET, &offset),
+            (dead_letter::GROUP, &env.group),
+            (dead_letter::ATTEMPTS, "2"),
+        ],
+    );
     let failed_at = header(letter, dead_letter::FAILED_AT).expect("failed_at");
     chrono::DateTime::parse_from_rfc3339(&failed_at).expect("failed_at is RFC 3339");
     assert_eq!(seq_of_user(&mut conn, poison.0), Some(poison.1 - 1));
@@ -335,22 +313,29 @@ async fn failing_key_is_dead_lettered_then_replayed_once() {
 
 /// Raw records on the test topic that no producer of ours would send.
 struct Garbage {
-    key: &'static str,
+    key: String,
     headers: Option<OwnedHeaders>,
     value: Vec<u8>,
     message_id: Option<String>,
 }
 
-fn owned_headers(message: &Message) -> OwnedHeaders {
-    outbox::kafka::record_headers(&message.encode())
+impl Garbage {
+    /// `message` as a producer would send it: its key, headers and value.
+    fn sent(message: &Message) -> Self {
+        let record = message.encode();
+        Garbage {
+            key: message.partition_key.clone(),
+            headers: Some(outbox::kafka::record_headers(&record)),
+            value: record.value,
+            message_id: Some(message.id.to_string()),
+        }
+    }
 }
 
 /// Not JSON (with valid headers), no headers at all, a version the model does
 /// not know, and a route no controller serves.
 fn garbage(env: &Env) -> Vec<(Garbage, &'static str, &'static str)> {
     let valid = |id: i64| message_of(&User::new(id, 0), Event::Created, &env.topic);
-    let not_json = valid(9001);
-    let no_headers = valid(9002);
     let mut unknown_version = valid(9003);
     unknown_version.payloads = Payloads::new(9, json!({"id": 9003})).unwrap();
     let mut no_controller = valid(9004);
@@ -358,41 +343,28 @@ fn garbage(env: &Env) -> Vec<(Garbage, &'static str, &'static str)> {
     vec![
         (
             Garbage {
-                key: "9001",
-                headers: Some(owned_headers(&not_json)),
                 value: b"\x00garbage, not JSON".to_vec(),
-                message_id: Some(not_json.id.to_string()),
+                ..Garbage::sent(&valid(9001))
             },
             dead_letter::KIND_DECODE,
             "record value is not a JSON envelope",
         ),
         (
             Garbage {
-                key: "9002",
                 headers: None,
-                value: no_headers.encode().value,
                 message_id: None,
+                ..Garbage::sent(&valid(9002))
             },
             dead_letter::KIND_DECODE,
             "header `message_id` is missing",
         ),
         (
-            Garbage {
-                key: "9003",
-                headers: Some(owned_headers(&unknown_version)),
-                value: unknown_version.encode().value,
-                message_id: Some(unknown_version.id.to_string()),
-            },
+            Garbage::sent(&unknown_version),
             dead_letter::KIND_HANDLER,
             "no common payload version: the message carries [9], the reader knows [1]",
         ),
         (
-            Garbage {
-                key: "9004",
-                headers: Some(owned_headers(&no_controller)),
-                value: no_controller.encode().value,
-                message_id: Some(no_controller.id.to_string()),
-            },
+            Garbage::sent(&no_controller),
             dead_letter::KIND_NO_CONTROLLER,
             "no controller serves route `nobody`",
         ),
@@ -403,9 +375,9 @@ fn garbage(env: &Env) -> Vec<(Garbage, &'static str, &'static str)> {
 async fn produce(env: &Env, garbage: &Garbage, partition: Option<i32>) -> (i32, i64) {
     let producer: FutureProducer = env.kafka.producer_config().create().expect("a producer");
     let mut record = FutureRecord::<str, [u8]>::to(&env.topic)
-        .key(garbage.key)
+        .key(&garbage.key)
         .payload(&garbage.value)
-        .partition(partition.unwrap_or_else(|| partition_of(garbage.key)));
+        .partition(partition.unwrap_or_else(|| partition_of(&garbage.key)));
     if let Some(headers) = &garbage.headers {
         record = record.headers(headers.clone());
     }
@@ -416,13 +388,15 @@ async fn produce(env: &Env, garbage: &Garbage, partition: Option<i32>) -> (i32, 
     (delivery.partition, delivery.offset)
 }
 
-fn creates(from: i64, to: i64, seq: i64) -> Vec<Change> {
-    (from..=to)
-        .map(|k| match seq {
-            0 => Change::Create(User::new(k, 0)),
-            _ => Change::Update(User::new(k, seq)),
-        })
-        .collect()
+/// Creates users `1..=keys` and waits until the consumer has applied them
+/// all (they are in its inbox); returns how many messages that was.
+async fn create_applied(producer: &mut Producer, conn: &mut PgConnection, keys: i64) -> i64 {
+    let created = producer.write(&round(1..=keys, 0)).len() as i64;
+    wait_until("the first messages are applied", TIMEOUT, || {
+        count_inbox(conn) == created
+    })
+    .await;
+    created
 }
 
 /// 5a. Garbage with the dead-letter policy: each record goes to the DLQ with
@@ -431,40 +405,29 @@ fn creates(from: i64, to: i64, seq: i64) -> Vec<Change> {
 async fn garbage_is_dead_lettered_with_its_typed_error() {
     let mut env = Env::new("consumer_garbage_dlq");
     let dlq = env.dead_letter_topic();
-    let policy = FailurePolicy::dead_letter().retry(Retry::new(
-        2,
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-    ));
-    let consumer = RunningConsumer::spawn(env.consumer().failure_policy(policy).controller(
-        OnTopic::new(
-            Ledger {
-                broken: Arc::new(AtomicBool::new(false)),
-                poison: (0, 0),
-            },
-            &env.topic,
-        ),
-    ));
+    let policy = quick_retries(FailurePolicy::dead_letter(), 2);
+    let consumer = RunningConsumer::spawn(
+        env.consumer()
+            .failure_policy(policy)
+            .controller(OnTopic::new(Ledger::healthy(), &env.topic)),
+    );
     let relay = env.relay();
     let mut producer = env.producer();
     let mut conn = env.consumer_conn();
-    let first = producer.write(&creates(1, 20, 0)).len() as i64;
-    wait_until("the first messages are applied", TIMEOUT, || {
-        count_inbox(&mut conn) == first
-    })
-    .await;
+    let first = create_applied(&mut producer, &mut conn, 20).await;
     let cases = garbage(&env);
     let mut offsets = Vec::new();
     for (garbage, _, _) in &cases {
         offsets.push(produce(&env, garbage, None).await);
     }
-    let second = producer.write(&creates(1, 20, 1)).len() as i64;
-    let mut dead_letters = RawReader::from_start(&env.kafka, &dlq);
-    dead_letters
-        .read_until("a dead letter per garbage record", TIMEOUT, |records| {
-            records.len() == cases.len()
-        })
-        .await;
+    let second = producer.write(&round(1..=20, 1)).len() as i64;
+    let dead_letters = read_from_start(
+        &env.kafka,
+        &dlq,
+        "a dead letter per garbage record",
+        cases.len(),
+    )
+    .await;
     wait_until("the later messages are applied", TIMEOUT, || {
         count_inbox(&mut conn) == first + second
     })
@@ -531,27 +494,20 @@ async fn garbage_is_dead_lettered_with_its_typed_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_stops_its_partition_with_its_typed_error() {
     let env = Env::new("consumer_garbage_stop");
-    let consumer = RunningConsumer::spawn(env.consumer().controller(OnTopic::new(
-        Ledger {
-            broken: Arc::new(AtomicBool::new(false)),
-            poison: (0, 0),
-        },
-        &env.topic,
-    )));
+    let consumer = RunningConsumer::spawn(
+        env.consumer()
+            .controller(OnTopic::new(Ledger::healthy(), &env.topic)),
+    );
     let relay = env.relay();
     let mut producer = env.producer();
     let mut conn = env.consumer_conn();
-    let first = producer.write(&creates(1, KEYS, 0)).len() as i64;
-    wait_until("the first messages are applied", TIMEOUT, || {
-        count_inbox(&mut conn) == first
-    })
-    .await;
+    create_applied(&mut producer, &mut conn, KEYS).await;
     let mut cases = garbage(&env).into_iter();
     let (not_json, _, not_json_error) = cases.next().unwrap();
     let (no_headers, _, no_headers_error) = cases.next().unwrap();
     let at_1 = produce(&env, &not_json, Some(1)).await;
     let at_2 = produce(&env, &no_headers, Some(2)).await;
-    producer.write(&creates(1, KEYS, 1));
+    producer.write(&round(1..=KEYS, 1));
     let others: Vec<i64> = (1..=KEYS)
         .filter(|k| ![1, 2].contains(&env.partition_of(*k)))
         .collect();

@@ -11,13 +11,14 @@ use outbox::{
     Context, Event, HandlerError, Message, MessageId, Outboxed, kafka::decode_record,
     message_controller,
 };
-use outbox_diesel::consumer::{FailurePolicy, Retry};
+use outbox_diesel::consumer::FailurePolicy;
 use outbox_diesel::schema::outbox_inbox;
+use outbox_tests::{TopicReader, header};
 
 use super::support::{
-    Change, Env, OnTopic, PARTITIONS, PRODUCER, RawReader, RunningConsumer, RunningRelay, TIMEOUT,
-    User, applied, assert_applied_once_in_order, count_applied, count_inbox, hooks_by_key, keys_on,
-    log_apply, log_hook, users, users_of, wait_until,
+    Change, Env, OnTopic, PARTITIONS, PRODUCER, RunningConsumer, TIMEOUT, User, applied,
+    assert_applied_once_in_order, count_applied, count_inbox, hooks_by_key, keys_on, log_apply,
+    log_hook, quick_retries, relay_on, users, users_of, wait_until,
 };
 
 /// Records every hook it runs, with the row as the hook sees it, and logs
@@ -351,7 +352,7 @@ async fn hooks_rewrite_refuse_and_send_follow_ups_only_when_committed() {
     const FLAKY: i64 = 22;
     let env = Env::new("consumer_hooks");
     env.kafka.ensure_shared_topic(Welcome::TOPIC, PARTITIONS);
-    let mut welcomes_read = RawReader::from_now(&env.kafka, Welcome::TOPIC);
+    let mut welcomes_read = TopicReader::from_now(&env.kafka, Welcome::TOPIC);
 
     let mixed_case = |id: i64, seq: i64| User {
         email: format!("User{id}.Seq{seq}@Example.COM"),
@@ -379,18 +380,14 @@ async fn hooks_rewrite_refuse_and_send_follow_ups_only_when_committed() {
         welcomes: Arc::clone(&welcomes),
         flaky_attempts: AtomicU32::new(0),
     };
-    let policy = FailurePolicy::stop().retry(Retry::new(
-        3,
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-    ));
+    let policy = quick_retries(FailurePolicy::stop(), 3);
     let consumer = RunningConsumer::spawn(
         env.consumer()
             .controller_with(OnTopic::new(importer, &env.topic), policy)
             .producer_name("billing"),
     );
     let relay = env.relay();
-    let follow_up_relay = RunningRelay::spawn(env.consumer_db.url());
+    let follow_up_relay = relay_on(env.consumer_db.url());
     let mut producer = env.producer();
     let total = (producer.write(&creates).len() + producer.write(&updates).len()) as u64;
 
@@ -419,7 +416,7 @@ async fn hooks_rewrite_refuse_and_send_follow_ups_only_when_committed() {
         .read_until("every committed follow-up", TIMEOUT, |records| {
             let seen: std::collections::HashSet<String> = records
                 .iter()
-                .filter_map(|r| super::support::header(r, outbox::headers::MESSAGE_ID))
+                .filter_map(|r| header(r, outbox::headers::MESSAGE_ID))
                 .filter(|id| wanted.contains(id))
                 .collect();
             seen.len() == wanted.len()

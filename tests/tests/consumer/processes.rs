@@ -3,19 +3,19 @@
 //! offset commit, and two sharing a group while one stops and restarts.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use outbox_tests::TestKafka;
+use outbox_tests::process::ChildProcess;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::support::{
-    Change, Env, PARTITIONS, RunningRelay, TIMEOUT, User, applied, assert_applied_once_in_order,
-    count_applied, count_inbox, users_of, wait_for_members, wait_until,
+    Env, PARTITIONS, TIMEOUT, applied, assert_applied_once_in_order, count_applied, count_inbox,
+    round, users_of, wait_for_members, wait_until,
 };
 
 /// A number from the environment variable `name`, or `default`.
@@ -28,20 +28,10 @@ fn knob(name: &str, default: i64) -> i64 {
     }
 }
 
-/// Round `seq` of the changes to keys `1..=keys`: created first, then updated.
-fn round(keys: i64, seq: i64) -> Vec<Change> {
-    (1..=keys)
-        .map(|k| match seq {
-            0 => Change::Create(User::new(k, 0)),
-            _ => Change::Update(User::new(k, seq)),
-        })
-        .collect()
-}
-
 /// The `consumer-process` binary on the test's consumer schema, killed on
 /// drop if still running.
 struct ConsumerProcess {
-    child: Child,
+    process: ChildProcess,
     name: String,
 }
 
@@ -60,62 +50,20 @@ impl ConsumerProcess {
         for (key, value) in settings {
             command.args(["--set", &format!("{key}={value}")]);
         }
-        let child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start consumer-process");
         ConsumerProcess {
-            child,
+            process: ChildProcess::start(&format!("consumer-process {name}"), &mut command),
             name: name.to_owned(),
         }
     }
 
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("consumer-process status") {
-            panic!("consumer-process {} exited early: {status}", self.name);
-        }
-    }
-
     /// SIGKILL: whatever was in flight is cut where it stands.
-    fn kill(mut self) {
-        self.assert_running();
-        self.child.kill().expect("SIGKILL consumer-process");
-        self.child.wait().expect("reap consumer-process");
+    fn kill(self) {
+        self.process.kill();
     }
 
     /// SIGTERM, then its report (what it printed, as numbers by name).
-    async fn terminate(mut self) -> BTreeMap<String, u64> {
-        self.assert_running();
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("consumer-process status") {
-                break status;
-            }
-            assert!(
-                started.elapsed() < TIMEOUT,
-                "consumer-process {} did not stop within {TIMEOUT:?} of SIGTERM",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        assert!(
-            status.success(),
-            "consumer-process {} exited with {status}",
-            self.name
-        );
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .expect("piped stdout")
-            .read_to_string(&mut out)
-            .expect("read consumer-process output");
+    async fn terminate(self) -> BTreeMap<String, u64> {
+        let out = self.process.terminate(TIMEOUT).await;
         let report: BTreeMap<String, u64> = out
             .split_whitespace()
             .filter_map(|pair| pair.split_once('='))
@@ -127,15 +75,6 @@ impl ConsumerProcess {
             self.name
         );
         report
-    }
-}
-
-impl Drop for ConsumerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -189,9 +128,9 @@ async fn consumer_killed_between_its_commits_and_its_offset_commit_applies_nothi
     let mut producer = env.producer();
     let mut total = 0;
     for seq in 0..ROUNDS {
-        total += producer.write(&round(KEYS, seq)).len() as i64;
+        total += producer.write(&round(1..=KEYS, seq)).len() as i64;
     }
-    let relay = RunningRelay::spawn(env.producer_db.url());
+    let relay = env.relay();
 
     // Offsets stored after each apply would be committed within the hour:
     // the kill comes first.
@@ -285,12 +224,12 @@ async fn two_consumer_processes_keep_per_key_order_across_a_restart() {
     let a = start(&names[0]);
     let b = start(&names[1]);
     wait_for_members(&env.kafka, &env.group, &[&names[0], &names[1]]).await;
-    let relay = RunningRelay::spawn(env.producer_db.url());
+    let relay = env.relay();
     let mut producer = env.producer();
     let mut written = 0;
     let mut write = |seqs: std::ops::Range<i64>| {
         for seq in seqs {
-            written += producer.write(&round(keys, seq)).len() as i64;
+            written += producer.write(&round(1..=keys, seq)).len() as i64;
         }
         written
     };

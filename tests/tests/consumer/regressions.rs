@@ -10,36 +10,17 @@ use std::time::{Duration, Instant};
 use outbox::{Context, Event, HandlerError, Message, message_controller};
 use outbox_diesel::consumer::{Consumer, FailurePolicy, Retry};
 use outbox_diesel::{dead_letter, stopped};
+use outbox_tests::header;
 use rdkafka::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
 use super::support::{
-    Change, Env, OnTopic, PARTITIONS, RawReader, RunningConsumer, TIMEOUT, User, active_stops,
-    applied, assert_applied_once_in_order, count_inbox, header, high_watermarks, hooks_by_key,
-    inbox_offsets, keys_on, log_apply, log_apply_as, log_hook, message_of, seq_of_user, users,
-    users_of, wait_for_members, wait_until,
+    Env, OnTopic, PARTITIONS, RunningConsumer, TIMEOUT, User, Users, active_stops, applied,
+    assert_applied_once_in_order, assert_headers, count_inbox, hooks_by_key, inbox_offsets,
+    keys_on, log_apply, log_apply_as, log_hook, message_of, quick_retries, read_from_start, round,
+    seq_of_user, users, users_of, wait_for_members, wait_until,
 };
-
-/// Round `seq` of the changes to `keys`: created first, then updated.
-fn round(keys: &[i64], seq: i64) -> Vec<Change> {
-    keys.iter()
-        .map(|&k| match seq {
-            0 => Change::Create(User::new(k, 0)),
-            _ => Change::Update(User::new(k, seq)),
-        })
-        .collect()
-}
-
-/// Applies users and logs each apply.
-struct Users;
-
-#[message_controller(model = User, table = users)]
-impl Users {
-    async fn after_update(&self, ctx: &mut Context<'_>, user: &User) -> Result<(), HandlerError> {
-        log_apply(ctx, user.id, Some(user.seq)).await
-    }
-}
 
 // 1. A handler that panics ------------------------------------------------
 
@@ -230,11 +211,7 @@ async fn a_nul_byte_in_from_is_dead_lettered_and_its_partition_goes_on() {
     let started = Instant::now();
     let mut env = Env::new("consumer_nul_from");
     let dlq = env.dead_letter_topic();
-    let policy = FailurePolicy::dead_letter().retry(Retry::new(
-        2,
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-    ));
+    let policy = quick_retries(FailurePolicy::dead_letter(), 2);
     let consumer = RunningConsumer::spawn(
         env.consumer()
             .controller_with(OnTopic::new(Users, &env.topic), policy),
@@ -288,10 +265,7 @@ async fn a_nul_byte_in_from_is_dead_lettered_and_its_partition_goes_on() {
     let bad_offset = delivery.offset;
     let total = first + producer.write(&round(&keys, 1)).len() as i64;
 
-    let mut dead_letters = RawReader::from_start(&env.kafka, &dlq);
-    dead_letters
-        .read_until("the dead letter", TIMEOUT, |records| !records.is_empty())
-        .await;
+    let mut dead_letters = read_from_start(&env.kafka, &dlq, "the dead letter", 1).await;
     wait_until("the records after it are applied", TIMEOUT, || {
         count_inbox(&mut conn) == total
     })
@@ -323,20 +297,17 @@ async fn a_nul_byte_in_from_is_dead_lettered_and_its_partition_goes_on() {
     let (partition_text, offset_text) = (partition.to_string(), bad_offset.to_string());
     let attempts_text = attempts.to_string();
     let id = bad.id.to_string();
-    for (name, value) in [
-        (dead_letter::ERROR_KIND, kind),
-        (dead_letter::TOPIC, env.topic.as_str()),
-        (dead_letter::PARTITION, partition_text.as_str()),
-        (dead_letter::OFFSET, offset_text.as_str()),
-        (dead_letter::ATTEMPTS, attempts_text.as_str()),
-        (outbox::headers::MESSAGE_ID, id.as_str()),
-    ] {
-        assert_eq!(
-            header(letter, name).as_deref(),
-            Some(value),
-            "header {name}"
-        );
-    }
+    assert_headers(
+        letter,
+        &[
+            (dead_letter::ERROR_KIND, kind),
+            (dead_letter::TOPIC, &env.topic),
+            (dead_letter::PARTITION, &partition_text),
+            (dead_letter::OFFSET, &offset_text),
+            (dead_letter::ATTEMPTS, &attempts_text),
+            (outbox::headers::MESSAGE_ID, &id),
+        ],
+    );
     assert_eq!(
         (
             report.failed,
@@ -349,7 +320,7 @@ async fn a_nul_byte_in_from_is_dead_lettered_and_its_partition_goes_on() {
     );
     assert_eq!(report.processed, total as u64, "{report:?}");
     // Its partition: every record but that one, the later ones included.
-    let high = high_watermarks(&env.kafka, &env.topic, PARTITIONS)[partition as usize];
+    let high = env.kafka.high_watermarks(&env.topic)[partition as usize];
     assert!(high > bad_offset + 1, "records follow it on its partition");
     assert_eq!(
         inbox_offsets(&mut conn, partition),
@@ -424,7 +395,7 @@ async fn a_backlog_past_the_read_ahead_applies_in_order() {
     wait_until(
         "the first record is held and the backlog is on the topic",
         TIMEOUT,
-        || held.load(Ordering::SeqCst) && high_watermarks(&env.kafka, &env.topic, 1) == [BACKLOG],
+        || held.load(Ordering::SeqCst) && env.kafka.high_watermarks(&env.topic) == [BACKLOG],
     )
     .await;
     let published = started.elapsed();
@@ -638,7 +609,7 @@ async fn a_rebalance_while_every_partition_fails_applies_everything_once() {
     for key in &keys {
         assert_eq!(per_key[key], vec![0, 1, 2, 3], "key {key}");
     }
-    let high = high_watermarks(&env.kafka, &env.topic, PARTITIONS);
+    let high = env.kafka.high_watermarks(&env.topic);
     for partition in 0..PARTITIONS {
         assert_eq!(
             inbox_offsets(&mut conn, partition),

@@ -2,8 +2,10 @@
 //! schema (each migrated, each with its own `users` table), a topic and a
 //! group of the test's own, the relay and the consumer run as tasks, the
 //! producer's writes (table change and enqueue in one transaction), the
-//! consumer's apply log, and readers of raw Kafka records.
+//! consumer's apply log, and what to look for in the raw Kafka records a
+//! [`TopicReader`](outbox_tests::TopicReader) reads.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -11,19 +13,23 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use outbox::kafka::KafkaPublisher;
-use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message, Outboxed, Payloads};
-use outbox_diesel::consumer::{self, Consumer, ConsumerBuilder, ConsumerReport};
+use outbox::{
+    BoxFuture, Context, Controller, Event, HandlerError, Message, Outboxed, Payloads,
+    message_controller,
+};
+use outbox_diesel::consumer::{self, Consumer, ConsumerBuilder, FailurePolicy, Retry};
 use outbox_diesel::schema::outbox_inbox;
 use outbox_diesel::stopped::{self, StoppedPartition};
-use outbox_diesel::{Outbox, Relay, RelayReport};
-use outbox_tests::{TestDb, TestKafka};
+use outbox_diesel::{Outbox, Relay};
+pub(crate) use outbox_tests::{RunningConsumer, RunningRelay};
+use outbox_tests::{
+    TestDb, TestKafka, TopicReader, consumer_test_settings, header, relay_test_settings,
+};
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
-use rdkafka::message::{Headers, OwnedMessage};
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::OwnedMessage;
 
 /// The producing service: the `from` of every message the tests enqueue.
 pub(crate) const PRODUCER: &str = "accounts";
@@ -193,14 +199,14 @@ impl Env {
 
     /// A relay publishing the producer schema's outbox.
     pub(crate) fn relay(&self) -> RunningRelay {
-        RunningRelay::spawn(self.producer_db.url())
+        relay_on(self.producer_db.url())
     }
 
     /// A consumer on the consumer schema in `group`, with the tests' short
     /// waits; add controllers, then [`RunningConsumer::spawn`] it.
     pub(crate) fn consumer_in(&self, group: &str) -> ConsumerBuilder {
         let pool = consumer::pool(self.consumer_db.url(), 8).expect("a pool");
-        test_settings(Consumer::builder(self.kafka.brokers(), group, pool))
+        consumer_test_settings(Consumer::builder(self.kafka.brokers(), group, pool))
     }
 
     /// [`consumer_in`](Self::consumer_in) the test's group.
@@ -233,18 +239,6 @@ impl Drop for Env {
             eprintln!("warning: could not delete test topics {names:?}: {e}");
         }
     }
-}
-
-/// The consumer settings of the tests: resumes seen within 100 ms, offsets
-/// committed every 200 ms, a group member declared dead after 6 s (the
-/// broker's minimum).
-pub(crate) fn test_settings(builder: ConsumerBuilder) -> ConsumerBuilder {
-    builder
-        .resume_poll_interval(Duration::from_millis(100))
-        .set("auto.commit.interval.ms", "200")
-        .set("fetch.wait.max.ms", "100")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
 }
 
 /// The partition the relay (murmur2, as Java's client) sends `key` to.
@@ -304,6 +298,16 @@ impl<C: Controller> Controller for OnTopic<C> {
     }
 }
 
+/// Applies users (the controller's own writes) and logs each update.
+pub(crate) struct Users;
+
+#[message_controller(model = User, table = users)]
+impl Users {
+    async fn after_update(&self, ctx: &mut Context<'_>, user: &User) -> Result<(), HandlerError> {
+        log_apply(ctx, user.id, Some(user.seq)).await
+    }
+}
+
 /// The message `event` of `model` makes (every version of its payload, as
 /// enqueue writes it), sent to `topic` instead of the model's.
 pub(crate) fn message_of<M: Outboxed>(model: &M, event: Event, topic: &str) -> Message {
@@ -337,6 +341,17 @@ pub(crate) enum Change {
     Destroy(User),
     /// A custom event about the user; no table change.
     Custom(&'static str, User),
+}
+
+/// Round `seq` of the changes to `keys`: each user created in round 0,
+/// updated (to `seq`) in the later ones.
+pub(crate) fn round<K: Borrow<i64>>(keys: impl IntoIterator<Item = K>, seq: i64) -> Vec<Change> {
+    keys.into_iter()
+        .map(|k| match seq {
+            0 => Change::Create(User::new(*k.borrow(), 0)),
+            _ => Change::Update(User::new(*k.borrow(), seq)),
+        })
+        .collect()
 }
 
 /// The producing service: changes its `users` and enqueues the messages in
@@ -574,229 +589,51 @@ pub(crate) async fn wait_for_members(kafka: &TestKafka, group: &str, members: &[
     wait_until(&what, TIMEOUT, || group_state(kafka, group) == wanted).await;
 }
 
-/// The high watermark of each partition of `topic`: how many records it holds.
-pub(crate) fn high_watermarks(kafka: &TestKafka, topic: &str, partitions: i32) -> Vec<i64> {
-    let probe: BaseConsumer = kafka
-        .consumer_config(&kafka.unique_name("probe"))
-        .create()
-        .expect("a probe consumer");
-    (0..partitions)
-        .map(|partition| {
-            probe
-                .fetch_watermarks(topic, partition, Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"))
-                .1
-        })
-        .collect()
+/// A relay publishing the outbox of the schema at `database_url`, with the
+/// tests' short waits.
+pub(crate) fn relay_on(database_url: &str) -> RunningRelay {
+    let publisher = KafkaPublisher::new(&outbox_tests::kafka_brokers())
+        .expect("the publisher accepts its settings");
+    let relay = relay_test_settings(Relay::builder(database_url, publisher))
+        .build()
+        .expect("the relay builds");
+    RunningRelay::spawn(relay)
 }
 
-/// A relay running as a task; [`stop`](Self::stop) it for its report.
-pub(crate) struct RunningRelay {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<outbox_diesel::Result<RelayReport>>>,
+/// `policy` after `attempts` quick tries (10 ms apart, backing off to 50 ms).
+pub(crate) fn quick_retries(policy: FailurePolicy, attempts: u32) -> FailurePolicy {
+    policy.retry(Retry::new(
+        attempts,
+        Duration::from_millis(10),
+        Duration::from_millis(50),
+    ))
 }
 
-impl RunningRelay {
-    pub(crate) fn spawn(database_url: &str) -> Self {
-        let publisher = KafkaPublisher::new(&outbox_tests::kafka_brokers())
-            .expect("the publisher accepts its settings");
-        let relay = Relay::builder(database_url, publisher)
-            .poll_interval(Duration::from_millis(50))
-            .backoff(Duration::from_millis(50), Duration::from_secs(2))
-            .build()
-            .expect("the relay builds");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(relay.run(async {
-            stopped.await.ok();
-        }));
-        RunningRelay {
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    pub(crate) async fn stop(mut self) -> RelayReport {
-        self.stop.take().expect("not stopped yet").send(()).ok();
-        let task = self.task.take().expect("not stopped yet");
-        match tokio::time::timeout(TIMEOUT, task).await {
-            Err(_) => panic!("the relay did not stop within {TIMEOUT:?}"),
-            Ok(Err(join)) => panic!("the relay task failed: {join}"),
-            Ok(Ok(Err(error))) => panic!("the relay returned an error: {error:?}"),
-            Ok(Ok(Ok(report))) => report,
-        }
-    }
+/// A reader of `topic` from its start that has read `count` records (`what`,
+/// for the failure message).
+pub(crate) async fn read_from_start(
+    kafka: &TestKafka,
+    topic: &str,
+    what: &str,
+    count: usize,
+) -> TopicReader {
+    let mut reader = TopicReader::from_start(kafka, topic);
+    reader
+        .read_until(what, TIMEOUT, |records| records.len() >= count)
+        .await;
+    reader
 }
 
-impl Drop for RunningRelay {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// A consumer running as a task; [`stop`](Self::stop) it for its report.
-pub(crate) struct RunningConsumer {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<outbox_diesel::Result<ConsumerReport>>>,
-}
-
-impl RunningConsumer {
-    pub(crate) fn spawn(builder: ConsumerBuilder) -> Self {
-        let consumer = builder.build().expect("the consumer builds");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(consumer.run(async {
-            stopped.await.ok();
-        }));
-        RunningConsumer {
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// Asks the consumer to stop; returns its report. Fails the test if it
-    /// panicked, returned an error or took longer than [`TIMEOUT`].
-    pub(crate) async fn stop(mut self) -> ConsumerReport {
-        self.stop.take().expect("not stopped yet").send(()).ok();
-        let task = self.task.take().expect("not stopped yet");
-        match tokio::time::timeout(TIMEOUT, task).await {
-            Err(_) => panic!("the consumer did not stop within {TIMEOUT:?}"),
-            Ok(Err(join)) => panic!("the consumer task failed: {join}"),
-            Ok(Ok(Err(error))) => panic!("the consumer returned an error: {error:?}"),
-            Ok(Ok(Ok(report))) => report,
-        }
-    }
-
-    /// Fails the test if the consumer has ended (it never should by itself).
-    pub(crate) fn assert_running(&self) {
-        assert!(
-            self.task.as_ref().is_some_and(|task| !task.is_finished()),
-            "the consumer stopped on its own"
+/// Asserts each header of `expected` on `record`, by name.
+#[track_caller]
+pub(crate) fn assert_headers(record: &OwnedMessage, expected: &[(&str, &str)]) {
+    for (name, value) in expected {
+        assert_eq!(
+            header(record, name).as_deref(),
+            Some(*value),
+            "header {name}"
         );
     }
-}
-
-impl Drop for RunningConsumer {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// Reads raw records of a topic, every partition, assigned (no group join).
-pub(crate) struct RawReader {
-    consumer: StreamConsumer,
-    topic: String,
-    /// Everything read so far, in the order read.
-    pub(crate) records: Vec<OwnedMessage>,
-}
-
-impl RawReader {
-    /// From the first offset of each partition.
-    pub(crate) fn from_start(kafka: &TestKafka, topic: &str) -> Self {
-        Self::new(kafka, topic, |_| Offset::Beginning)
-    }
-
-    /// From the current end of each partition: only what is sent from now on.
-    pub(crate) fn from_now(kafka: &TestKafka, topic: &str) -> Self {
-        let probe: BaseConsumer = kafka
-            .consumer_config(&kafka.unique_name("probe"))
-            .create()
-            .expect("a probe consumer");
-        Self::new(kafka, topic, |partition| {
-            let (_, high) = probe
-                .fetch_watermarks(topic, partition, Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"));
-            Offset::Offset(high)
-        })
-    }
-
-    fn new(kafka: &TestKafka, topic: &str, start: impl Fn(i32) -> Offset) -> Self {
-        let consumer: StreamConsumer = kafka
-            .consumer_config(&kafka.unique_name("reader"))
-            .set("fetch.wait.max.ms", "100")
-            .create()
-            .expect("create a Kafka consumer");
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("no metadata for topic {topic}: {e}"));
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map_or(0, |t| t.partitions().len());
-        assert!(partitions > 0, "topic {topic} has no partitions");
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..partitions as i32 {
-            assignment
-                .add_partition_offset(topic, partition, start(partition))
-                .expect("a valid offset");
-        }
-        consumer
-            .assign(&assignment)
-            .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
-        RawReader {
-            consumer,
-            topic: topic.to_owned(),
-            records: Vec::new(),
-        }
-    }
-
-    /// Reads until `done(records)` holds; fails after `timeout` with `what`.
-    pub(crate) async fn read_until(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        mut done: impl FnMut(&[OwnedMessage]) -> bool,
-    ) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !done(&self.records) {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(record)) => self.records.push(record.detach()),
-                Ok(Err(e)) => panic!("Kafka error while reading {}: {e}", self.topic),
-                Err(_) => panic!(
-                    "timed out after {timeout:?} on topic {} waiting for {what}; read {} records",
-                    self.topic,
-                    self.records.len()
-                ),
-            }
-        }
-    }
-
-    /// Reads whatever else arrives within `quiet` (the wait restarts after each record).
-    pub(crate) async fn read_rest(&mut self, quiet: Duration) {
-        while let Ok(record) = tokio::time::timeout(quiet, self.consumer.recv()).await {
-            let record = record.unwrap_or_else(|e| panic!("reading {}: {e}", self.topic));
-            self.records.push(record.detach());
-        }
-    }
-}
-
-/// A header's value as text (`None`: absent or null).
-pub(crate) fn header(record: &OwnedMessage, name: &str) -> Option<String> {
-    record
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
-/// Every header, in order, as text.
-pub(crate) fn headers_of(record: &OwnedMessage) -> Vec<(String, String)> {
-    record
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| {
-                    let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
-                    (h.key.to_owned(), value.into_owned())
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The record of message `id` among `records`.

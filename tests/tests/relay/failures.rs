@@ -3,14 +3,14 @@
 //! session terminated.
 
 use std::collections::HashSet;
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use diesel::PgConnection;
 use outbox::{Event, Message, MessageId, Payloads};
 use outbox_diesel::ops::{self, Selection};
 use outbox_diesel::relay::DEFAULT_BATCHES_IN_FLIGHT;
+use outbox_tests::process::ChildProcess;
 use serde_json::json;
 
 use super::support::{
@@ -177,72 +177,15 @@ async fn relay_task_aborted_with_one_batch_in_flight_resends_at_most_that_batch(
     abort_mid_batch("relay_task_aborted_one_batch", 1).await;
 }
 
-/// The `relay-process` binary, killed on drop if still running.
-struct RelayProcess(Child);
-
-impl RelayProcess {
-    fn start(database_url: &str, brokers: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_relay-process"))
+/// The `relay-process` binary, with the test batch size; killed on drop if
+/// still running.
+fn start_relay_process(database_url: &str, brokers: &str) -> ChildProcess {
+    ChildProcess::start(
+        "relay-process",
+        Command::new(env!("CARGO_BIN_EXE_relay-process"))
             .args(["--database-url", database_url, "--brokers", brokers])
-            .args(["--batch-size", &BATCH.to_string(), "--stop-on-stdin-close"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start relay-process");
-        RelayProcess(child)
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.0.try_wait().expect("relay-process status") {
-            panic!("relay-process exited early: {status}");
-        }
-    }
-
-    /// SIGKILL: no batch finished, no session closed cleanly.
-    fn kill(mut self) {
-        self.assert_running();
-        self.0.kill().expect("SIGKILL relay-process");
-        self.0.wait().expect("reap relay-process");
-    }
-
-    /// SIGTERM; returns what it printed (`published N`).
-    fn terminate(mut self) -> String {
-        self.assert_running();
-        let status = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.0.try_wait().expect("relay-process status") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "relay-process did not stop within 60 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "relay-process exited with {status}");
-        let mut out = String::new();
-        self.0
-            .stdout
-            .take()
-            .expect("piped stdout")
-            .read_to_string(&mut out)
-            .expect("read relay-process output");
-        out
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+            .args(["--batch-size", &BATCH.to_string(), "--stop-on-stdin-close"]),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +195,7 @@ async fn relay_process_killed_mid_batch_another_sends_the_rest() {
     let mut conn = env.conn();
     let name = env.kafka.unique_name("relay");
 
-    let first = RelayProcess::start(&env.url_named(&name), env.kafka.brokers());
+    let first = start_relay_process(&env.url_named(&name), env.kafka.brokers());
     wait_for_first_batches(&mut conn).await;
     first.kill();
     wait_until(
@@ -263,10 +206,10 @@ async fn relay_process_killed_mid_batch_another_sends_the_rest() {
     .await;
     let (in_flight, left) = rows_left_after_the_stop(&mut conn, DEFAULT_BATCHES_IN_FLIGHT);
 
-    let mut second = RelayProcess::start(env.db.url(), env.kafka.brokers());
+    let mut second = start_relay_process(env.db.url(), env.kafka.brokers());
     wait_until_empty(&mut conn, RECEIVE_TIMEOUT).await;
     second.assert_running();
-    let output = blocking(move || second.terminate()).await;
+    let output = second.terminate(Duration::from_secs(60)).await;
     let published: usize = output
         .trim()
         .strip_prefix("published ")

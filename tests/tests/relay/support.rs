@@ -1,7 +1,7 @@
 //! Helpers shared by the relay tests: a schema with the outbox tables and a
-//! topic of the test's own, relays run as tasks, a reader that decodes every
-//! record of a topic, hand-built messages carrying a per-key sequence number,
-//! and the order and duplicate checks.
+//! topic of the test's own, a reader that decodes every record of a topic
+//! (on the shared [`TopicReader`]), hand-built messages carrying a per-key
+//! sequence number, and the order and duplicate checks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -11,16 +11,12 @@ use diesel::sql_types::{BigInt, Text};
 use outbox::kafka::{KafkaPublisher, decode_record};
 use outbox::{Event, Message, MessageId, Payloads};
 use outbox_diesel::schema::outbox_messages;
-use outbox_diesel::{Outbox, Relay, RelayBuilder, RelayReport};
-use outbox_tests::{TestDb, TestKafka};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Headers;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Message as _, Offset, TopicPartitionList};
+use outbox_diesel::{Outbox, Relay, RelayBuilder};
+pub(crate) use outbox_tests::RunningRelay;
+use outbox_tests::{TestDb, TestKafka, TopicReader, headers_of, relay_test_settings};
+use rdkafka::Message as _;
+use rdkafka::message::OwnedMessage;
 use serde_json::json;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The producer name of the hand-built messages.
 pub(crate) const PRODUCER: &str = "relay-tests";
@@ -51,13 +47,13 @@ impl Env {
         self.db.connect()
     }
 
-    /// A relay on this schema with the test settings (see [`test_settings`]).
+    /// A relay on this schema with the test settings (see [`relay_test_settings`]).
     pub(crate) fn relay(&self) -> RelayBuilder<KafkaPublisher> {
         self.relay_with(publisher(self.kafka.brokers()))
     }
 
     pub(crate) fn relay_with(&self, publisher: KafkaPublisher) -> RelayBuilder<KafkaPublisher> {
-        test_settings(Relay::builder(self.db.url(), publisher))
+        relay_test_settings(Relay::builder(self.db.url(), publisher))
     }
 
     /// The schema's URL with `application_name` set, so a test can find (and
@@ -68,7 +64,7 @@ impl Env {
 
     /// A relay whose session is named `application_name`.
     pub(crate) fn relay_named(&self, application_name: &str) -> RelayBuilder<KafkaPublisher> {
-        test_settings(Relay::builder(
+        relay_test_settings(Relay::builder(
             self.url_named(application_name),
             publisher(self.kafka.brokers()),
         ))
@@ -83,15 +79,6 @@ impl Env {
     pub(crate) fn message(&self, key: &str, seq: u64) -> Message {
         message(&self.topic, key, seq)
     }
-}
-
-/// Short waits so the tests run fast: 50 ms poll, backoff from 50 ms to 2 s,
-/// shares of shards checked every 200 ms.
-pub(crate) fn test_settings<P: outbox::Publisher>(builder: RelayBuilder<P>) -> RelayBuilder<P> {
-    builder
-        .poll_interval(Duration::from_millis(50))
-        .backoff(Duration::from_millis(50), Duration::from_secs(2))
-        .rebalance_interval(Duration::from_millis(200))
 }
 
 pub(crate) fn publisher(brokers: &str) -> KafkaPublisher {
@@ -205,64 +192,6 @@ pub(crate) async fn wait_until_empty(conn: &mut PgConnection, timeout: Duration)
     }
 }
 
-/// A relay running as a task; stop it with [`RunningRelay::stop`] (finishes
-/// the batch in flight) or [`RunningRelay::abort`]. Dropped, it is aborted.
-pub(crate) struct RunningRelay {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<outbox_diesel::Result<RelayReport>>>,
-}
-
-impl RunningRelay {
-    pub(crate) fn spawn(relay: Relay<KafkaPublisher>) -> Self {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(relay.run(async {
-            stopped.await.ok();
-        }));
-        RunningRelay {
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// Asks the relay to stop and returns its report; fails the test if it
-    /// panicked, returned an error or took longer than a minute.
-    pub(crate) async fn stop(mut self) -> RelayReport {
-        self.stop.take().expect("not stopped yet").send(()).ok();
-        let task = self.task.take().expect("not stopped yet");
-        match tokio::time::timeout(Duration::from_secs(60), task).await {
-            Err(_) => panic!("the relay did not stop within 60 s of being asked to"),
-            Ok(Err(join)) => panic!("the relay task failed: {join}"),
-            Ok(Ok(Err(error))) => panic!("the relay returned an error: {error:?}"),
-            Ok(Ok(Ok(report))) => report,
-        }
-    }
-
-    /// Aborts the relay's task where it stands (as a crash of the task would)
-    /// and waits until it is gone.
-    pub(crate) async fn abort(mut self) {
-        let task = self.task.take().expect("not stopped yet");
-        task.abort();
-        match task.await {
-            Err(join) if join.is_cancelled() => {}
-            Err(join) => panic!("the relay task failed: {join}"),
-            Ok(result) => panic!("the relay stopped on its own before the abort: {result:?}"),
-        }
-    }
-
-    /// Whether the task has ended (it never should before being stopped).
-    pub(crate) fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(JoinHandle::is_finished)
-    }
-}
-
-impl Drop for RunningRelay {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
 /// A record read back and decoded.
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
@@ -273,43 +202,18 @@ pub(crate) struct Received {
     pub(crate) headers: Vec<(String, String)>,
 }
 
-/// Reads every partition of a topic from its first offset, with a fresh group
-/// (assigned, not subscribed: no group join to wait for), decoding each record.
+/// Reads every partition of a topic from its first offset (a
+/// [`TopicReader`]), decoding each record.
 pub(crate) struct Reader {
-    consumer: StreamConsumer,
-    topic: String,
+    records: TopicReader,
     /// Everything read so far, in the order read (offset order per partition).
     pub(crate) received: Vec<Received>,
 }
 
 impl Reader {
     pub(crate) fn new(kafka: &TestKafka, topic: &str) -> Self {
-        let consumer: StreamConsumer = kafka
-            .consumer_config(&kafka.group("reader"))
-            .set("fetch.wait.max.ms", "100")
-            .create()
-            .expect("create a Kafka consumer");
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("no metadata for topic {topic}: {e}"));
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map_or(0, |t| t.partitions().len());
-        assert!(partitions > 0, "topic {topic} has no partitions");
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..partitions as i32 {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .expect("a valid offset");
-        }
-        consumer
-            .assign(&assignment)
-            .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
         Reader {
-            consumer,
-            topic: topic.to_owned(),
+            records: TopicReader::from_start(kafka, topic),
             received: Vec::new(),
         }
     }
@@ -321,18 +225,14 @@ impl Reader {
         timeout: Duration,
         mut done: impl FnMut(&[Received]) -> bool,
     ) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !done(&self.received) {
-            let next = tokio::time::timeout_at(deadline, self.next()).await;
-            match next {
-                Ok(record) => self.received.push(record),
-                Err(_) => panic!(
-                    "timed out after {timeout:?} on topic {} waiting for {what}; read {} records",
-                    self.topic,
-                    self.received.len()
-                ),
-            }
-        }
+        let Reader { records, received } = self;
+        let topic = records.topic().to_owned();
+        records
+            .read_until(what, timeout, |records| {
+                decode_new(&topic, records, received);
+                done(received)
+            })
+            .await;
     }
 
     /// Reads until every message of `ids` has arrived at least once.
@@ -355,9 +255,12 @@ impl Reader {
 
     /// Reads whatever else arrives within `quiet` (the wait restarts after each record).
     pub(crate) async fn read_rest(&mut self, quiet: Duration) {
-        while let Ok(record) = tokio::time::timeout(quiet, self.next()).await {
-            self.received.push(record);
-        }
+        self.records.read_rest(quiet).await;
+        decode_new(
+            self.records.topic(),
+            &self.records.records,
+            &mut self.received,
+        );
     }
 
     /// The received messages of `ids`, in the order read.
@@ -368,52 +271,25 @@ impl Reader {
             .filter(|r| ids.contains(&r.message.id))
             .collect()
     }
+}
 
-    async fn next(&self) -> Received {
-        let mut away = false;
-        let record = loop {
-            match self.consumer.recv().await {
-                Ok(record) => break record,
-                // The broker is away (the outage test stops it): the consumer
-                // reconnects on its own; anything else fails the test.
-                Err(KafkaError::MessageConsumption(
-                    code @ (RDKafkaErrorCode::AllBrokersDown
-                    | RDKafkaErrorCode::BrokerTransportFailure),
-                )) => {
-                    if !away {
-                        eprintln!("reader of {}: {code}; waiting for the broker", self.topic);
-                    }
-                    away = true;
-                }
-                Err(e) => panic!("Kafka error while reading {}: {e}", self.topic),
-            }
-        };
-        let message = decode_record(&record).unwrap_or_else(|e| {
+/// Decodes the `records` of `topic` not yet in `received` onto it; fails the
+/// test on one that does not decode.
+fn decode_new(topic: &str, records: &[OwnedMessage], received: &mut Vec<Received>) {
+    for record in &records[received.len()..] {
+        let message = decode_record(record).unwrap_or_else(|e| {
             panic!(
-                "record {}/{} of {} does not decode: {e}",
+                "record {}/{} of {topic} does not decode: {e}",
                 record.partition(),
                 record.offset(),
-                self.topic
             )
         });
-        let headers = record
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| {
-                        let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
-                        (h.key.to_owned(), value.into_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Received {
+        received.push(Received {
             message,
             partition: record.partition(),
             offset: record.offset(),
-            headers,
-        }
+            headers: headers_of(record),
+        });
     }
 }
 
