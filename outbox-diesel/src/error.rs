@@ -153,6 +153,18 @@ fn mask_parameters(url: &str) -> String {
     out
 }
 
+/// `error` and its causes, joined with `: `, for one log line or record.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::mask_password;
@@ -174,16 +186,4 @@ mod tests {
             "postgres://u:***@h/d"
         );
     }
-}
-
-/// `error` and its causes, joined with `: `, for one log line or record.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
