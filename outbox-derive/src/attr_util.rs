@@ -235,3 +235,36 @@ pub(crate) fn record<T>(
         }
     }
 }
+
+/// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`.
+pub(crate) fn check_topic(topic: &str) -> Result<(), String> {
+    check_name(crate::symbol::TOPIC, topic)?;
+    if topic.len() > 249 {
+        return Err(format!(
+            "`topic` is {} characters long; Kafka allows 249",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "`topic` contains {c:?}; Kafka topic names use only ASCII letters, digits, `.`, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// Routes and wire names: not empty, no whitespace or control characters.
+pub(crate) fn check_name(key: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("`{key}` must not be empty"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{key}` must not contain whitespace or control characters, found {c:?}"
+        ));
+    }
+    Ok(())
+}

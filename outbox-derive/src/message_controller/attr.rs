@@ -6,7 +6,7 @@ use syn::parse::Parser;
 use syn::{Attribute, LitStr, Meta, Path, Token, Type};
 
 use super::symbol::*;
-use crate::attr_util::{self, Attr, key_name, record};
+use crate::attr_util::{self, Attr, check_name, check_topic, key_name, record};
 use crate::ctxt::Ctxt;
 
 /// The macro's arguments.
@@ -14,6 +14,7 @@ pub(crate) struct Args {
     pub(crate) model: Option<Type>,
     pub(crate) table: Option<Path>,
     pub(crate) route: Option<LitStr>,
+    pub(crate) topic: Option<LitStr>,
     pub(crate) strict: bool,
 }
 
@@ -22,6 +23,7 @@ impl Args {
         let mut model = Attr::none(MODEL);
         let mut table = Attr::none(TABLE);
         let mut route = Attr::none(ROUTE);
+        let mut topic = Attr::none(TOPIC);
         let mut strict = Attr::none(STRICT);
         // Keys given with a bad value, misspelt, or lost to a syntax error:
         // already reported, so not "missing" too.
@@ -45,10 +47,18 @@ impl Args {
                 }
                 ROUTE => {
                     if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, ROUTE)) {
-                        if let Err(reason) = check_route(&v.value()) {
+                        if let Err(reason) = check_name(ROUTE, &v.value()) {
                             cx.error_spanned_by(&v, reason);
                         }
                         route.set(cx, &meta.path, v);
+                    }
+                }
+                TOPIC => {
+                    if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, TOPIC)) {
+                        if let Err(reason) = check_topic(&v.value()) {
+                            cx.error_spanned_by(&v, reason);
+                        }
+                        topic.set(cx, &meta.path, v);
                     }
                 }
                 STRICT => {
@@ -96,6 +106,7 @@ impl Args {
             model,
             table,
             route: route.get(),
+            topic: topic.get(),
             strict: strict.get().is_some(),
         }
     }
@@ -187,20 +198,6 @@ pub(crate) fn check_event_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Routes: not empty, no whitespace or control characters (the rule of
-/// `#[outbox(route = ..)]`, so a controller can serve any route a model names).
-fn check_route(route: &str) -> Result<(), String> {
-    if route.is_empty() {
-        return Err(format!("`{ROUTE}` must not be empty"));
-    }
-    if let Some(c) = route.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "`{ROUTE}` must not contain whitespace or control characters, found {c:?}"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,8 +222,8 @@ mod tests {
 
     #[test]
     fn routes_have_no_blanks() {
-        assert_eq!(check_route("users"), Ok(()));
-        assert!(check_route("").is_err());
-        assert!(check_route("my users").is_err());
+        assert_eq!(check_name(ROUTE, "users"), Ok(()));
+        assert!(check_name(ROUTE, "").is_err());
+        assert!(check_name(ROUTE, "my users").is_err());
     }
 }

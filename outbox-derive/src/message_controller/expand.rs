@@ -72,6 +72,10 @@ pub(crate) fn expand(model: &Model<'_>, item: &ItemImpl) -> TokenStream {
         Some(route) => quote!(#route),
         None => quote!(#outboxed::ROUTE),
     };
+    let topic = match &model.topic {
+        Some(topic) => quote!(#topic),
+        None => quote!(#outboxed::TOPIC),
+    };
     let strict = model.strict;
 
     let custom_names = model.custom.iter().map(|c| &c.name);
@@ -125,7 +129,7 @@ pub(crate) fn expand(model: &Model<'_>, item: &ItemImpl) -> TokenStream {
                 }
 
                 fn topics(&self) -> &[&str] {
-                    const TOPICS: &[&str] = &[#outboxed::TOPIC];
+                    const TOPICS: &[&str] = &[#topic];
                     TOPICS
                 }
 

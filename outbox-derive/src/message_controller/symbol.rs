@@ -1,14 +1,14 @@
 //! The names `#[message_controller]` understands: its arguments, the `#[on]`
 //! attribute, the hooks and the built-in events.
 
-pub(crate) use crate::symbol::ROUTE;
+pub(crate) use crate::symbol::{ROUTE, TOPIC};
 
 // #[message_controller(..)]
 pub(crate) const MODEL: &str = "model";
 pub(crate) const TABLE: &str = "table";
 pub(crate) const STRICT: &str = "strict";
 
-pub(crate) const ARGS: &[&str] = &[MODEL, TABLE, ROUTE, STRICT];
+pub(crate) const ARGS: &[&str] = &[MODEL, TABLE, ROUTE, TOPIC, STRICT];
 
 /// `#[on("event_name")]` on a method.
 pub(crate) const ON: &str = "on";

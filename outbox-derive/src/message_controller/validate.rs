@@ -18,6 +18,8 @@ pub(crate) struct Model<'a> {
     pub(crate) model: Type,
     pub(crate) table: Path,
     pub(crate) route: Option<LitStr>,
+    /// The topic read, when not the model's.
+    pub(crate) topic: Option<LitStr>,
     pub(crate) strict: bool,
     pub(crate) created: Handling<'a>,
     pub(crate) updated: Handling<'a>,
@@ -191,6 +193,7 @@ pub(crate) fn model<'a>(cx: &Ctxt, args: Args, controller: Controller<'a>) -> Op
         model,
         table,
         route: args.route,
+        topic: args.topic,
         strict: args.strict,
         // `created` falls back on the update hooks: created is updated for a new row.
         created: handling(

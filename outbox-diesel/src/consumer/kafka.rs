@@ -99,6 +99,12 @@ fn partitions(list: &TopicPartitionList) -> Vec<Tp> {
 }
 
 impl ClientContext for ConsumeContext {
+    // Into `tracing` (rdkafka's default goes to the `log` crate): an
+    // unreachable broker or a refused login shows where the service logs.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, stats) in &stats.partitions {
