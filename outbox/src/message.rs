@@ -205,6 +205,8 @@ impl Message {
         occurred_at: DateTime<Utc>,
         trace: Option<&TraceContext>,
     ) -> Result<EncodedMessage, Error> {
+        // What consumers would refuse is refused here, before it is stored.
+        routing_name(headers::FROM, from)?;
         let id = id.to_string();
         let occurred_at = format_timestamp(&occurred_at);
         let partition_key = model.partition_key();
@@ -250,8 +252,8 @@ impl Message {
         let headers = RecordHeaders::collect(headers)?;
         let id = parse_header(&headers, headers::MESSAGE_ID, MessageId::parse)?;
         let event = parse_header(&headers, headers::EVENT, Event::parse)?;
-        let from = headers.required(headers::FROM)?;
-        let to = headers.required(headers::TO)?;
+        let from = routing_name(headers::FROM, headers.required(headers::FROM)?)?;
+        let to = routing_name(headers::TO, headers.required(headers::TO)?)?;
         let versions = parse_header(&headers, headers::VERSIONS, parse_versions)?;
         let content_type = headers.required(headers::CONTENT_TYPE)?;
         if !is_json_media_type(content_type) {
@@ -663,6 +665,24 @@ fn parse_header<T>(
 ) -> Result<T, DecodeError> {
     let raw = headers.required(name)?;
     parse(raw).map_err(|e| invalid_header(name, raw, e))
+}
+
+/// `from` and `to` name services and routes: consumers key their inbox and
+/// their routing on them, and PostgreSQL text cannot hold NUL, so a value that
+/// is empty or holds control characters is refused here, by name.
+fn routing_name<'v>(name: &'static str, value: &'v str) -> Result<&'v str, DecodeError> {
+    let reason = if value.is_empty() {
+        "it is empty".to_owned()
+    } else if let Some(c) = value.chars().find(|c| c.is_control()) {
+        format!("it contains the control character {c:?}")
+    } else {
+        return Ok(value);
+    };
+    Err(DecodeError::InvalidHeader {
+        name,
+        value: Truncated::new(value),
+        reason,
+    })
 }
 
 fn invalid_header(name: &'static str, raw: &str, error: Error) -> DecodeError {

@@ -152,6 +152,18 @@ fn unknown_headers_are_ignored() {
 }
 
 #[test]
+fn from_and_to_must_be_names() {
+    let record = sample().encode();
+    let err = decode_with_header(&record, "from", Some("acc\0ounts"));
+    assert_eq!(
+        err.to_string(),
+        "header `from` has an invalid value \"acc\\0ounts\": it contains the control character '\\0'"
+    );
+    let err = decode_with_header(&record, "to", Some(""));
+    assert!(matches!(err, DecodeError::InvalidHeader { name: "to", .. }), "{err}");
+}
+
+#[test]
 fn content_type_parameters_are_accepted() {
     let record = sample().encode();
     let mut headers: Vec<(&str, Option<&[u8]>)> = record
@@ -421,8 +433,9 @@ fn arb_trace() -> impl Strategy<Value = Option<TraceContext>> {
 prop_compose! {
     fn arb_message()(
         event in arb_event(),
-        from in ".*",
-        to in ".*",
+        // `from` and `to` are names: not empty, no control characters.
+        from in "[^\\p{Cc}]{1,40}",
+        to in "[^\\p{Cc}]{1,40}",
         topic in "[a-zA-Z0-9._-]{1,40}",
         partition_key in ".*",
         // 1970..2200, to the nanosecond.

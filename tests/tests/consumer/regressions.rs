@@ -200,16 +200,35 @@ async fn handler_panic_is_permanent_under_the_default_retries() {
 
 const NUL_KEYS: i64 = 20;
 
-/// 2. A message whose `from` (header and envelope) holds a NUL byte: valid
-/// UTF-8 and JSON (`\u0000`), so it decodes, but PostgreSQL text refuses it in
-/// the inbox insert. A refusal of the record, not a database outage: with
-/// the dead-letter policy it is tried as often as the policy says and lands
-/// in `<topic>.dlq` (kind `handler`), and the records after it on its
-/// partition apply.
+/// 2a. A message whose `from` holds a NUL byte: `Message::decode` refuses it
+/// (PostgreSQL text cannot hold NUL), so it is dead-lettered at once as a
+/// decode failure, and the records after it on its partition apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nul_byte_in_from_is_dead_lettered_and_its_partition_goes_on() {
+    refused_from_is_dead_lettered("consumer_nul_from", "acc\0ounts".to_owned(), &[]).await;
+}
+
+/// 2b. A `from` too long for the inbox's primary key (a btree row holds at
+/// most 2,704 bytes; these hex digits barely compress): it decodes, but
+/// PostgreSQL refuses the inbox insert. A refusal of the record, not a
+/// database outage: with the dead-letter policy it is tried as often as the
+/// policy says and lands in `<topic>.dlq` (kind `handler`), and the records
+/// after it on its partition apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_from_too_long_for_the_inbox_is_dead_lettered_after_its_attempts() {
+    let from: String = (0..300)
+        .map(|_| uuid::Uuid::now_v7().simple().to_string())
+        .collect();
+    refused_from_is_dead_lettered("consumer_long_from", from, &["index row size"]).await;
+}
+
+/// Sends one message with `from` amid two rounds of good ones; checks it is
+/// dead-lettered (as a decode failure when decoding refuses it, else as a
+/// handler failure whose error holds every one of `database_says`) and the
+/// rest applies.
+async fn refused_from_is_dead_lettered(test: &str, from: String, database_says: &[&str]) {
     let started = Instant::now();
-    let mut env = Env::new("consumer_nul_from");
+    let mut env = Env::new(test);
     let dlq = env.dead_letter_topic();
     let policy = quick_retries(FailurePolicy::dead_letter(), 2);
     let consumer = RunningConsumer::spawn(
@@ -229,7 +248,7 @@ async fn a_nul_byte_in_from_is_dead_lettered_and_its_partition_goes_on() {
     let partition = env.partition_of(1);
     let key = keys_on(partition, 9_000, 1)[0];
     let mut bad = message_of(&User::new(key, 0), Event::Created, &env.topic);
-    bad.from = "acc\0ounts".to_owned();
+    bad.from = from;
     let encoded = bad.encode();
     let decoded = Message::decode(
         &env.topic,
@@ -243,10 +262,11 @@ async fn a_nul_byte_in_from_is_dead_lettered_and_its_partition_goes_on() {
     // Should decoding come to refuse it, the record is a decode failure.
     let (kind, errors, attempts): (&str, Vec<String>, u64) = match &decoded {
         Ok(message) => {
-            assert_eq!(message.from, bad.from, "the NUL survives the round trip");
+            assert_eq!(message.from, bad.from, "`from` survives the round trip");
+            assert!(!database_says.is_empty(), "decode should refuse it");
             (
                 dead_letter::KIND_HANDLER,
-                vec!["invalid byte sequence".to_owned(), "0x00".to_owned()],
+                database_says.iter().map(|t| (*t).to_owned()).collect(),
                 2,
             )
         }
@@ -274,7 +294,7 @@ async fn a_nul_byte_in_from_is_dead_lettered_and_its_partition_goes_on() {
     let report = consumer.stop().await;
     relay.stop().await;
     eprintln!(
-        "NUL in from: decode {}; {report:?}; {:?}",
+        "{test}: decode {}; {report:?}; {:?}",
         if decoded.is_ok() {
             "accepts"
         } else {
