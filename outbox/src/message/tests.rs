@@ -160,7 +160,10 @@ fn from_and_to_must_be_names() {
         "header `from` has an invalid value \"acc\\0ounts\": it contains the control character '\\0'"
     );
     let err = decode_with_header(&record, "to", Some(""));
-    assert!(matches!(err, DecodeError::InvalidHeader { name: "to", .. }), "{err}");
+    assert!(
+        matches!(err, DecodeError::InvalidHeader { name: "to", .. }),
+        "{err}"
+    );
 }
 
 #[test]
