@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
@@ -89,7 +90,13 @@ pub(crate) type RevokedFlags = Arc<Mutex<HashMap<Tp, Arc<AtomicBool>>>>;
 pub(crate) struct ConsumeContext {
     pub(crate) control: UnboundedSender<Control>,
     pub(crate) revoked: RevokedFlags,
+    /// The last client error logged at warn, and when: librdkafka repeats an
+    /// error many times a second while brokers are down.
+    pub(crate) last_error: Mutex<Option<(String, Instant)>>,
 }
+
+/// How long the same client error stays at debug level after being logged.
+const REPEATED_ERROR_QUIET: Duration = Duration::from_secs(30);
 
 fn partitions(list: &TopicPartitionList) -> Vec<Tp> {
     list.elements()
@@ -102,7 +109,22 @@ impl ClientContext for ConsumeContext {
     // Into `tracing` (rdkafka's default goes to the `log` crate): an
     // unreachable broker or a refused login shows where the service logs.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "Kafka client error");
+        let text = format!("{error}: {reason}");
+        let now = Instant::now();
+        let repeated = self.last_error.lock().is_ok_and(|mut last| {
+            let repeated = last.as_ref().is_some_and(|(previous, at)| {
+                *previous == text && now.duration_since(*at) < REPEATED_ERROR_QUIET
+            });
+            if !repeated {
+                *last = Some((text.clone(), now));
+            }
+            repeated
+        });
+        if repeated {
+            tracing::debug!(error = %text, "Kafka client error (repeated)");
+        } else {
+            tracing::warn!(error = %text, "Kafka client error");
+        }
     }
 
     fn stats(&self, statistics: Statistics) {

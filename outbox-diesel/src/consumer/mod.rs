@@ -73,6 +73,12 @@ pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnectio
 /// # Ok::<(), outbox_diesel::Error>(())
 /// ```
 pub fn pool(database_url: &str, size: usize) -> Result<Pool> {
+    if size == 0 {
+        return Err(Error::Config {
+            name: "pool",
+            reason: "a pool needs at least one connection".to_owned(),
+        });
+    }
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
     let manager =
@@ -84,6 +90,26 @@ pub fn pool(database_url: &str, size: usize) -> Result<Pool> {
             name: "pool",
             reason: format!("{} ({error})", mask_password(database_url)),
         })
+}
+
+/// How long a connection may take to come out of the pool (made, if need be)
+/// before the attempt counts as the database being unavailable.
+pub(crate) const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pooled connection within [`CHECKOUT_TIMEOUT`]: a database that accepts
+/// connections but never answers is an outage too, retried and logged, and
+/// never a task waiting past shutdown.
+pub(crate) async fn checkout(
+    pool: &Pool,
+) -> std::result::Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, String>
+{
+    match tokio::time::timeout(CHECKOUT_TIMEOUT, pool.get()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(error)) => Err(crate::error::error_chain(&error)),
+        Err(_) => Err(format!(
+            "no connection from the pool within {CHECKOUT_TIMEOUT:?}"
+        )),
+    }
 }
 
 /// Default number of partitions applying at once.
@@ -344,10 +370,19 @@ impl ConsumerBuilder {
     /// on one route, a controller without topic, a concurrency of 0, a setting
     /// the consumer owns; [`Error::Kafka`] when librdkafka refuses a setting.
     pub fn build(self) -> Result<Consumer> {
-        let routes = Routes::new(self.controllers, self.default_policy)?;
         let mut problems = Vec::new();
+        let routes = Routes::new(self.controllers, self.default_policy)
+            .map_err(|error| problems.push(error_reason(error)))
+            .ok();
         if self.concurrency == 0 {
             problems.push("`concurrency` must be at least 1".to_owned());
+        }
+        if self.settings.retention_interval.is_zero()
+            || self.settings.resume_poll_interval.is_zero()
+        {
+            problems.push(
+                "`retention_interval` and `resume_poll_interval` must not be zero".to_owned(),
+            );
         }
         for (key, _) in &self.kafka {
             if CONSUMER_REQUIRED.iter().any(|(owned, _)| owned == key) {
@@ -355,13 +390,24 @@ impl ConsumerBuilder {
                     "`{key}` is set by the consumer (offsets are stored after each database commit)"
                 ));
             }
+            if key == "group.id" {
+                problems.push(
+                    "`group.id` is the builder's `group` (stops are recorded under it)".to_owned(),
+                );
+            }
         }
-        if !problems.is_empty() {
+        if self.group.trim().is_empty() {
+            problems.push("the consumer group must not be empty".to_owned());
+        }
+        if self.brokers.trim().is_empty() {
+            problems.push("no Kafka brokers given".to_owned());
+        }
+        let Some(routes) = routes.filter(|_| problems.is_empty()) else {
             return Err(Error::Config {
                 name: "consumer",
                 reason: problems.join("; "),
             });
-        }
+        };
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
@@ -388,6 +434,7 @@ impl ConsumerBuilder {
         let context = ConsumeContext {
             control: control_tx.clone(),
             revoked: Arc::clone(&revoked),
+            last_error: Mutex::new(None),
         };
         let consumer: StreamConsumer<ConsumeContext> = config
             .create_with_context(context)
@@ -445,7 +492,7 @@ async fn watch_resumed(
         if watched.is_empty() {
             continue;
         }
-        let mut conn = match shared.pool.get().await {
+        let mut conn = match checkout(&shared.pool).await {
             Ok(conn) => conn,
             Err(error) => {
                 tracing::warn!(%error, "resume check: database unavailable");
@@ -481,7 +528,7 @@ async fn expire_inbox(
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let mut conn = match pool.get().await {
+        let mut conn = match checkout(&pool).await {
             Ok(conn) => conn,
             Err(error) => {
                 tracing::warn!(%error, "inbox retention: database unavailable");
@@ -502,6 +549,53 @@ async fn expire_inbox(
                     break;
                 }
             }
+        }
+    }
+}
+
+/// The reason of a configuration error, to report it beside the others.
+fn error_reason(error: Error) -> String {
+    match error {
+        Error::Config { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_needs_a_connection() {
+        let error = pool("postgres://localhost/app", 0).err().expect("refused");
+        assert_eq!(
+            error.to_string(),
+            "invalid setting `pool`: a pool needs at least one connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn build_reports_every_problem_at_once() {
+        let pool = pool("postgres://localhost/app", 1).unwrap();
+        let error = Consumer::builder(" ", "", pool)
+            .concurrency(0)
+            .retention_interval(Duration::ZERO)
+            .set("enable.auto.commit", "false")
+            .set("group.id", "other")
+            .build()
+            .err()
+            .expect("refused");
+        let text = error.to_string();
+        for problem in [
+            "at least one controller",
+            "`concurrency` must be at least 1",
+            "must not be zero",
+            "`enable.auto.commit` is set by the consumer",
+            "`group.id` is the builder's `group`",
+            "the consumer group must not be empty",
+            "no Kafka brokers given",
+        ] {
+            assert!(text.contains(problem), "{problem:?} missing from {text:?}");
         }
     }
 }

@@ -14,11 +14,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::Shared;
 use super::apply::{Applied, ApplyError, apply};
 use super::kafka::{Control, Tp};
 use super::policy::{FailurePolicy, OnFailure};
 use super::report::Outcome;
+use super::{Shared, checkout};
 use crate::backoff::Backoff;
 use crate::dead_letter;
 use crate::error::error_chain;
@@ -226,14 +226,14 @@ impl PartitionTask {
         let (base, cap) = INFRASTRUCTURE_BACKOFF;
         let mut backoff = Backoff::new(base, cap);
         loop {
-            let error = match self.shared.pool.get().await {
+            let error = match checkout(&self.shared.pool).await {
                 Ok(mut conn) => match query(&mut conn).await {
                     Ok(value) => return Some(value),
-                    Err(error) => error.to_string(),
+                    Err(error) => error_chain(&error),
                 },
-                Err(error) => error.to_string(),
+                Err(error) => error,
             };
-            tracing::warn!(partition = %self.tp, %error, "database unavailable; retrying");
+            tracing::warn!(partition = %self.tp, %error, "database query failed; retrying");
             if !self.pause(backoff.next_delay()).await {
                 return None;
             }
@@ -300,7 +300,7 @@ impl PartitionTask {
                 attempts += 1;
                 let result = {
                     let _permit = shared.permits.acquire().await;
-                    match shared.pool.get().await {
+                    match checkout(&shared.pool).await {
                         Ok(mut conn) => {
                             let result = apply(&mut conn, &*route.controller, &shared.follow_ups,
                                 &message, self.tp.partition, record.offset()).await;
@@ -310,7 +310,7 @@ impl PartitionTask {
                             }
                             result
                         }
-                        Err(error) => Err(ApplyError::Infrastructure(Box::new(error))),
+                        Err(error) => Err(ApplyError::Infrastructure(error.into())),
                     }
                 };
                 let error = match result {
@@ -372,7 +372,7 @@ impl PartitionTask {
     }
 
     async fn database_reachable(&self) -> bool {
-        match self.shared.pool.get().await {
+        match checkout(&self.shared.pool).await {
             Ok(mut conn) => {
                 diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), &mut conn)
                     .await
@@ -502,11 +502,11 @@ impl PartitionTask {
     /// Marks stop `stop_id` resumed; best effort (a stop left behind is shown
     /// by `outbox partitions list` and only pauses the partition until resumed).
     async fn withdraw(&self, stop_id: i64) {
-        let result = match self.shared.pool.get().await {
+        let result = match checkout(&self.shared.pool).await {
             Ok(mut conn) => stopped::resume_by_id_async(&mut conn, stop_id)
                 .await
-                .map_err(|error| error.to_string()),
-            Err(error) => Err(error.to_string()),
+                .map_err(|error| error_chain(&error)),
+            Err(error) => Err(error),
         };
         if let Err(error) = result {
             tracing::warn!(partition = %self.tp, stop_id, %error,
