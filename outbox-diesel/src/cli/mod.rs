@@ -72,8 +72,9 @@ fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode 
     }
 }
 
-/// Transactional outbox on PostgreSQL and Kafka: migrations, the relay, and the
-/// rows it has not sent yet.
+/// Transactional outbox and idempotent inbox on PostgreSQL and Kafka:
+/// migrations, the relay and the rows it has not sent yet, the partitions
+/// consumers stopped, and dead-letter topics.
 #[derive(Debug, Parser)]
 #[command(
     name = "outbox",

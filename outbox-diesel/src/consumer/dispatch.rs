@@ -83,6 +83,10 @@ impl Dispatcher {
             }
         }
         let _ = self.shutdown.send(true);
+        tracing::info!(
+            partitions = self.tasks.len() + self.retiring.len(),
+            "shutting down: partition tasks finish the record in hand"
+        );
         let joins: Vec<JoinHandle<()>> = self
             .tasks
             .drain()

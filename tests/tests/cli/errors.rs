@@ -163,7 +163,8 @@ fn command_line_mistakes() {
     );
     assert_eq!(
         first_line(&[]),
-        "Transactional outbox on PostgreSQL and Kafka: migrations, the relay, and the rows it has not sent yet"
+        "Transactional outbox and idempotent inbox on PostgreSQL and Kafka: migrations, the relay and \
+         the rows it has not sent yet, the partitions consumers stopped, and dead-letter topics"
     );
 }
 
@@ -171,7 +172,14 @@ fn command_line_mistakes() {
 fn help_and_version_succeed() {
     let help = run(&mut outbox(&["--help"]));
     let text = help.success();
-    for command in ["migrations", "relay", "status", "parked"] {
+    for command in [
+        "migrations",
+        "relay",
+        "status",
+        "parked",
+        "partitions",
+        "dlq",
+    ] {
         assert!(text.contains(command), "{text}");
     }
     // The environment's URL is never shown (it may hold a password).
