@@ -31,7 +31,8 @@ pub(super) enum PartitionsCommand {
         #[arg(long, value_name = "TOPIC")]
         topic: String,
         /// The partition
-        #[arg(long, value_name = "PARTITION", value_parser = clap::value_parser!(i32).range(0..))]
+        #[arg(long, value_name = "PARTITION", allow_negative_numbers = true,
+              value_parser = clap::value_parser!(i32).range(0..))]
         partition: i32,
     },
 }

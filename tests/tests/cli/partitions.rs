@@ -326,10 +326,12 @@ fn command_line_mistakes() {
         resume(&["--partition", "two"]),
         "error: invalid value 'two' for '--partition <PARTITION>': invalid digit found in string"
     );
-    assert_eq!(
-        resume(&["--partition=-1"]),
-        "error: invalid value '-1' for '--partition <PARTITION>': -1 is not in 0..=2147483647"
-    );
+    for negative in [&["--partition=-1"][..], &["--partition", "-1"]] {
+        assert_eq!(
+            resume(negative),
+            "error: invalid value '-1' for '--partition <PARTITION>': -1 is not in 0..=2147483647"
+        );
+    }
     assert_eq!(
         first_line(&["partitions", "list"]),
         "error: no database: pass --database-url or set DATABASE_URL"
