@@ -469,6 +469,14 @@ impl ConsumerBuilder {
     }
 }
 
+/// Waits `interval`; `false` when shutdown comes first.
+async fn tick(interval: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => true,
+        _ = shutdown.wait_for(|stop| *stop) => false,
+    }
+}
+
 /// Polls the stops of this consumer's stopped partitions; tells the
 /// dispatcher when one is resumed.
 async fn watch_resumed(
@@ -478,9 +486,8 @@ async fn watch_resumed(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+        if !tick(interval, &mut shutdown).await {
+            return;
         }
         let watched: Vec<(Tp, (i64, i64))> = match stopped.lock() {
             Ok(stopped) => stopped
@@ -524,9 +531,8 @@ async fn expire_inbox(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+        if !tick(interval, &mut shutdown).await {
+            return;
         }
         let mut conn = match checkout(&pool).await {
             Ok(conn) => conn,
