@@ -249,13 +249,7 @@ impl Dispatcher {
                 };
                 // Seek while still paused, so nothing past `offset` is read
                 // first; on failure stay paused: the watcher asks again.
-                if let Err(error) = self.shared.consumer.seek(
-                    &tp.topic,
-                    tp.partition,
-                    Offset::Offset(offset),
-                    SEEK_TIMEOUT,
-                ) {
-                    tracing::warn!(partition = %tp, offset, %error, "seek to resume failed; will retry");
+                if !self.seek(&tp, offset) {
                     return;
                 }
                 // Records sent before this marker were read before the seek.
@@ -300,14 +294,17 @@ impl Dispatcher {
         }
     }
 
-    fn seek(&self, tp: &Tp, offset: i64) {
-        if let Err(error) = self.shared.consumer.seek(
+    /// Whether the seek took; a failure is logged (and retried by the caller).
+    fn seek(&self, tp: &Tp, offset: i64) -> bool {
+        let result = self.shared.consumer.seek(
             &tp.topic,
             tp.partition,
             Offset::Offset(offset),
             SEEK_TIMEOUT,
-        ) {
+        );
+        if let Err(error) = &result {
             tracing::warn!(partition = %tp, offset, %error, "seek failed");
         }
+        result.is_ok()
     }
 }

@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Settings the consumer relies on; `set` may override the first three, not the last two.
+/// Settings the consumer starts from; `set` may override them.
 pub(crate) const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("statistics.interval.ms", "5000"),
@@ -19,7 +19,8 @@ pub(crate) const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// Offsets are stored by the consumer after each commit to PostgreSQL, and
-/// committed by librdkafka in the background; these two make that so.
+/// committed by librdkafka in the background; these two make that so, and
+/// `set` may not override them.
 pub(crate) const CONSUMER_REQUIRED: &[(&str, &str)] = &[
     ("enable.auto.commit", "true"),
     ("enable.auto.offset.store", "false"),

@@ -1,6 +1,6 @@
 //! Regressions of the consumer fixes from review (a9e17f5): a handler that
 //! panics, a record PostgreSQL refuses in the inbox insert, a partition with
-//! more records queued than the backpressure high mark, and a rebalance while
+//! more records queued than its read-ahead allows, and a rebalance while
 //! every partition's record is failing.
 
 use std::sync::Arc;
