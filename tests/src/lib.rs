@@ -29,6 +29,7 @@ mod names;
 pub mod process;
 mod reader;
 mod running;
+pub mod secure;
 
 pub use db::TestDb;
 pub use kafka::TestKafka;
