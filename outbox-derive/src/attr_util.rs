@@ -236,9 +236,15 @@ pub(crate) fn record<T>(
     }
 }
 
-/// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`.
+/// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`, not
+/// `.` or `..` (the runtime's `Message::check_topic` applies the same rule).
 pub(crate) fn check_topic(topic: &str) -> Result<(), String> {
     check_name(crate::symbol::TOPIC, topic)?;
+    if topic == "." || topic == ".." {
+        return Err(format!(
+            "`topic` is `{topic}`; Kafka does not allow `.` or `..` as a topic name"
+        ));
+    }
     if topic.len() > 249 {
         return Err(format!(
             "`topic` is {} characters long; Kafka allows 249",

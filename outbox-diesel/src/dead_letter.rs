@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use outbox::kafka::KafkaPublisher;
+use outbox::kafka::{CHECK_TIMEOUT, Diagnostics, KafkaPublisher, without_secrets};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -372,10 +372,18 @@ pub struct ReplayReport {
 /// Run it when no other consumer of `group` is running: the replay assigns
 /// itself the partitions and commits without joining the group.
 ///
+/// Starts by checking the brokers (as
+/// [`KafkaPublisher::check_brokers`]): a refused login or TLS handshake, or
+/// brokers that do not answer within [`CHECK_TIMEOUT`], end the replay before
+/// it reads anything.
+///
 /// # Errors
 ///
-/// - [`Error::Kafka`] when librdkafka refuses the consumer's settings, the
-///   brokers cannot be reached, or a read, send or commit fails;
+/// - [`Error::KafkaConnect`] naming the brokers and the cause when they
+///   cannot be used (refused login, untrusted certificate, wrong listener,
+///   connection refused, unknown host);
+/// - [`Error::Kafka`] when librdkafka refuses the consumer's settings, or a
+///   read, send or commit fails;
 /// - [`Error::Publish`] when librdkafka refuses the producer's settings;
 /// - [`Error::DeadLetter`] when `dlq_topic` is not a topic name or does not
 ///   exist, or a record's [`TOPIC`] header is not a topic name, or a record has
@@ -415,16 +423,32 @@ pub async fn replay(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true");
-    let mut publisher = KafkaPublisher::builder(brokers);
+    let mut publisher = KafkaPublisher::builder(brokers).client_name("dlq replay producer");
     for (key, value) in settings {
         config.set(key, value);
         publisher = publisher.set(key, value);
     }
-    let consumer: StreamConsumer = config.create().map_err(|source| Error::Kafka {
-        context: "invalid Kafka consumer settings".to_owned(),
-        source,
-    })?;
-    let publisher = publisher.build()?;
+    let diagnostics = Diagnostics::new("dlq replay consumer", &mut config);
+    let consumer: StreamConsumer<Diagnostics> =
+        config
+            .create_with_context(diagnostics)
+            .map_err(|source| Error::Kafka {
+                context: "invalid Kafka consumer settings".to_owned(),
+                source: without_secrets(source),
+            })?;
+    let publisher = Arc::new(publisher.build()?);
+    // The brokers first: a refused login or certificate ends the replay here,
+    // with its cause, rather than as a timeout of the first request.
+    blocking({
+        let publisher = Arc::clone(&publisher);
+        move || {
+            publisher
+                .check_brokers(CHECK_TIMEOUT)
+                .map(drop)
+                .map_err(Error::from)
+        }
+    })
+    .await?;
     let consumer = Arc::new(consumer);
 
     let ranges = blocking({
@@ -482,8 +506,8 @@ struct Range {
 
 /// A replay in progress.
 struct Replay<'a> {
-    consumer: Arc<StreamConsumer>,
-    producer: &'a FutureProducer,
+    consumer: Arc<StreamConsumer<Diagnostics>>,
+    producer: &'a FutureProducer<Diagnostics>,
     dlq_topic: &'a str,
     group: &'a str,
     /// The partitions not read to their end yet.
@@ -706,7 +730,11 @@ fn original_topic(dlq_topic: &str) -> Option<&str> {
 
 /// The partitions of `topic` with records past `consumer`'s group's committed
 /// offsets, and where each starts and ends.
-fn ranges(consumer: &StreamConsumer, brokers: &str, topic: &str) -> Result<HashMap<i32, Range>> {
+fn ranges(
+    consumer: &StreamConsumer<Diagnostics>,
+    brokers: &str,
+    topic: &str,
+) -> Result<HashMap<i32, Range>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .map_err(|source| kafka(format!("Kafka at {brokers} is not reachable"), source))?;

@@ -93,6 +93,42 @@ pub enum Error {
     /// [`dead_letter::replay`](crate::dead_letter::replay)).
     #[error("dead-letter replay: {0}")]
     DeadLetter(String),
+
+    /// The brokers cannot be used at start: they do not answer, or refuse
+    /// the TLS handshake or the login; names them and the cause.
+    #[error(transparent)]
+    KafkaConnect(#[from] outbox::kafka::ConnectError),
+
+    /// The consumer cannot start as things are: its database cannot be
+    /// reached or lacks the consumer's tables, or a topic it reads does not
+    /// exist (see [`Consumer::check`](crate::consumer::Consumer::check)).
+    #[error("{what}")]
+    NotReady {
+        /// What is missing, where, and what to do.
+        what: String,
+        /// What the driver said, when it said something.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// The metrics and health server could not listen on its address (taken,
+    /// or not this host's).
+    #[error("cannot serve metrics and health on {addr}")]
+    Serve {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Another `metrics` recorder is installed in this process, so the
+    /// Prometheus one cannot be (see [`serve::install_recorder`](crate::serve::install_recorder)).
+    #[error(
+        "another `metrics` recorder is installed in this process: render its metrics yourself, \
+         or give a Prometheus handle to `MetricsServer::start_with`"
+    )]
+    MetricsRecorder,
 }
 
 /// `url` with its passwords replaced by `***`, for messages and logs: the
@@ -154,12 +190,19 @@ fn mask_parameters(url: &str) -> String {
 }
 
 /// `error` and its causes, joined with `: `, for one log line or record.
+///
+/// A cause whose text is already there is left out: some wrappers (deadpool's
+/// `PoolError::Backend`, `#[error(transparent)]`) print their source and also
+/// return it from `source()`.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
@@ -167,7 +210,28 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::mask_password;
+    use super::{error_chain, mask_password};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection refused")]
+    struct Refused;
+
+    /// Prints its source and returns it, as deadpool's `PoolError::Backend` does.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Backend(#[source] Refused);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not connect")]
+    struct Connect(#[source] Backend);
+
+    #[test]
+    fn a_cause_is_named_once() {
+        assert_eq!(
+            error_chain(&Connect(Backend(Refused))),
+            "could not connect: connection refused"
+        );
+    }
 
     #[test]
     fn masks_only_the_password() {

@@ -40,14 +40,18 @@ pub mod migrations;
 pub mod ops;
 mod pg;
 pub mod relay;
+pub mod roles;
 pub mod schema;
+pub mod serve;
 pub mod stopped;
+pub mod topics;
 
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerReport, FailurePolicy, OnFailure, Pool, Retry, pool,
 };
 pub use error::{Error, Result, mask_password};
 pub use outbox;
+pub use pg::connect::{establish, establish_setup};
 pub use pg::enqueue::Outbox;
 pub use pg::realtime::{REALTIME_EVENT, Realtime, RealtimeMessage};
 pub use relay::{Relay, RelayBuilder, RelayReport};

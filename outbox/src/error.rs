@@ -38,6 +38,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A topic name breaks Kafka's rule (see [`Message::check_topic`](crate::Message::check_topic)).
+    #[error("invalid topic name {topic}: {reason}")]
+    InvalidTopic {
+        /// The offending name, quoted and truncated to a readable length.
+        topic: Truncated,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
     /// A string is not a valid [`MessageId`](crate::MessageId).
     #[error("invalid message id {value}: {reason}")]
     InvalidMessageId {

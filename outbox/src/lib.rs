@@ -20,7 +20,7 @@
 //! use serde_json::json;
 //!
 //! let payloads = Payloads::new(1, json!({"id": 42}))?;
-//! let message = Message::new(Event::Created, "accounts", "users", "accounts", "42", payloads);
+//! let message = Message::new(Event::Created, "accounts", "users", "accounts", "42", payloads)?;
 //! let record = message.encode();
 //! let headers = record.headers.iter().map(|(n, v)| (*n, Some(v.as_bytes())));
 //! assert_eq!(Message::decode("accounts", Some(&record.key), headers, Some(&record.value))?, message);

@@ -57,7 +57,7 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// use serde_json::json;
 ///
 /// let payloads = Payloads::new(1, json!({"id": 42, "email": "a@example.com"}))?;
-/// let message = Message::new(Event::Created, "accounts", "users", "accounts", "42", payloads);
+/// let message = Message::new(Event::Created, "accounts", "users", "accounts", "42", payloads)?;
 ///
 /// let record = message.encode();
 /// assert_eq!(record.key, b"42");
@@ -102,8 +102,17 @@ pub struct EncodedMessage {
     pub value: Vec<u8>,
 }
 
+/// Kafka's longest topic name.
+const MAX_TOPIC_LEN: usize = 249;
+
 impl Message {
     /// Makes a message with a new [`MessageId`], occurring now, without a trace.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] when `topic` breaks Kafka's rule (see
+    /// [`check_topic`](Message::check_topic)), the rule `#[outbox(topic = ..)]`
+    /// checks at compile time.
     ///
     /// # Examples
     ///
@@ -111,8 +120,11 @@ impl Message {
     /// use outbox::{Event, Message, Payloads};
     ///
     /// let payloads = Payloads::new(1, serde_json::json!({"id": 7}))?;
-    /// let message = Message::new(Event::Destroyed, "accounts", "users", "accounts", "7", payloads);
+    /// let message = Message::new(Event::Destroyed, "accounts", "users", "accounts", "7", payloads.clone())?;
     /// assert_eq!(message.to, "users");
+    ///
+    /// let refused = Message::new(Event::Destroyed, "accounts", "users", "user accounts", "7", payloads);
+    /// assert!(matches!(refused, Err(outbox::Error::InvalidTopic { .. })));
     /// # Ok::<(), outbox::Error>(())
     /// ```
     pub fn new(
@@ -122,18 +134,67 @@ impl Message {
         topic: impl Into<String>,
         partition_key: impl Into<String>,
         payloads: Payloads,
-    ) -> Self {
-        Message {
+    ) -> Result<Self, Error> {
+        let topic = topic.into();
+        Self::check_topic(&topic)?;
+        Ok(Message {
             id: MessageId::new(),
             event,
             from: from.into(),
             to: to.into(),
-            topic: topic.into(),
+            topic,
             partition_key: partition_key.into(),
             occurred_at: Utc::now(),
             payloads,
             trace: None,
-        }
+        })
+    }
+
+    /// Checks `topic` against Kafka's rule for topic names: 1 to 249
+    /// characters of ASCII letters, digits, `.`, `_` and `-`, and neither `.`
+    /// nor `..`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] naming the topic and the rule it breaks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::Message;
+    ///
+    /// assert!(Message::check_topic("billing.invoices-v2").is_ok());
+    /// let error = Message::check_topic("billing invoices").unwrap_err();
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "invalid topic name \"billing invoices\": contains ' '; Kafka topic names use only \
+    ///      ASCII letters, digits, `.`, `_` and `-`"
+    /// );
+    /// ```
+    pub fn check_topic(topic: &str) -> Result<(), Error> {
+        let reason = if topic.is_empty() {
+            "is empty".to_owned()
+        } else if topic == "." || topic == ".." {
+            "Kafka does not allow `.` or `..` as a topic name".to_owned()
+        } else if topic.len() > MAX_TOPIC_LEN {
+            format!(
+                "is {} characters long; Kafka allows {MAX_TOPIC_LEN}",
+                topic.len()
+            )
+        } else if let Some(c) = topic
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            format!(
+                "contains {c:?}; Kafka topic names use only ASCII letters, digits, `.`, `_` and `-`"
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidTopic {
+            topic: Truncated::new(topic),
+            reason,
+        })
     }
 
     /// Encodes the message as a Kafka record (key, headers, value).
@@ -325,7 +386,7 @@ impl Message {
     ///
     /// let mut payloads = Payloads::new(1, json!({"mail": "a@example.com"}))?;
     /// payloads.insert(2, json!({"email": "a@example.com"}))?;
-    /// let message = Message::new(Event::Updated, "accounts", "users", "accounts", "1", payloads);
+    /// let message = Message::new(Event::Updated, "accounts", "users", "accounts", "1", payloads)?;
     ///
     /// assert_eq!(message.highest_common_version(&[1])?, 1);     // an older reader
     /// assert_eq!(message.highest_common_version(&[1, 2, 3])?, 2); // a newer one
@@ -355,7 +416,7 @@ impl Message {
     /// use outbox::{Event, Message, Payloads};
     ///
     /// let payloads = Payloads::new(1, serde_json::json!({"id": 1}))?;
-    /// let message = Message::new(Event::Created, "a", "users", "t", "1", payloads);
+    /// let message = Message::new(Event::Created, "a", "users", "t", "1", payloads)?;
     /// let (version, payload) = message.payload_for(&[1, 2])?;
     /// assert_eq!((version, payload["id"].as_i64()), (1, Some(1)));
     /// # Ok::<(), outbox::Error>(())

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// use outbox::{Event, Message, OutgoingRecord, Payloads};
 ///
 /// let message = Message::new(Event::Created, "accounts", "users", "accounts", "42",
-///     Payloads::new(1, serde_json::json!({"id": 42}))?);
+///     Payloads::new(1, serde_json::json!({"id": 42}))?)?;
 /// let encoded = message.encode();
 /// let headers: Vec<(&str, &str)> = encoded.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
 /// let record = OutgoingRecord { topic: &message.topic, key: &encoded.key, headers: &headers, value: &encoded.value };

@@ -9,6 +9,8 @@ mod cli {
     mod parked;
     mod partitions;
     mod relay;
+    mod secure;
     mod status;
     mod support;
+    mod topics;
 }

@@ -3,7 +3,8 @@
 /// Where `scripts/services.sh` starts PostgreSQL, unless `DATABASE_URL` says otherwise.
 /// Without TLS: that cluster also serves TLS, which libpq's default `prefer` would pick
 /// for one side of a comparison and not for a hand-written side on tokio-postgres.
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:54329/outbox_test?sslmode=disable";
+const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:54329/outbox_test?sslmode=disable";
 /// Where `scripts/services.sh` starts Kafka, unless `KAFKA_BROKERS` says otherwise.
 const DEFAULT_BROKERS: &str = "127.0.0.1:59092";
 

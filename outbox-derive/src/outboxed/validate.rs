@@ -154,6 +154,24 @@ fn model_field<'a>(cx: &Ctxt, field: &Field<'a>, versions: &[u32]) -> ModelField
     };
     let since = attrs.since.filter(|&(v, span)| declared(v, span));
     let until = attrs.until.filter(|&(v, span)| declared(v, span));
+    if let Some((since_v, span)) = since
+        && attrs.default.is_none()
+        && attrs.skip.is_none()
+        && versions.iter().any(|&v| v < since_v)
+        // `since` after `until` is its own mistake, reported below.
+        && until.is_none_or(|(until_v, _)| since_v <= until_v)
+    {
+        // Every message of an earlier version would fail to read.
+        let name = field.ident.to_string();
+        let name = name.strip_prefix("r#").unwrap_or(&name);
+        cx.error_at(
+            span,
+            format!(
+                "`since = {since_v}` without a default: versions before {since_v} do not carry \
+                 field `{name}` and cannot be read; add `default` or `default = path`"
+            ),
+        );
+    }
     for (version, span, _) in &attrs.rename_versions {
         declared(*version, *span);
     }

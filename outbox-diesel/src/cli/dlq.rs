@@ -35,7 +35,7 @@ pub(super) struct ReplayArgs {
     /// A librdkafka setting for the consumer and the producer, e.g.
     /// -X security.protocol=ssl (repeatable)
     #[arg(short = 'X', long = "kafka-setting", value_name = "KEY=VALUE", value_parser = super::relay::parse_setting)]
-    settings: Vec<(String, String)>,
+    settings: Vec<super::relay::Setting>,
 }
 
 pub(super) fn run(command: DlqCommand) -> Result<String, Failure> {
@@ -48,12 +48,17 @@ pub(super) fn run(command: DlqCommand) -> Result<String, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::from_error(Some("starting the async runtime"), &e))?;
+    let settings: Vec<(String, String)> = args
+        .settings
+        .into_iter()
+        .map(|setting| (setting.key, setting.value))
+        .collect();
     let report = runtime
         .block_on(dead_letter::replay(
             &brokers,
             &args.dlq_topic,
             &args.group,
-            &args.settings,
+            &settings,
         ))
         .map_err(|e| Failure::from_error(None, &e))?;
     Ok(report_line(&report, &args.group))
@@ -112,9 +117,10 @@ mod tests {
 
     #[test]
     fn settings_are_key_equals_value() {
+        let setting = parse_setting("security.protocol=ssl").unwrap();
         assert_eq!(
-            parse_setting("security.protocol=ssl"),
-            Ok(("security.protocol".into(), "ssl".into()))
+            (&*setting.key, &*setting.value),
+            ("security.protocol", "ssl")
         );
         assert!(parse_setting("nonsense").is_err());
         assert!(parse_setting("=1").is_err());

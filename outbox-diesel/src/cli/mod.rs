@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! outbox [--database-url URL] migrations run | print | write <DIR>
+//! outbox migrations print --roles [--schema S] [--app-role R] [--relay-role R] [--consumer-role R]
 //! outbox [--database-url URL] relay [--brokers HOSTS] [--batch-size N] [--poll-interval-ms MS]
-//!                                   [--shards N] [-X KEY=VALUE]...
+//!                                   [--shards N] [--metrics-addr ADDR] [-X KEY=VALUE]...
 //! outbox [--database-url URL] status [--json]
 //! outbox [--database-url URL] parked list [--limit N] [--json]
 //! outbox [--database-url URL] parked retry (<ID>... | --all)
@@ -13,6 +14,8 @@
 //! outbox [--database-url URL] partitions list [--group GROUP] [--all] [--json]
 //! outbox [--database-url URL] partitions resume --group GROUP --topic TOPIC --partition N
 //! outbox dlq replay <DLQ_TOPIC> [--group GROUP] [--brokers HOSTS] [-X KEY=VALUE]...
+//! outbox topics create <TOPIC>... [--dlq] --partitions N --replication-factor N
+//!                                 [--brokers HOSTS] [-X KEY=VALUE]...
 //! ```
 //!
 //! `--database-url` defaults to `DATABASE_URL`, `--brokers` to `KAFKA_BROKERS`;
@@ -29,6 +32,8 @@ mod dlq;
 mod output;
 mod partitions;
 mod relay;
+mod roles;
+mod topics;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -58,7 +63,7 @@ pub fn main() -> ExitCode {
 
 /// [`main`] on the arguments `args` (the first one is the program's name).
 fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with 0; mistakes to stderr with 2.
@@ -70,6 +75,17 @@ fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode 
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }
+}
+
+/// The command line, noting whether `--database-url` was on it (rather than
+/// in `DATABASE_URL`): commands printed for the user to run then carry it.
+fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> clap::error::Result<Cli> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    cli.url_on_command_line =
+        matches.value_source("database_url") == Some(clap::parser::ValueSource::CommandLine);
+    Ok(cli)
 }
 
 /// Transactional outbox and idempotent inbox on PostgreSQL and Kafka:
@@ -93,6 +109,10 @@ struct Cli {
         value_name = "URL"
     )]
     database_url: Option<String>,
+
+    /// `database_url` came from `--database-url`, not `DATABASE_URL`.
+    #[arg(skip)]
+    url_on_command_line: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -121,14 +141,17 @@ enum Command {
     /// Dead-letter topics: send their records back to their topic
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Kafka topics: create those of your models, and their dead-letter topics
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum MigrationsCommand {
     /// Apply the migrations not yet applied (recorded in __diesel_schema_migrations)
     Run,
-    /// Print the migration's SQL
-    Print,
+    /// Print the migration's SQL, or with --roles the GRANTs of least-privilege roles
+    Print(roles::PrintArgs),
     /// Write the migration into DIR (a Diesel migrations folder), for `diesel migration run`
     Write {
         /// The migrations folder, e.g. ./migrations
@@ -230,7 +253,7 @@ fn execute(cli: Cli) -> Result<String, Failure> {
     let url = cli.database_url.filter(|url| !url.trim().is_empty());
     let url = || url.as_deref().ok_or_else(db::no_database);
     match cli.command {
-        Command::Migrations(MigrationsCommand::Print) => Ok(crate::migrations::sql()),
+        Command::Migrations(MigrationsCommand::Print(args)) => roles::print(args),
         Command::Migrations(MigrationsCommand::Write { dir }) => {
             let folder = crate::migrations::write_to(&dir)
                 .map_err(|e| Failure::from_error(Some("migrations write"), &e))?;
@@ -287,8 +310,12 @@ fn execute(cli: Cli) -> Result<String, Failure> {
                 .map_err(|e| db::failure(url, "parked discard", &e))?;
             applied_or_fail(&applied, "discarded", "deleted without publishing")
         }
-        Command::Partitions(command) => partitions::run(url()?, command),
+        Command::Partitions(command) => {
+            let shown = cli.url_on_command_line;
+            partitions::run(url()?, shown, command)
+        }
         Command::Dlq(command) => dlq::run(command),
+        Command::Topics(command) => topics::run(command),
     }
 }
 

@@ -8,18 +8,36 @@ use super::Failure;
 use crate::ops::{ParkedRow, Status};
 
 /// `error` and its sources joined by `": "`, on one line (drivers' messages
-/// span lines), a source left out when the text so far already holds it.
+/// span lines), a source left out when the text so far already holds it
+/// (drivers often print their cause and return it as `source()` too, with
+/// other line breaks), and a repeated label (`database error: database
+/// error: …`) said once.
 pub(super) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
+    let mut text = words(&error.to_string());
     let mut source = error.source();
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
+        let cause_text = words(&cause.to_string());
+        let repeated = cause_text.is_empty()
+            || text.contains(&cause_text)
+            || text.split(": ").any(|part| part == cause_text);
+        if !repeated {
+            // A cause that starts with the label the text ends with says it again.
+            let cause_text = match text.rsplit(": ").next() {
+                Some(last) if cause_text.starts_with(&format!("{last}: ")) => {
+                    cause_text[last.len() + 2..].to_owned()
+                }
+                _ => cause_text,
+            };
             text.push_str(": ");
             text.push_str(&cause_text);
         }
         source = cause.source();
     }
+    text
+}
+
+/// `text` on one line, runs of whitespace as one space.
+fn words(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -199,6 +217,43 @@ mod tests {
             "TOPIC      N  NOTE\n\
              accounts   3  x\n\
              o         12  long text\n"
+        );
+    }
+
+    /// An error whose text ends with a label its cause starts with.
+    #[derive(Debug)]
+    struct Labelled(&'static str, Option<Box<Labelled>>);
+
+    impl std::fmt::Display for Labelled {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Labelled {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let inner = Labelled("database error: relation \"x\"\n  does not exist", None);
+        let middle = Labelled("database error", Some(Box::new(inner)));
+        let outer = Labelled("status at postgres://h/d", Some(Box::new(middle)));
+        assert_eq!(
+            one_line(&outer),
+            "status at postgres://h/d: database error: relation \"x\" does not exist"
+        );
+        // The cause printed by the error itself, on other lines.
+        let inner = Labelled("connection refused\n\tIs the server running?", None);
+        let outer = Labelled(
+            "could not connect: connection refused Is the server running?",
+            Some(Box::new(inner)),
+        );
+        assert_eq!(
+            one_line(&outer),
+            "could not connect: connection refused Is the server running?"
         );
     }
 

@@ -3,7 +3,11 @@
 
 use clap::Subcommand;
 
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
 use super::{Failure, db, output};
+use crate::mask_password;
 use crate::stopped::{self, StoppedPartition};
 
 #[derive(Debug, Subcommand)]
@@ -37,7 +41,13 @@ pub(super) enum PartitionsCommand {
     },
 }
 
-pub(super) fn run(url: &str, command: PartitionsCommand) -> Result<String, Failure> {
+/// Runs `command` on the outbox at `url`; `url_shown` when the URL was given
+/// with `--database-url`, so that the commands printed carry it too.
+pub(super) fn run(
+    url: &str,
+    url_shown: bool,
+    command: PartitionsCommand,
+) -> Result<String, Failure> {
     let mut conn = db::connect_to_outbox(url)?;
     match command {
         PartitionsCommand::List { group, all, json } => {
@@ -46,7 +56,8 @@ pub(super) fn run(url: &str, command: PartitionsCommand) -> Result<String, Failu
             if json {
                 output::json(&stops)
             } else {
-                Ok(list(&stops, group.as_deref(), all))
+                let shown = url_shown.then(|| mask_password(url));
+                Ok(list(&stops, group.as_deref(), all, shown.as_deref()))
             }
         }
         PartitionsCommand::Resume {
@@ -62,18 +73,33 @@ pub(super) fn run(url: &str, command: PartitionsCommand) -> Result<String, Failu
                      again from offset {}\n",
                     stop.topic, stop.kafka_partition, stop.consumer_group, stop.kafka_offset
                 )),
-                None => Err(Failure::runtime(format!(
-                    "nothing to resume: {topic}[{partition}] has no active stop for group \
-                     {group} (see `outbox partitions list --all`)"
-                ))),
+                None => {
+                    let schema = current_schema(&mut conn)
+                        .map_err(|e| db::failure(url, "partitions resume", &e.into()))?;
+                    Err(Failure::runtime(format!(
+                        "nothing to resume: {topic}[{partition}] has no active stop for group \
+                         {group} in schema {schema} at {} (see `outbox partitions list --all`)",
+                        mask_password(url)
+                    )))
+                }
             }
         }
     }
 }
 
+/// The schema the outbox tables were found in (the first of the search path).
+fn current_schema(conn: &mut PgConnection) -> diesel::QueryResult<String> {
+    diesel::select(diesel::dsl::sql::<Text>("current_schema()")).get_result(conn)
+}
+
 /// The stops as a table (with a RESUMED AT column when `all`), and how to
-/// resume one.
-fn list(stops: &[StoppedPartition], group: Option<&str>, all: bool) -> String {
+/// resume one: with `--database-url <database_url>` when given (masked).
+fn list(
+    stops: &[StoppedPartition],
+    group: Option<&str>,
+    all: bool,
+    database_url: Option<&str>,
+) -> String {
     if stops.is_empty() {
         let of_group = group.map(|g| format!(" for group {g}")).unwrap_or_default();
         let resumed = if all { ", active or resumed" } else { "" };
@@ -112,13 +138,31 @@ fn list(stops: &[StoppedPartition], group: Option<&str>, all: bool) -> String {
     right.extend([false, false]);
     let mut out = output::table(&headers, &right, &cells);
     if let Some(stop) = stops.iter().find(|stop| stop.is_active()) {
+        let url = database_url
+            .map(|url| format!("--database-url {} ", shell_word(url)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "\nresume once the cause is fixed: outbox partitions resume --group {} --topic {} \
-             --partition {}\n",
-            stop.consumer_group, stop.topic, stop.kafka_partition
+            "\nresume once the cause is fixed: outbox {url}partitions resume --group {} \
+             --topic {} --partition {}\n",
+            shell_word(&stop.consumer_group),
+            shell_word(&stop.topic),
+            stop.kafka_partition
         ));
     }
     out
+}
+
+/// `word` as one shell word: as it is when it is plain, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
@@ -147,13 +191,13 @@ mod tests {
     #[test]
     fn the_table_shows_resumed_at_only_with_all() {
         assert_eq!(
-            list(&[stop(1, false)], None, false),
+            list(&[stop(1, false)], None, false, None),
             "ID  GROUP    TOPIC   PARTITION  OFFSET  STOPPED AT            MESSAGE ID  ERROR\n\
              \x201  billing  orders          2      17  2026-11-24T10:00:00Z  -           handler: no customer\n\
              \n\
              resume once the cause is fixed: outbox partitions resume --group billing --topic orders --partition 2\n"
         );
-        let text = list(&[stop(1, true), stop(2, false)], None, true);
+        let text = list(&[stop(1, true), stop(2, false)], None, true, None);
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].contains("  STOPPED AT            RESUMED AT            MESSAGE ID"),
@@ -171,12 +215,35 @@ mod tests {
 
     #[test]
     fn an_empty_list_says_what_was_asked() {
-        assert_eq!(list(&[], None, false), "no stopped partitions\n");
+        assert_eq!(list(&[], None, false, None), "no stopped partitions\n");
         assert_eq!(
-            list(&[], Some("billing"), true),
+            list(&[], Some("billing"), true, None),
             "no stopped partitions for group billing, active or resumed\n"
         );
         // Only resumed stops: nothing to resume, no hint.
-        assert!(!list(&[stop(1, true)], None, true).contains("resume once"));
+        assert!(
+            !list(&[stop(1, true)], None, true, Some("postgres://h/d")).contains("resume once")
+        );
+        assert!(!list(&[stop(1, true)], None, true, None).contains("resume once"));
+    }
+
+    #[test]
+    fn the_resume_hint_carries_the_database_url_given() {
+        let text = list(
+            &[stop(1, false)],
+            None,
+            false,
+            Some("postgres://app:***@db/app?options=-c%20search_path%3Dbilling"),
+        );
+        assert!(
+            text.ends_with(
+                "resume once the cause is fixed: outbox --database-url \
+                 'postgres://app:***@db/app?options=-c%20search_path%3Dbilling' partitions resume \
+                 --group billing --topic orders --partition 2\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("orders.v2"), "orders.v2");
     }
 }

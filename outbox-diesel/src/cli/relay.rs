@@ -16,8 +16,9 @@ use crate::relay::{
     RelayReport,
 };
 
-/// How long the brokers have to answer before the relay starts.
-const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the brokers have to answer before the relay starts (a refused
+/// login or certificate fails at once).
+const BROKER_CHECK_TIMEOUT: Duration = outbox::kafka::CHECK_TIMEOUT;
 
 #[derive(Debug, Args)]
 pub(super) struct RelayArgs {
@@ -48,18 +49,39 @@ pub(super) struct RelayArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCHES_IN_FLIGHT)]
     batches_in_flight: usize,
 
+    /// Serve /metrics (Prometheus), /health/live and /health/ready on this
+    /// address while the relay runs, e.g. 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+
     /// A librdkafka producer setting, e.g. -X compression.type=lz4 (repeatable;
     /// overrides the relay's defaults)
     #[arg(short = 'X', long = "producer-setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
-    producer_settings: Vec<(String, String)>,
+    producer_settings: Vec<Setting>,
 }
 
-/// A `-X KEY=VALUE` librdkafka setting.
-pub(super) fn parse_setting(text: &str) -> Result<(String, String), String> {
+/// A `-X KEY=VALUE` librdkafka setting; its `Debug` output masks a secret
+/// value (`sasl.password`, …).
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct Setting {
+    pub(super) key: String,
+    pub(super) value: String,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = outbox::kafka::mask_setting(&self.key, &self.value);
+        write!(f, "{}={value:?}", self.key)
+    }
+}
+
+/// Parses a `-X KEY=VALUE` librdkafka setting.
+pub(super) fn parse_setting(text: &str) -> Result<Setting, String> {
     match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_owned(), value.to_owned()))
-        }
+        Some((key, value)) if !key.trim().is_empty() => Ok(Setting {
+            key: key.trim().to_owned(),
+            value: value.to_owned(),
+        }),
         _ => Err("expected KEY=VALUE, e.g. compression.type=lz4".to_owned()),
     }
 }
@@ -71,14 +93,18 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
         .ok_or_else(|| Failure::usage("no Kafka brokers: pass --brokers or set KAFKA_BROKERS"))?;
 
     // Settings first: they fail without waiting for any server.
-    let mut publisher = KafkaPublisher::builder(&brokers);
-    for (key, value) in &args.producer_settings {
+    let mut publisher = KafkaPublisher::builder(&brokers).client_name("relay");
+    for Setting { key, value } in &args.producer_settings {
         publisher = publisher.set(key, value);
     }
     let publisher = publisher
         .build()
         .map_err(|e| Failure::from_error(None, &e))?;
-    let relay = Relay::builder(db::with_connect_timeout(url), publisher)
+    let mut relay = Relay::builder(db::with_connect_timeout(url), publisher);
+    if let Some(addr) = args.metrics_addr {
+        relay = relay.serve_metrics(addr);
+    }
+    let relay = relay
         .batch_size(args.batch_size)
         .poll_interval(Duration::from_millis(args.poll_interval_ms))
         .shards(args.shards)
@@ -108,7 +134,7 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
         })?;
     relay
         .publisher()
-        .check_connection(BROKER_CHECK_TIMEOUT)
+        .check_brokers(BROKER_CHECK_TIMEOUT)
         .map_err(|e| Failure::from_error(None, &e))?;
 
     init_logging();
@@ -215,15 +241,22 @@ mod tests {
 
     #[test]
     fn settings_are_key_equals_value() {
+        let setting = parse_setting("compression.type=lz4").unwrap();
         assert_eq!(
-            parse_setting("compression.type=lz4"),
-            Ok(("compression.type".into(), "lz4".into()))
+            (&*setting.key, &*setting.value),
+            ("compression.type", "lz4")
         );
-        assert_eq!(
-            parse_setting("sasl.password=a=b"),
-            Ok(("sasl.password".into(), "a=b".into()))
-        );
+        let setting = parse_setting("sasl.password=a=b").unwrap();
+        assert_eq!((&*setting.key, &*setting.value), ("sasl.password", "a=b"));
         assert!(parse_setting("nonsense").is_err());
         assert!(parse_setting("=1").is_err());
+    }
+
+    #[test]
+    fn a_secret_setting_is_masked_in_debug_output() {
+        let setting = parse_setting("sasl.password=outbox-secret").unwrap();
+        assert_eq!(format!("{setting:?}"), "sasl.password=\"***\"");
+        let setting = parse_setting("security.protocol=SASL_SSL").unwrap();
+        assert_eq!(format!("{setting:?}"), "security.protocol=\"SASL_SSL\"");
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rdkafka::Message as _;
 use rdkafka::Offset;
 use rdkafka::consumer::Consumer as _;
+use rdkafka::error::KafkaError;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -76,7 +77,7 @@ impl Dispatcher {
                 record = shared.consumer.recv() => match record {
                     Ok(record) => self.dispatch(record.detach()),
                     Err(error) => {
-                        tracing::warn!(%error, "consumer error");
+                        self.on_consumer_error(&error);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -101,6 +102,20 @@ impl Dispatcher {
             .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
         {
             tracing::debug!(%error, "final commit");
+        }
+    }
+
+    /// An error `recv` returned. librdkafka reported it to the consumer's
+    /// context first, which logged it (repeats summarised): logging it again
+    /// here would log every broker outage twice. A fatal one ends what the
+    /// client can do, and is said loudly, once per window.
+    fn on_consumer_error(&self, error: &KafkaError) {
+        if let KafkaError::MessageConsumptionFatal(code) = error {
+            if let Some(repeats) = self.shared.warnings.admit(&format!("fatal|{code}")) {
+                tracing::error!(%error, "Kafka consumer stopped on a fatal error; restart it{repeats}");
+            }
+        } else {
+            tracing::debug!(%error, "consumer error");
         }
     }
 

@@ -1,12 +1,14 @@
 //! The Kafka side of the consumer: its settings, and the context through which
-//! librdkafka tells the dispatcher about rebalances and lag.
+//! librdkafka tells the dispatcher about rebalances and lag (and, through
+//! [`Diagnostics`], logs its errors and lines, summarised).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use outbox::kafka::Diagnostics;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
@@ -91,13 +93,9 @@ pub(crate) type RevokedFlags = Arc<Mutex<HashMap<Tp, Arc<AtomicBool>>>>;
 pub(crate) struct ConsumeContext {
     pub(crate) control: UnboundedSender<Control>,
     pub(crate) revoked: RevokedFlags,
-    /// The last client error logged at warn, and when: librdkafka repeats an
-    /// error many times a second while brokers are down.
-    pub(crate) last_error: Mutex<Option<(String, Instant)>>,
+    /// Errors and log lines: to `tracing`, repeats summarised, secrets masked.
+    pub(crate) diagnostics: Diagnostics,
 }
-
-/// How long the same client error stays at debug level after being logged.
-const REPEATED_ERROR_QUIET: Duration = Duration::from_secs(30);
 
 fn partitions(list: &TopicPartitionList) -> Vec<Tp> {
     list.elements()
@@ -110,22 +108,11 @@ impl ClientContext for ConsumeContext {
     // Into `tracing` (rdkafka's default goes to the `log` crate): an
     // unreachable broker or a refused login shows where the service logs.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        let text = format!("{error}: {reason}");
-        let now = Instant::now();
-        let repeated = self.last_error.lock().is_ok_and(|mut last| {
-            let repeated = last.as_ref().is_some_and(|(previous, at)| {
-                *previous == text && now.duration_since(*at) < REPEATED_ERROR_QUIET
-            });
-            if !repeated {
-                *last = Some((text.clone(), now));
-            }
-            repeated
-        });
-        if repeated {
-            tracing::debug!(error = %text, "Kafka client error (repeated)");
-        } else {
-            tracing::warn!(error = %text, "Kafka client error");
-        }
+        self.diagnostics.record(&error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        self.diagnostics.log_line(level, facility, line);
     }
 
     fn stats(&self, statistics: Statistics) {

@@ -16,6 +16,7 @@
 //! `outbox partitions resume`) or dead-letter it to `<topic>.dlq`.
 
 mod apply;
+mod check;
 mod dispatch;
 mod inbox;
 mod kafka;
@@ -33,6 +34,7 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use outbox::Controller;
+use outbox::kafka::{Diagnostics, Summarizer};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::producer::FutureProducer;
@@ -52,7 +54,8 @@ use crate::{Outbox, mask_password};
 /// A pool of diesel-async PostgreSQL connections (deadpool), as the consumer takes it.
 pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
 
-/// A [`Pool`] of at most `size` connections to `database_url`.
+/// A [`Pool`] of at most `size` connections to `database_url`, over TLS as
+/// its `sslmode` says (see [`establish`](crate::establish)).
 ///
 /// Connections are recycled without a test query (diesel-async's
 /// `RecyclingMethod::Fast`): the consumer checks one out per record, and a
@@ -81,6 +84,8 @@ pub fn pool(database_url: &str, size: usize) -> Result<Pool> {
     }
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
+    // libpq's `sslmode` and certificates; diesel-async's default connects without TLS.
+    config.custom_setup = Box::new(crate::pg::connect::establish_setup);
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Pool::builder(manager)
@@ -153,6 +158,8 @@ pub struct Consumer {
     control: mpsc::UnboundedReceiver<Control>,
     revoked: kafka::RevokedFlags,
     settings: Settings,
+    /// The consumer's Kafka settings, for [`Consumer::check`].
+    kafka_config: ClientConfig,
 }
 
 /// What the partition tasks share.
@@ -162,7 +169,10 @@ pub(crate) struct Shared {
     pub(crate) routes: Routes,
     pub(crate) group: String,
     pub(crate) follow_ups: Outbox,
-    pub(crate) dead_letters: FutureProducer,
+    pub(crate) dead_letters: FutureProducer<Diagnostics>,
+    /// The consumer's own warnings (database or broker unavailable), repeats
+    /// held back and counted.
+    pub(crate) warnings: Summarizer,
     pub(crate) counters: Counters,
     pub(crate) permits: Semaphore,
     pub(crate) control: mpsc::UnboundedSender<Control>,
@@ -176,6 +186,10 @@ struct Settings {
     inbox_retention: Duration,
     retention_interval: Duration,
     resume_poll_interval: Duration,
+    /// How errors name the database (password masked), when the user said.
+    database_name: Option<String>,
+    /// Metrics and health over HTTP, when asked for.
+    observe: crate::serve::Observe,
 }
 
 /// Builds a [`Consumer`]; from [`Consumer::builder`].
@@ -208,6 +222,8 @@ impl Consumer {
                 inbox_retention: DEFAULT_INBOX_RETENTION,
                 retention_interval: DEFAULT_RETENTION_INTERVAL,
                 resume_poll_interval: DEFAULT_RESUME_POLL_INTERVAL,
+                database_name: None,
+                observe: crate::serve::Observe::default(),
             },
             kafka: Vec::new(),
         }
@@ -245,20 +261,68 @@ impl Consumer {
         self.shared.routes.topics()
     }
 
-    /// Consumes until `shutdown` completes; then every partition task finishes
-    /// the record in hand, what was applied is committed, and the counts are
-    /// returned. Failures of the database or broker are retried, not returned.
+    /// Checks, before anything is consumed, that the consumer can work as
+    /// configured, to fail early with the cause first (`run` starts with it):
+    ///
+    /// - a connection comes out of the pool (within 10 s), and the consumer's
+    ///   tables (`outbox_inbox`, `outbox_stopped_partitions`, `outbox_messages`)
+    ///   are in its `search_path`;
+    /// - the brokers answer a metadata request (within
+    ///   [`CHECK_TIMEOUT`](outbox::kafka::CHECK_TIMEOUT)), past TLS and the
+    ///   login: a refused login or certificate fails at once;
+    /// - the controllers' topics exist, unless the consumer may create them
+    ///   (`set("allow.auto.create.topics", "true")`, on brokers that allow it).
     ///
     /// # Errors
     ///
-    /// [`Error::Kafka`] when the subscription is refused.
+    /// [`Error::NotReady`] naming the database (see
+    /// [`database_name`](ConsumerBuilder::database_name)) and the driver's
+    /// cause (a refused TLS session, an unknown host, …), or saying to run
+    /// `outbox migrations run`, or naming the missing topics;
+    /// [`Error::KafkaConnect`] naming the brokers and the cause (refused
+    /// login, untrusted certificate, wrong listener, connection refused,
+    /// unknown host).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: outbox_diesel::consumer::Consumer) {
+    /// if let Err(error) = consumer.check().await {
+    ///     eprintln!("the consumer cannot start: {error}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn check(&self) -> Result<()> {
+        check::database(&self.shared.pool, self.settings.database_name.as_deref()).await?;
+        check::kafka(&self.kafka_config, self.topics()).await
+    }
+
+    /// Consumes until `shutdown` completes; then every partition task finishes
+    /// the record in hand, what was applied is committed, and the counts are
+    /// returned.
+    ///
+    /// Starts with [`check`](Self::check), and returns its error instead of
+    /// joining the group: a consumer that cannot work as configured says so
+    /// at once. Once started, failures of the database or broker are waited
+    /// out and retried (logged, repeats summarised), not returned.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`check`](Self::check); [`Error::Kafka`] when the
+    /// subscription is refused; [`Error::Serve`] or [`Error::MetricsRecorder`]
+    /// when the server asked for with [`serve_metrics`](ConsumerBuilder::serve_metrics)
+    /// cannot start.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<ConsumerReport> {
+        self.check().await?;
         let Consumer {
             shared,
             control,
             revoked,
             settings,
+            kafka_config: _,
         } = self;
+        let observed = settings.observe.start("consumer").await?;
+        let _probes = crate::serve::probe_consumer(&shared, &observed.component);
         let topics: Vec<&str> = shared.routes.topics().iter().map(String::as_str).collect();
         shared
             .consumer
@@ -352,6 +416,32 @@ impl ConsumerBuilder {
         self
     }
 
+    /// How errors name the consumer's database: give the URL the pool was
+    /// made from (its password is masked). By default a database that cannot
+    /// be reached is "the consumer's database", and one that can is named by
+    /// what the server reports (user, address, database).
+    pub fn database_name(mut self, url: &str) -> Self {
+        self.settings.database_name = Some(mask_password(url));
+        self
+    }
+
+    /// Serves `/metrics`, `/health/live` and `/health/ready` on `addr` while
+    /// the consumer runs (see [`serve`](crate::serve)): ready while a pool
+    /// checkout and a metadata request to the brokers succeed (checked every
+    /// [`PROBE_INTERVAL`](crate::serve::PROBE_INTERVAL)). To share one server
+    /// with a relay, use [`health`](Self::health) instead.
+    pub fn serve_metrics(mut self, addr: std::net::SocketAddr) -> Self {
+        self.settings.observe.serve(addr);
+        self
+    }
+
+    /// Reports the consumer's health in `health` (from a
+    /// [`MetricsServer`](crate::serve::MetricsServer) of yours).
+    pub fn health(mut self, health: crate::serve::Health) -> Self {
+        self.settings.observe.health(health);
+        self
+    }
+
     /// A librdkafka consumer setting (`auto.offset.reset` defaults to
     /// `earliest`). `enable.auto.commit` and `enable.auto.offset.store` are
     /// the consumer's own and cannot be set. Connection settings
@@ -434,18 +524,20 @@ impl ConsumerBuilder {
         let context = ConsumeContext {
             control: control_tx.clone(),
             revoked: Arc::clone(&revoked),
-            last_error: Mutex::new(None),
+            diagnostics: Diagnostics::new("consumer", &mut config),
         };
         let consumer: StreamConsumer<ConsumeContext> = config
             .create_with_context(context)
             .map_err(|source| Error::Kafka {
                 context: "creating the consumer (a setting was refused)".to_owned(),
-                source,
+                source: outbox::kafka::without_secrets(source),
             })?;
-        let dead_letters: FutureProducer =
-            producer_config.create().map_err(|source| Error::Kafka {
+        let diagnostics = Diagnostics::new("dead-letter producer", &mut producer_config);
+        let dead_letters: FutureProducer<Diagnostics> = producer_config
+            .create_with_context(diagnostics)
+            .map_err(|source| Error::Kafka {
                 context: "creating the dead-letter producer (a setting was refused)".to_owned(),
-                source,
+                source: outbox::kafka::without_secrets(source),
             })?;
         let producer_name = self.producer_name.unwrap_or_else(|| self.group.clone());
         let shared = Shared {
@@ -455,6 +547,7 @@ impl ConsumerBuilder {
             group: self.group,
             follow_ups: Outbox::new(producer_name),
             dead_letters,
+            warnings: Summarizer::default(),
             counters: Counters::default(),
             permits: Semaphore::new(self.concurrency),
             control: control_tx,
@@ -465,6 +558,7 @@ impl ConsumerBuilder {
             control: control_rx,
             revoked,
             settings: self.settings,
+            kafka_config: config,
         })
     }
 }
@@ -502,7 +596,9 @@ async fn watch_resumed(
         let mut conn = match checkout(&shared.pool).await {
             Ok(conn) => conn,
             Err(error) => {
-                tracing::warn!(%error, "resume check: database unavailable");
+                if let Some(repeats) = shared.warnings.admit(&format!("resume check|{error}")) {
+                    tracing::warn!(%error, "resume check: database unavailable{repeats}");
+                }
                 continue;
             }
         };
@@ -517,7 +613,12 @@ async fn watch_resumed(
                         offset,
                     });
                 }
-                Err(error) => tracing::warn!(%error, "resume check failed"),
+                Err(error) => {
+                    let error = crate::error::error_chain(&error);
+                    if let Some(repeats) = shared.warnings.admit(&format!("resume check|{error}")) {
+                        tracing::warn!(%error, "resume check failed{repeats}");
+                    }
+                }
             }
         }
     }

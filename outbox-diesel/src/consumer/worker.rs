@@ -233,7 +233,9 @@ impl PartitionTask {
                 },
                 Err(error) => error,
             };
-            tracing::warn!(partition = %self.tp, %error, "database query failed; retrying");
+            if let Some(repeats) = self.shared.warnings.admit(&format!("database|{error}")) {
+                tracing::warn!(partition = %self.tp, %error, "database query failed; retrying{repeats}");
+            }
             if !self.pause(backoff.next_delay()).await {
                 return None;
             }
@@ -331,7 +333,11 @@ impl PartitionTask {
                     Err(ApplyError::Infrastructure(error)) => {
                         // Not the record's fault: not an attempt.
                         attempts -= 1;
-                        tracing::warn!(error = %error_chain(&*error), "database unavailable; retrying");
+                        let error = error_chain(&*error);
+                        // Every partition hits the same outage: summarised.
+                        if let Some(repeats) = shared.warnings.admit(&format!("database|{error}")) {
+                            tracing::warn!(%error, "database unavailable; retrying{repeats}");
+                        }
                         if !self.pause(infrastructure.next_delay()).await {
                             return Next::Abandoned;
                         }

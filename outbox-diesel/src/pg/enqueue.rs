@@ -213,7 +213,9 @@ impl Outbox {
     ///
     /// # Errors
     ///
-    /// [`Error::NotInTransaction`] or [`Error::Database`], as for [`enqueue`](Outbox::enqueue).
+    /// [`Error::NotInTransaction`] or [`Error::Database`], as for [`enqueue`](Outbox::enqueue);
+    /// [`Error::Message`] with [`outbox::Error::InvalidTopic`] when the message's
+    /// topic breaks Kafka's rule (nothing is written: such a row could never be published).
     ///
     /// # Examples
     ///
@@ -223,11 +225,13 @@ impl Outbox {
     ///
     /// let mut conn = PgConnection::establish("postgres://localhost/app")?;
     /// let message = Message::new(Event::custom("password_reset")?, "accounts", "users", "accounts", "42",
-    ///     Payloads::new(1, serde_json::json!({"id": 42}))?);
+    ///     Payloads::new(1, serde_json::json!({"id": 42}))?)?;
     /// conn.transaction(|conn| outbox_diesel::Outbox::new("accounts").enqueue_message(conn, &message))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn enqueue_message(&self, conn: &mut PgConnection, message: &Message) -> Result<MessageId> {
+        // Its fields are public: the topic may have changed since `Message::new`.
+        Message::check_topic(&message.topic)?;
         ensure_transaction(conn)?;
         let row = Row::from_message(message);
         let _span =
@@ -246,6 +250,7 @@ impl Outbox {
         conn: &mut AsyncPgConnection,
         message: &Message,
     ) -> Result<MessageId> {
+        Message::check_topic(&message.topic)?;
         ensure_transaction_async(conn)?;
         let row = Row::from_message(message);
         let span = enqueue_span(&message.topic, &message.event, std::slice::from_ref(&row));

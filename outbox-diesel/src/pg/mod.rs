@@ -1,4 +1,7 @@
-//! PostgreSQL code: enqueue and realtime messages.
+//! PostgreSQL code: connecting (with libpq's TLS settings), enqueue and realtime messages.
 
+pub(crate) mod connect;
+mod conninfo;
 pub(crate) mod enqueue;
 pub(crate) mod realtime;
+mod tls;

@@ -128,7 +128,8 @@ impl RealtimeMessage<'_> {
     /// # Errors
     ///
     /// [`outbox::Error::InvalidEventName`] when the event name set with
-    /// [`Realtime::event`] is not valid.
+    /// [`Realtime::event`] is not valid; [`outbox::Error::InvalidTopic`] when
+    /// its topic is not.
     pub fn build(self) -> Result<Message, outbox::Error> {
         let realtime = self.realtime;
         let event = Event::custom(&realtime.event)?;
@@ -148,7 +149,7 @@ impl RealtimeMessage<'_> {
             realtime.topic.clone(),
             key,
             Payloads::new(1, Value::Object(payload))?,
-        );
+        )?;
         message.trace = realtime.outbox.trace().cloned();
         Ok(message)
     }

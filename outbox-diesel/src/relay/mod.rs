@@ -29,8 +29,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::ConnectionError;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures::StreamExt;
 use futures::future::FutureExt;
 use outbox::{OutgoingRecord, PublishError, Publisher};
@@ -101,6 +100,8 @@ struct Settings {
     rebalance_interval: Duration,
     gauge_interval: Duration,
     batches_in_flight: usize,
+    /// Metrics and health over HTTP, when asked for.
+    observe: crate::serve::Observe,
 }
 
 /// Settings of a [`Relay`], each with a default.
@@ -141,6 +142,7 @@ impl<P: Publisher> Relay<P> {
                 rebalance_interval: DEFAULT_REBALANCE_INTERVAL,
                 gauge_interval: DEFAULT_GAUGE_INTERVAL,
                 batches_in_flight: DEFAULT_BATCHES_IN_FLIGHT,
+                observe: crate::serve::Observe::default(),
             },
         }
     }
@@ -170,9 +172,13 @@ impl<P: Publisher> Relay<P> {
     ///
     /// # Errors
     ///
-    /// None today: failures are logged, counted and retried. The `Result` leaves
-    /// room for errors a relay cannot outlive.
+    /// [`Error::Serve`] or [`Error::MetricsRecorder`] when the metrics server
+    /// asked for with [`serve_metrics`](RelayBuilder::serve_metrics) cannot
+    /// start. Other failures are logged, counted and retried.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RelayReport> {
+        let observed = self.settings.observe.start("relay").await?;
+        let health = &observed.component;
+        let _probe = self.probe_kafka(health);
         let mut shutdown = Shutdown::new(shutdown);
         let mut report = RelayReport::default();
         let _gauges = AbortOnDrop(tokio::spawn(report_gauges(
@@ -185,6 +191,7 @@ impl<P: Publisher> Relay<P> {
             let mut session = match Session::open(&self.database_url, &self.settings).await {
                 Ok(session) => session,
                 Err(error) => {
+                    health.database_failed(error_chain(&error));
                     let delay = backoff.next_delay();
                     tracing::warn!(url, error = %error_chain(&error), ?delay, "relay: cannot connect to PostgreSQL; retrying");
                     shutdown.sleep(delay).await;
@@ -192,12 +199,20 @@ impl<P: Publisher> Relay<P> {
                 }
             };
             tracing::info!(url, "relay: connected");
+            health.database_ok();
             match self
-                .drive(&mut session, &mut shutdown, &mut report, &mut backoff)
+                .drive(
+                    &mut session,
+                    &mut shutdown,
+                    &mut report,
+                    &mut backoff,
+                    health,
+                )
                 .await
             {
                 Ok(()) => break,
                 Err(error) => {
+                    health.database_failed(format!("relay session at {url}: {error}"));
                     let delay = backoff.next_delay();
                     tracing::warn!(url, error = %error, ?delay, "relay: database error; reconnecting");
                     shutdown.sleep(delay).await;
@@ -218,6 +233,7 @@ impl<P: Publisher> Relay<P> {
         shutdown: &mut Shutdown<'_>,
         report: &mut RelayReport,
         backoff: &mut Backoff,
+        health: &crate::serve::Component,
     ) -> diesel::QueryResult<()> {
         let settings = &self.settings;
         let mut window = Window::default();
@@ -231,9 +247,15 @@ impl<P: Publisher> Relay<P> {
             if session.shards.rebalance_due() {
                 session.shards.rebalance(&mut session.conn).await?;
             }
+            let published = report.published;
             let ended = self
                 .run_window(session, shutdown, &mut window, report)
                 .await?;
+            if let WindowEnd::Failed(error) = &ended {
+                health.kafka_failed(format!("publishing: {error}"));
+            } else if report.published > published {
+                health.kafka_ok();
+            }
             match ended {
                 WindowEnd::CaughtUp => {
                     backoff.reset();
@@ -321,6 +343,31 @@ impl<P: Publisher> Relay<P> {
                 (None, _) => WindowEnd::Parked,
             };
         }
+    }
+}
+
+impl<P: Publisher> Relay<P> {
+    /// Checks the brokers every [`PROBE_INTERVAL`](crate::serve::PROBE_INTERVAL)
+    /// when the publisher is a [`KafkaPublisher`](outbox::kafka::KafkaPublisher);
+    /// another publisher's broker state comes from its publishes only, and
+    /// counts as reached until one fails.
+    fn probe_kafka(&self, health: &crate::serve::Component) -> Option<crate::serve::AbortOnDrop> {
+        let any: &dyn std::any::Any = &*self.publisher;
+        if !any.is::<outbox::kafka::KafkaPublisher>() {
+            health.kafka_ok();
+            return None;
+        }
+        let publisher = Arc::clone(&self.publisher);
+        Some(crate::serve::probe_kafka(
+            move |timeout| {
+                let any: &dyn std::any::Any = &*publisher;
+                match any.downcast_ref::<outbox::kafka::KafkaPublisher>() {
+                    Some(kafka) => kafka.check_connection(timeout).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                }
+            },
+            health.clone(),
+        ))
     }
 }
 
@@ -575,6 +622,33 @@ impl<P: Publisher> RelayBuilder<P> {
         self
     }
 
+    /// Serves `/metrics`, `/health/live` and `/health/ready` on `addr` while
+    /// the relay runs (see [`serve`](crate::serve) for what each answers). To
+    /// share one server with a consumer, use [`health`](Self::health) instead.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use outbox::kafka::KafkaPublisher;
+    /// # fn f(publisher: KafkaPublisher) -> Result<(), outbox_diesel::Error> {
+    /// let relay = outbox_diesel::Relay::builder("postgres://localhost/app", publisher)
+    ///     .serve_metrics("0.0.0.0:9464".parse().unwrap())
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn serve_metrics(mut self, addr: std::net::SocketAddr) -> Self {
+        self.settings.observe.serve(addr);
+        self
+    }
+
+    /// Reports the relay's health in `health` (from a
+    /// [`MetricsServer`](crate::serve::MetricsServer) of yours): PostgreSQL
+    /// ready while its session is open, Kafka while the brokers answer.
+    pub fn health(mut self, health: crate::serve::Health) -> Self {
+        self.settings.observe.health(health);
+        self
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -650,13 +724,9 @@ impl Session {
     }
 }
 
+/// With libpq's `sslmode` and certificates (diesel-async's own `establish` has no TLS).
 async fn connect(url: &str) -> Result<AsyncPgConnection> {
-    AsyncPgConnection::establish(url)
-        .await
-        .map_err(|source: ConnectionError| Error::Connection {
-            url: mask_password(url),
-            source,
-        })
+    crate::pg::connect::establish(url).await
 }
 
 /// Marks the keys of failed rows, and reports a row acknowledged after an

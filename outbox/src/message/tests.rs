@@ -18,6 +18,7 @@ fn sample() -> Message {
         "42",
         payloads,
     )
+    .expect("a valid topic")
 }
 
 fn decode_encoded(topic: &str, record: &EncodedMessage) -> Result<Message, DecodeError> {
@@ -511,4 +512,44 @@ proptest! {
             .chain(header_value.as_deref().map(|v| (header, Some(v))));
         let _ = Message::decode(&message.topic, Some(&record.key), headers, Some(&corrupted_value));
     }
+}
+
+#[test]
+fn topic_names_follow_kafkas_rule() {
+    for good in [
+        "accounts",
+        "billing.invoices-v2",
+        "A_b.c-1",
+        &"a".repeat(249),
+        "...",
+    ] {
+        assert!(Message::check_topic(good).is_ok(), "{good:?}");
+    }
+    let reason = |topic: &str| match Message::check_topic(topic) {
+        Err(Error::InvalidTopic { reason, .. }) => reason,
+        other => panic!("{topic:?}: {other:?}"),
+    };
+    assert_eq!(reason(""), "is empty");
+    assert_eq!(
+        reason("."),
+        "Kafka does not allow `.` or `..` as a topic name"
+    );
+    assert_eq!(
+        reason(".."),
+        "Kafka does not allow `.` or `..` as a topic name"
+    );
+    assert_eq!(
+        reason(&"a".repeat(250)),
+        "is 250 characters long; Kafka allows 249"
+    );
+    assert!(reason("accounts/eu").starts_with("contains '/'"));
+    assert!(reason("comptes-é").starts_with("contains 'é'"));
+    let payloads = Payloads::new(1, json!({"id": 1})).unwrap();
+    let error = Message::new(Event::Created, "a", "users", "user accounts", "1", payloads)
+        .expect_err("a space is refused");
+    assert_eq!(
+        error.to_string(),
+        "invalid topic name \"user accounts\": contains ' '; Kafka topic names use only ASCII \
+         letters, digits, `.`, `_` and `-`"
+    );
 }

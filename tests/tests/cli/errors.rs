@@ -51,7 +51,9 @@ fn unreachable_broker_stops_the_relay_before_it_starts() {
         .wait(Duration::from_secs(30));
     let line = finished.one_line_failure();
     assert!(
-        line.starts_with("error: Kafka at 127.0.0.1:1 is not reachable: "),
+        line.starts_with(
+            "error: Kafka at 127.0.0.1:1: connection refused (is a broker listening on that port?): "
+        ),
         "{line}"
     );
 }
@@ -192,4 +194,29 @@ fn help_and_version_succeed() {
         version.success(),
         format!("outbox {}\n", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn a_database_error_names_the_database_and_is_said_once() {
+    use diesel::connection::SimpleConnection as _;
+
+    let db = TestDb::new("cli_database_error_once");
+    // A table of the outbox's name without its columns: the query fails.
+    db.connect()
+        .batch_execute("CREATE TABLE outbox_messages (id bigint)")
+        .expect("a table");
+    let with_password = db.url().replace("postgres@", "postgres:s3cret@");
+    let finished = run(&mut outbox(&["--database-url", &with_password, "status"]));
+    let line = finished.one_line_failure();
+    let masked = db.url().replace("postgres@", "postgres:***@");
+    assert!(
+        line.starts_with(&format!(
+            "error: status at {masked}: database error: column "
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with("does not exist"), "{line}");
+    assert_eq!(line.matches("database error").count(), 1, "{line}");
+    assert_eq!(line.matches("does not exist").count(), 1, "{line}");
+    assert!(!finished.stderr.contains("s3cret"), "{finished:#?}");
 }

@@ -115,11 +115,14 @@ fn list_prints_a_table_and_how_to_resume() {
     let active = run(&mut outbox_on(&db, &["partitions", "list"]));
     assert_eq!(
         active.success(),
-        "ID  GROUP    TOPIC     PARTITION  OFFSET  STOPPED AT            MESSAGE ID                            ERROR\n\
+        format!(
+            "ID  GROUP    TOPIC     PARTITION  OFFSET  STOPPED AT            MESSAGE ID                            ERROR\n\
          \x201  billing  orders            2      17  2026-11-24T10:01:00Z  0190f3c2-7a4b-7c1d-9e2f-3a4b5c6d7e8f  handler: invoice 42 has no customer\n\
          \x202  billing  invoices          0       3  2026-11-24T10:02:00Z  -                                     decode: missing header `message_id` (offset 3)\n\
          \n\
-         resume once the cause is fixed: outbox partitions resume --group billing --topic orders --partition 2\n"
+         resume once the cause is fixed: outbox --database-url '{}' partitions resume --group billing --topic orders --partition 2\n",
+            db.url()
+        )
     );
 
     let all = run(&mut outbox_on(&db, &["partitions", "list", "--all"]));
@@ -224,8 +227,12 @@ fn resume_marks_the_active_stop_resumed_and_keeps_it_as_history() {
     ));
     assert_eq!(
         again.one_line_failure(),
-        "error: nothing to resume: orders[2] has no active stop for group billing \
-         (see `outbox partitions list --all`)"
+        format!(
+            "error: nothing to resume: orders[2] has no active stop for group billing \
+             in schema {} at {} (see `outbox partitions list --all`)",
+            db.schema(),
+            db.url()
+        )
     );
     assert_eq!(again.stdout, "");
 
@@ -373,4 +380,61 @@ fn missing_tables_say_to_run_the_migrations() {
             db.schema()
         )
     );
+}
+
+#[test]
+fn resume_of_nothing_names_the_database_and_the_schema_it_looked_in() {
+    let db = migrated_db("cli_partitions_resume_nothing");
+    let finished = run(&mut outbox_on(
+        &db,
+        &[
+            "partitions",
+            "resume",
+            "--group",
+            "billing",
+            "--topic",
+            "orders",
+            "--partition",
+            "4",
+        ],
+    ));
+    assert_eq!(
+        finished.one_line_failure(),
+        format!(
+            "error: nothing to resume: orders[4] has no active stop for group billing in schema \
+             {} at {} (see `outbox partitions list --all`)",
+            db.schema(),
+            db.url()
+        )
+    );
+}
+
+#[test]
+fn the_resume_hint_carries_the_database_url_only_when_given_on_the_command_line() {
+    let db = three_stops("cli_partitions_hint_url");
+    let from_env = run(outbox(&["partitions", "list"]).env("DATABASE_URL", db.url()));
+    assert!(
+        from_env.success().ends_with(
+            "resume once the cause is fixed: outbox partitions resume --group billing \
+             --topic orders --partition 2\n"
+        ),
+        "{from_env:#?}"
+    );
+    // A password on the command line is masked in the command printed.
+    let with_password = db.url().replace("postgres@", "postgres:s3cret@");
+    let given = run(&mut outbox(&[
+        "--database-url",
+        &with_password,
+        "partitions",
+        "list",
+    ]));
+    let masked = db.url().replace("postgres@", "postgres:***@");
+    assert!(
+        given.success().ends_with(&format!(
+            "resume once the cause is fixed: outbox --database-url '{masked}' partitions resume \
+             --group billing --topic orders --partition 2\n"
+        )),
+        "{given:#?}"
+    );
+    assert!(!given.stdout.contains("s3cret"), "{given:#?}");
 }

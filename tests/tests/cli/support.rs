@@ -202,7 +202,7 @@ pub(crate) fn assert_kafka_settings_are_checked(args: &[&str], option: &str, cli
         run_with_kafka_setting(args, "no.such.setting=1").one_line_failure(),
         format!(
             "error: invalid Kafka {client} settings: Client config error: \
-             No such configuration property: \"no.such.setting\" no.such.setting 1"
+             No such configuration property: \"no.such.setting\" no.such.setting ***"
         )
     );
 }
@@ -240,7 +240,7 @@ pub(crate) fn enqueue(conn: &mut PgConnection, rows: &[(&str, &str)]) -> Vec<Mes
                     *topic,
                     *key,
                     payloads,
-                );
+                )?;
                 outbox.enqueue_message(conn, &message)
             })
             .collect::<Result<Vec<_>, outbox_diesel::Error>>()

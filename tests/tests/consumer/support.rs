@@ -331,6 +331,7 @@ pub(crate) fn message_of<M: Outboxed>(model: &M, event: Event, topic: &str) -> M
         model.partition_key(),
         payloads.expect("a model has at least one version"),
     )
+    .expect("a valid topic")
 }
 
 /// One change the producer makes.

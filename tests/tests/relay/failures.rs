@@ -246,6 +246,7 @@ fn large_message(topic: &str, key: &str, seq: u64, bytes: usize) -> Message {
         )
         .unwrap(),
     )
+    .expect("a valid topic")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,13 +379,15 @@ async fn relay_reconnects_after_its_database_session_is_terminated() {
             RECEIVE_TIMEOUT,
         )
         .await;
-    // Two sessions: the relay's own, and the one its gauges are read on.
+    // Two sessions: the relay's own, and the one its gauges are read on (opened
+    // beside the relay's, so it may still be connecting when the messages arrive).
+    wait_until(
+        "the relay's and its gauges' sessions",
+        RECEIVE_TIMEOUT,
+        || session_pids(&mut conn, &name).len() == 2,
+    )
+    .await;
     let old = session_pids(&mut conn, &name);
-    assert_eq!(
-        old.len(),
-        2,
-        "the relay's and its gauges' sessions: {old:?}"
-    );
     assert_eq!(terminate_sessions(&mut conn, &name), 2);
     let after: Vec<Message> = (20..40).map(|i| env.message("k", i)).collect();
     enqueue(&mut conn, &after);

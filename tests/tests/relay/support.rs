@@ -95,6 +95,7 @@ pub(crate) fn message(topic: &str, key: &str, seq: u64) -> Message {
         key,
         Payloads::new(1, json!({"key": key, "seq": seq})).expect("version 1 is valid"),
     )
+    .expect("a valid topic")
 }
 
 /// The sequence number a message of [`message`] carries.

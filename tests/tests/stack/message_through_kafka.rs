@@ -30,7 +30,8 @@ async fn message_round_trips_through_kafka() {
         &topic,
         "7",
         payloads,
-    );
+    )
+    .expect("a valid topic");
     message.trace = Some(
         TraceContext::new(
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",

@@ -1,7 +1,7 @@
 #[derive(outbox::Outboxed)]
 #[outbox(topic = "accounts", route = "users", versions = [1, 2])]
 struct User {
-    #[outbox(since = 2)]
+    #[outbox(since = 2, default)]
     id: i64,
 }
 

@@ -1,6 +1,7 @@
-//! The Kafka transport: the one place that turns messages into rdkafka records
-//! and back, and the relay's [`KafkaPublisher`].
+//! The relay's [`KafkaPublisher`]: an idempotent producer, its settings and
+//! its start check.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,12 +9,13 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::error::DecodeError;
-use crate::message::{EncodedMessage, Message};
+use super::check::{ConnectError, Topics, await_metadata, known_topics};
+use super::diagnostics::Diagnostics;
+use super::owned_headers;
+use super::secrets::{MaskedSettings, scrub_error};
 use crate::publish::{Delivery, OutgoingRecord, PublishError, Publisher};
 
 /// The producer settings the relay relies on, applied before the user's own:
@@ -48,15 +50,36 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// # Ok::<(), outbox::PublishError>(())
 /// ```
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: FutureProducer<Diagnostics>,
+    diagnostics: Diagnostics,
     brokers: String,
 }
 
+impl fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaPublisher")
+            .field("brokers", &self.brokers)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Settings for a [`KafkaPublisher`]: [`PRODUCER_DEFAULTS`], then yours.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output masks secret settings ([`mask_setting`](super::mask_setting)).
+#[derive(Clone)]
 #[must_use]
 pub struct KafkaPublisherBuilder {
     config: ClientConfig,
+    client: String,
+}
+
+impl fmt::Debug for KafkaPublisherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaPublisherBuilder")
+            .field("client", &self.client)
+            .field("settings", &MaskedSettings::of(&self.config))
+            .finish()
+    }
 }
 
 impl KafkaPublisher {
@@ -76,7 +99,10 @@ impl KafkaPublisher {
         for (key, value) in PRODUCER_DEFAULTS {
             config.set(*key, *value);
         }
-        KafkaPublisherBuilder { config }
+        KafkaPublisherBuilder {
+            config,
+            client: "Kafka producer".to_owned(),
+        }
     }
 
     /// The bootstrap servers.
@@ -85,30 +111,63 @@ impl KafkaPublisher {
     }
 
     /// The underlying producer.
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &FutureProducer<Diagnostics> {
         &self.producer
     }
 
-    /// Asks the brokers for their metadata, to fail early with a clear error when
-    /// they cannot be reached. Blocking: call it before starting, or from
-    /// `spawn_blocking`.
+    /// What librdkafka reported about the producer's brokers.
+    pub fn diagnostics(&self) -> &Diagnostics {
+        &self.diagnostics
+    }
+
+    /// Asks the brokers for their metadata, to fail early with the cause when
+    /// they cannot be used: not reachable, the TLS handshake or the login
+    /// refused. Returns the topics they know. Blocking: call it before
+    /// starting, or from `spawn_blocking`.
     ///
     /// # Errors
     ///
-    /// [`PublishErrorKind::Config`](crate::PublishErrorKind::Config) naming the
-    /// brokers when none answers within `timeout`.
+    /// A [`ConnectError`] naming the brokers and the most specific cause
+    /// librdkafka reported, as soon as it is clear that waiting cannot help,
+    /// and at the latest after `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox::kafka::{CHECK_TIMEOUT, KafkaPublisher};
+    ///
+    /// let publisher = KafkaPublisher::new("127.0.0.1:59092")?;
+    /// if let Err(error) = publisher.check_brokers(CHECK_TIMEOUT) {
+    ///     eprintln!("{error}: {}", error.detail());
+    /// }
+    /// # Ok::<(), outbox::PublishError>(())
+    /// ```
+    pub fn check_brokers(&self, timeout: Duration) -> Result<Topics, ConnectError> {
+        // The producer's own thread serves its events: nothing to poll here.
+        await_metadata(
+            |attempt| {
+                self.producer
+                    .client()
+                    .fetch_metadata(None, attempt)
+                    .map(|metadata| known_topics(&metadata))
+            },
+            |_| {},
+            || self.producer.client().fatal_error(),
+            &self.diagnostics,
+            timeout,
+        )
+    }
+
+    /// [`check_brokers`](Self::check_brokers), for the relay's error type.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishErrorKind::Config`](crate::PublishErrorKind::Config) with the
+    /// text of the [`ConnectError`] and its detail.
     pub fn check_connection(&self, timeout: Duration) -> Result<(), PublishError> {
-        self.producer
-            .client()
-            .fetch_metadata(None, timeout)
+        self.check_brokers(timeout)
             .map(drop)
-            .map_err(|e| {
-                PublishError::config(format!(
-                    "Kafka at {} is not reachable: {}",
-                    self.brokers,
-                    describe(&e)
-                ))
-            })
+            .map_err(|error| PublishError::config(format!("{error}: {}", error.detail())))
     }
 }
 
@@ -116,6 +175,13 @@ impl KafkaPublisherBuilder {
     /// Sets a librdkafka producer setting, overriding the default if there is one.
     pub fn set(mut self, key: &str, value: &str) -> Self {
         self.config.set(key, value);
+        self
+    }
+
+    /// What the producer is called in log lines (default `Kafka producer`),
+    /// e.g. `relay`.
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client = name.into();
         self
     }
 
@@ -129,18 +195,23 @@ impl KafkaPublisherBuilder {
     /// # Errors
     ///
     /// [`PublishErrorKind::Config`](crate::PublishErrorKind::Config) naming the
-    /// setting librdkafka refuses.
+    /// setting librdkafka refuses (the value of a secret one masked).
     pub fn build(self) -> Result<KafkaPublisher, PublishError> {
-        let brokers = self
-            .config
-            .get("bootstrap.servers")
-            .unwrap_or_default()
-            .to_owned();
-        let producer = self
-            .config
-            .create()
-            .map_err(|e| PublishError::config(format!("invalid Kafka producer settings: {e}")))?;
-        Ok(KafkaPublisher { producer, brokers })
+        let KafkaPublisherBuilder { mut config, client } = self;
+        let diagnostics = Diagnostics::new(client, &mut config);
+        let producer = config
+            .create_with_context(diagnostics.clone())
+            .map_err(|e| {
+                PublishError::config(format!(
+                    "invalid Kafka producer settings: {}",
+                    scrub_error(e, &config)
+                ))
+            })?;
+        Ok(KafkaPublisher {
+            producer,
+            brokers: diagnostics.brokers().to_owned(),
+            diagnostics,
+        })
     }
 }
 
@@ -227,72 +298,12 @@ fn classify(error: &KafkaError) -> PublishError {
     }
 }
 
-fn describe(error: &KafkaError) -> String {
+/// A librdkafka error with its code's name: `Message timed out (…)`.
+pub(crate) fn describe(error: &KafkaError) -> String {
     match error.rdkafka_error_code() {
         Some(code) => format!("{code} ({error})"),
         None => error.to_string(),
     }
-}
-
-/// The headers of an encoded message as rdkafka headers.
-///
-/// # Examples
-///
-/// ```
-/// use outbox::{Event, Message, Payloads};
-/// use rdkafka::message::Headers;
-///
-/// let message = Message::new(Event::Created, "accounts", "users", "accounts", "42",
-///     Payloads::new(1, serde_json::json!({"id": 42}))?);
-/// let headers = outbox::kafka::record_headers(&message.encode());
-/// assert_eq!(headers.get(0).key, "message_id");
-/// # Ok::<(), outbox::Error>(())
-/// ```
-pub fn record_headers(encoded: &EncodedMessage) -> OwnedHeaders {
-    owned_headers(
-        encoded
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str())),
-    )
-}
-
-fn owned_headers<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> OwnedHeaders {
-    let headers = OwnedHeaders::new_with_capacity(pairs.len());
-    pairs.fold(headers, |headers, (name, value)| {
-        headers.insert(Header {
-            key: name,
-            value: Some(value.as_bytes()),
-        })
-    })
-}
-
-/// Decodes a record read by an rdkafka consumer.
-///
-/// # Errors
-///
-/// A [`DecodeError`] naming the header or field at fault (see [`Message::decode`]).
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn consume(consumer: rdkafka::consumer::StreamConsumer) -> Result<(), Box<dyn std::error::Error>> {
-/// let record = consumer.recv().await?;
-/// let message = outbox::kafka::decode_record(&record)?;
-/// println!("{} {}", message.id, message.event);
-/// # Ok(()) }
-/// ```
-pub fn decode_record<M: rdkafka::Message>(record: &M) -> Result<Message, DecodeError> {
-    let headers = record.headers();
-    Message::decode(
-        record.topic(),
-        record.key(),
-        headers
-            .iter()
-            .flat_map(|h| h.iter())
-            .map(|h| (h.key, h.value)),
-        record.payload(),
-    )
 }
 
 #[cfg(test)]
@@ -318,7 +329,26 @@ mod tests {
         let bad = KafkaPublisher::builder("b:9092")
             .set("no.such.setting", "1")
             .build();
-        let err = bad.err().expect("librdkafka refuses unknown settings");
+        let err = bad.expect_err("librdkafka refuses unknown settings");
         assert!(err.to_string().contains("no.such.setting"), "{err}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_refusals_and_debug_output() {
+        let builder = KafkaPublisher::builder("b:9092")
+            .set("sasl.password", "outbox-secret")
+            .set("ssl.key.pem", "-----BEGIN PRIVATE KEY----- abcdef");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("outbox-secret"), "{shown}");
+        assert!(!shown.contains("abcdef"), "{shown}");
+        assert!(shown.contains("sasl.password"), "{shown}");
+        // A misspelt key is refused with its value: masked too.
+        let refused = KafkaPublisher::builder("b:9092")
+            .set("sasl.pasword", "outbox-secret")
+            .build()
+            .expect_err("refused");
+        let shown = format!("{refused} {refused:?}");
+        assert!(!shown.contains("outbox-secret"), "{shown}");
+        assert!(shown.contains("sasl.pasword"), "{shown}");
     }
 }

@@ -1,0 +1,88 @@
+//! The Kafka transport: the one place that turns messages into rdkafka records
+//! and back, the relay's [`KafkaPublisher`], and what every outbox Kafka client
+//! shares: [`Diagnostics`] (librdkafka's errors and log lines, recorded for the
+//! start checks and logged to `tracing` with repeats summarised), the start
+//! check ([`check_brokers`], [`ConnectError`] and its [`Cause`]), and the
+//! masking of secret settings ([`mask_setting`]).
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+use crate::error::DecodeError;
+use crate::message::{EncodedMessage, Message};
+
+mod cause;
+mod check;
+mod diagnostics;
+mod publisher;
+mod secrets;
+mod summary;
+
+pub use cause::Cause;
+pub use check::{CHECK_TIMEOUT, ConnectError, Detail, Topics, check_brokers};
+pub use diagnostics::Diagnostics;
+pub use publisher::{KafkaAck, KafkaPublisher, KafkaPublisherBuilder, PRODUCER_DEFAULTS};
+pub use secrets::{MASK, MaskedSettings, is_secret_setting, mask_setting, without_secrets};
+pub use summary::{Repeats, SUMMARY_WINDOW, Summarizer, steady_text};
+
+/// The headers of an encoded message as rdkafka headers.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{Event, Message, Payloads};
+/// use rdkafka::message::Headers;
+///
+/// let message = Message::new(Event::Created, "accounts", "users", "accounts", "42",
+///     Payloads::new(1, serde_json::json!({"id": 42}))?)?;
+/// let headers = outbox::kafka::record_headers(&message.encode());
+/// assert_eq!(headers.get(0).key, "message_id");
+/// # Ok::<(), outbox::Error>(())
+/// ```
+pub fn record_headers(encoded: &EncodedMessage) -> OwnedHeaders {
+    owned_headers(
+        encoded
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
+    )
+}
+
+pub(crate) fn owned_headers<'a>(
+    pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> OwnedHeaders {
+    let headers = OwnedHeaders::new_with_capacity(pairs.len());
+    pairs.fold(headers, |headers, (name, value)| {
+        headers.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        })
+    })
+}
+
+/// Decodes a record read by an rdkafka consumer.
+///
+/// # Errors
+///
+/// A [`DecodeError`] naming the header or field at fault (see [`Message::decode`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn consume(consumer: rdkafka::consumer::StreamConsumer) -> Result<(), Box<dyn std::error::Error>> {
+/// let record = consumer.recv().await?;
+/// let message = outbox::kafka::decode_record(&record)?;
+/// println!("{} {}", message.id, message.event);
+/// # Ok(()) }
+/// ```
+pub fn decode_record<M: rdkafka::Message>(record: &M) -> Result<Message, DecodeError> {
+    let headers = record.headers();
+    Message::decode(
+        record.topic(),
+        record.key(),
+        headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .map(|h| (h.key, h.value)),
+        record.payload(),
+    )
+}
