@@ -372,6 +372,9 @@ kafka_up() {
   fi
 
   local log=$LOGS/kafka.log
+  # The previous run's log is kept beside it (kafka.log.1), for a test that failed
+  # before the restart; the new one starts empty, so "started" below is this run's.
+  if [ -s "$log" ]; then mv -f "$log" "$log.1"; fi
   : >"$log"
   setsid nohup java "${JAVA_OPTS[@]}" -cp "$libs/*" kafka.Kafka "$KDIR/server.properties" >>"$log" 2>&1 </dev/null &
   echo $! >"$KDIR/kafka.pid"

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use outbox::kafka::{CHECK_TIMEOUT, Diagnostics, KafkaPublisher, without_secrets};
+use outbox::kafka::{CHECK_TIMEOUT, Diagnostics, KafkaPublisher};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -382,8 +382,9 @@ pub struct ReplayReport {
 /// - [`Error::KafkaConnect`] naming the brokers and the cause when they
 ///   cannot be used (refused login, untrusted certificate, wrong listener,
 ///   connection refused, unknown host);
-/// - [`Error::Kafka`] when librdkafka refuses the consumer's settings, or a
-///   read, send or commit fails;
+/// - [`Error::KafkaClient`] when librdkafka refuses the consumer's settings,
+///   or a file setting (`ssl.ca.location`, …) names a file that cannot be read;
+/// - [`Error::Kafka`] when a read, send or commit fails;
 /// - [`Error::Publish`] when librdkafka refuses the producer's settings;
 /// - [`Error::DeadLetter`] when `dlq_topic` is not a topic name or does not
 ///   exist, or a record's [`TOPIC`] header is not a topic name, or a record has
@@ -428,14 +429,8 @@ pub async fn replay(
         config.set(key, value);
         publisher = publisher.set(key, value);
     }
-    let diagnostics = Diagnostics::new("dlq replay consumer", &mut config);
-    let consumer: StreamConsumer<Diagnostics> =
-        config
-            .create_with_context(diagnostics)
-            .map_err(|source| Error::Kafka {
-                context: "invalid Kafka consumer settings".to_owned(),
-                source: without_secrets(source),
-            })?;
+    let (consumer, _): (StreamConsumer<Diagnostics>, _) =
+        outbox::kafka::create_client(&mut config, "dlq replay consumer")?;
     let publisher = Arc::new(publisher.build()?);
     // The brokers first: a refused login or certificate ends the replay here,
     // with its cause, rather than as a timeout of the first request.

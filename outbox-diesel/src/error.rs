@@ -99,6 +99,17 @@ pub enum Error {
     #[error(transparent)]
     KafkaConnect(#[from] outbox::kafka::ConnectError),
 
+    /// A Kafka client could not be created: librdkafka refused a setting, or
+    /// a file setting (`ssl.ca.location`, …) names a file that cannot be read.
+    #[error(transparent)]
+    KafkaClient(#[from] outbox::kafka::ClientError),
+
+    /// The brokers refused some of the topics asked for (see
+    /// [`CreateTopics::create`](crate::topics::CreateTopics::create)); the
+    /// others were created or exist.
+    #[error(transparent)]
+    TopicsRefused(#[from] crate::topics::RefusedTopics),
+
     /// The consumer cannot start as things are: its database cannot be
     /// reached or lacks the consumer's tables, or a topic it reads does not
     /// exist (see [`Consumer::check`](crate::consumer::Consumer::check)).
@@ -131,9 +142,13 @@ pub enum Error {
     MetricsRecorder,
 }
 
-/// `url` with its passwords replaced by `***`, for messages and logs: the
-/// password of the authority (`postgres://user:secret@host`) and any
-/// `password=` parameter, in the query of a URL or in a `key=value` string.
+/// `url` with its secrets replaced by `***`, for messages and logs: the
+/// password of a URL's authority (`postgres://user:secret@host`) and the values
+/// of `password` and `sslpassword`, in a URL's query (percent-encoded or not)
+/// or in a libpq `key=value` string (quoted or not, spaces around `=` or not).
+/// Everything else is kept as written. It reads the string as
+/// [`establish`](crate::establish) does, and never fails: a malformed string is
+/// masked as far as it can be read.
 ///
 /// # Examples
 ///
@@ -143,49 +158,18 @@ pub enum Error {
 /// assert_eq!(mask_password("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
 /// assert_eq!(mask_password("postgres://db/app?password=s3cret"), "postgres://db/app?password=***");
 /// assert_eq!(mask_password("host=db password=s3cret"), "host=db password=***");
+/// assert_eq!(mask_password("host=db password = 'my secret'"), "host=db password = ***");
 /// assert_eq!(mask_password("postgres://db/app"), "postgres://db/app");
 /// ```
 pub fn mask_password(url: &str) -> String {
-    mask_parameters(&mask_authority(url))
-}
-
-fn mask_authority(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &authority[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_owned(),
-    }
-}
-
-fn mask_parameters(url: &str) -> String {
-    const KEY: &str = "password=";
     let mut out = String::with_capacity(url.len());
-    let mut rest = url;
-    while let Some(at) = rest.find(KEY) {
-        let value_start = at + KEY.len();
-        let is_parameter = rest[..at]
-            .chars()
-            .next_back()
-            .is_none_or(|c| matches!(c, '?' | '&' | ' ' | '\t'));
-        out.push_str(&rest[..value_start]);
-        rest = &rest[value_start..];
-        if is_parameter {
-            let end = rest.find(['&', ' ', '\t', '#']).unwrap_or(rest.len());
-            out.push_str("***");
-            rest = &rest[end..];
-        }
+    let mut written = 0;
+    for span in crate::pg::conninfo::secret_spans(url) {
+        out.push_str(&url[written..span.start]);
+        out.push_str("***");
+        written = span.end;
     }
-    out.push_str(rest);
+    out.push_str(&url[written..]);
     out
 }
 
@@ -249,5 +233,164 @@ mod tests {
             mask_password("postgres://u:p:q@h/d"),
             "postgres://u:***@h/d"
         );
+    }
+
+    #[test]
+    fn key_value_passwords_are_masked_however_written() {
+        for (written, masked) in [
+            ("host=db password='my secret'", "host=db password=***"),
+            ("host=db password = hunter22", "host=db password = ***"),
+            ("host=db password= hunter22", "host=db password= ***"),
+            ("password =hunter22 host=db", "password =*** host=db"),
+            (
+                "host=db password='it\\'s a secret' user=app",
+                "host=db password=*** user=app",
+            ),
+            (
+                "host=db password=p\\ q user=app",
+                "host=db password=*** user=app",
+            ),
+            (
+                "host=db\tpassword=s3cret\nuser=app",
+                "host=db\tpassword=***\nuser=app",
+            ),
+            (
+                "sslpassword=keypass sslkey=k.pem",
+                "sslpassword=*** sslkey=k.pem",
+            ),
+            (
+                "host=db sslpassword = 'key pass'",
+                "host=db sslpassword = ***",
+            ),
+            // Not passwords: other keys ending in `password`, or values holding the word.
+            (
+                "mypassword=x application_name=password=y",
+                "mypassword=x application_name=password=y",
+            ),
+        ] {
+            assert_eq!(mask_password(written), masked, "{written}");
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_masked_however_written() {
+        for (written, masked) in [
+            (
+                "postgres://db/app?sslpassword=keypass&sslmode=require",
+                "postgres://db/app?sslpassword=***&sslmode=require",
+            ),
+            (
+                "postgres://db/app?pass%77ord=s3cret&ssl%70assword=k",
+                "postgres://db/app?pass%77ord=***&ssl%70assword=***",
+            ),
+            (
+                "postgres://u:p%40ss%20w@db/app?password=x%26y",
+                "postgres://u:***@db/app?password=***",
+            ),
+            // A raw `@` or `?` in the authority's password: masked whole.
+            ("postgres://u:p@ss@db/app", "postgres://u:***@db/app"),
+            (
+                "postgresql://u:p?x@db/app?password=y",
+                "postgresql://u:***@db/app?password=***",
+            ),
+            (
+                "postgres://u:pw@h1:5432,h2:5433/app",
+                "postgres://u:***@h1:5432,h2:5433/app",
+            ),
+            (
+                "postgres://db?password=x&application_name=a@b",
+                "postgres://db?password=***&application_name=a@b",
+            ),
+            (
+                "postgres://u:@db/app?password=",
+                "postgres://u:@db/app?password=",
+            ),
+        ] {
+            assert_eq!(mask_password(written), masked, "{written}");
+        }
+    }
+
+    #[test]
+    fn malformed_strings_are_masked_as_far_as_they_can_be_read() {
+        for (written, masked) in [
+            (
+                "host=db password='unterminated secret",
+                "host=db password=***",
+            ),
+            ("host=db password hunter22 user=app", "host=db password***"),
+            ("host db password=x", "host db password=***"),
+            (
+                "postgres://db/app?password&application_name=a",
+                "postgres://db/app?password&application_name=a",
+            ),
+            ("  postgres://u:pw@db/app", "  postgres://u:***@db/app"),
+        ] {
+            assert_eq!(mask_password(written), masked, "{written}");
+        }
+    }
+
+    /// Odd input never panics; a password after it, written as libpq reads
+    /// it (the odd text quoted, or percent-encoded), never comes out.
+    #[test]
+    fn odd_input_never_panics_nor_leaks() {
+        let pieces = [
+            "",
+            " ",
+            "=",
+            "'",
+            "\\",
+            "@",
+            ":",
+            "/",
+            "?",
+            "&",
+            "%",
+            "%4",
+            "%zz",
+            "://",
+            "postgres://",
+            "password",
+            "sslpassword",
+            "é",
+            "\u{3000}",
+            "\t",
+            "#",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let text = format!("{a}{b}{c}");
+                    for odd in [
+                        text.clone(),
+                        format!("{text} password={text}"),
+                        format!("postgres://u:{text}@{text}/{text}?{text}&password={text}"),
+                        format!("postgres://{text}?{text}"),
+                    ] {
+                        let _ = mask_password(&odd);
+                    }
+                    let quoted = text.replace('\\', "\\\\").replace('\'', "\\'");
+                    let encoded: String = text.bytes().map(|byte| format!("%{byte:02X}")).collect();
+                    for form in [
+                        format!("host='{quoted}' password=SECRET sslpassword='SECRET {quoted}'"),
+                        format!(
+                            "postgres://u:SECRET@{encoded}/{encoded}?password=SECRET&x={encoded}"
+                        ),
+                    ] {
+                        let masked = mask_password(&form);
+                        assert!(!masked.contains("SECRET"), "{form:?} -> {masked:?}");
+                    }
+                }
+            }
+        }
+        let alphabet: Vec<char> = "pasword=' \\@:/?&%41é\t".chars().collect();
+        let mut rng = fastrand::Rng::with_seed(12);
+        for _ in 0..20_000 {
+            let len = rng.usize(..24);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            let _ = mask_password(&text);
+            let _ = mask_password(&format!("postgres://{text}"));
+        }
     }
 }

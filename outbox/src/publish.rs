@@ -153,4 +153,33 @@ pub trait Publisher: Send + Sync + 'static {
     ///
     /// When records are still outstanding after `timeout`.
     fn flush(&self, timeout: Duration) -> Result<(), PublishError>;
+
+    /// Checks, within `timeout`, that the transport can be used: for Kafka,
+    /// that the brokers answer, past TLS and the login
+    /// ([`KafkaPublisher::check_connection`](crate::kafka::KafkaPublisher::check_connection)).
+    /// `outbox_diesel::Relay::check` calls it before
+    /// starting. Blocking: call it from `spawn_blocking` in async code.
+    ///
+    /// The default does nothing: a transport without a way to check finds
+    /// out with its first `send`.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishErrorKind::Config`] saying why the transport cannot be used.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use outbox::Publisher;
+    /// use outbox::kafka::KafkaPublisher;
+    ///
+    /// let publisher = KafkaPublisher::new("127.0.0.1:59092")?;
+    /// publisher.check(Duration::from_secs(10))?;
+    /// # Ok::<(), outbox::PublishError>(())
+    /// ```
+    fn check(&self, timeout: Duration) -> Result<(), PublishError> {
+        let _ = timeout;
+        Ok(())
+    }
 }

@@ -23,8 +23,10 @@
 
 #![warn(missing_docs)]
 
+pub mod broker;
 mod db;
 mod kafka;
+pub mod logs;
 mod names;
 pub mod process;
 mod reader;

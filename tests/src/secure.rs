@@ -438,17 +438,15 @@ fn with_ssl(url: &str, mode: SslMode, root_cert: Option<&Path>) -> String {
 
 /// `url` with its host (not the port) replaced.
 fn with_host(url: &str, host: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some(parts) = UrlParts::of(url) else {
         return url.to_owned();
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let (user, host_port) = match authority.rsplit_once('@') {
-        Some((user, host_port)) => (format!("{user}@"), host_port),
-        None => (String::new(), authority),
-    };
+    let user = parts
+        .user
+        .map(|user| format!("{user}@"))
+        .unwrap_or_default();
     // An IPv6 literal, `[::1]`, has colons of its own.
-    let port = match host_port.rsplit_once(':') {
+    let port = match parts.host_port.rsplit_once(':') {
         Some((_, port)) if !port.ends_with(']') => port,
         _ => "",
     };
@@ -457,18 +455,76 @@ fn with_host(url: &str, host: &str) -> String {
     } else {
         format!(":{port}")
     };
-    format!("{scheme}://{user}{host}{port}{tail}")
+    format!("{}://{user}{host}{port}{}", parts.scheme, parts.tail)
 }
 
-/// `url` with its user (and password) replaced by `user`.
-fn with_user(url: &str, user: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{user}@{host_port}{tail}")
+/// `url` with its user (and password) replaced by `user`, e.g. to connect as
+/// one of the roles a test made (the test cluster trusts local connections).
+/// Only the authority is changed: an `@` in the path or query is left alone. A
+/// string that is not a URL is returned unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use outbox_tests::secure::with_user;
+///
+/// assert_eq!(
+///     with_user("postgres://postgres:pw@127.0.0.1:54329/db?application_name=a@b", "app"),
+///     "postgres://app@127.0.0.1:54329/db?application_name=a@b"
+/// );
+/// assert_eq!(with_user("postgres://db/app", "app"), "postgres://app@db/app");
+/// ```
+pub fn with_user(url: &str, user: &str) -> String {
+    match UrlParts::of(url) {
+        Some(parts) => format!(
+            "{}://{user}@{}{}",
+            parts.scheme, parts.host_port, parts.tail
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// The `host:port` of `url` (as written, without the user), e.g. to forward
+/// a port to the test database; the whole string if it is not a URL.
+///
+/// # Examples
+///
+/// ```
+/// use outbox_tests::secure::host_port;
+///
+/// assert_eq!(host_port("postgres://u:pw@127.0.0.1:54329/db?x=a@b"), "127.0.0.1:54329");
+/// assert_eq!(host_port("postgres://[::1]:5432"), "[::1]:5432");
+/// ```
+pub fn host_port(url: &str) -> &str {
+    UrlParts::of(url).map_or(url, |parts| parts.host_port)
+}
+
+/// A URL split around its authority: the authority ends at the path or the
+/// query, its user (and password) at the last `@` in it.
+struct UrlParts<'a> {
+    scheme: &'a str,
+    user: Option<&'a str>,
+    host_port: &'a str,
+    /// The path and query.
+    tail: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    fn of(url: &'a str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let (user, host_port) = match authority.rsplit_once('@') {
+            Some((user, host_port)) => (Some(user), host_port),
+            None => (None, authority),
+        };
+        Some(UrlParts {
+            scheme,
+            user,
+            host_port,
+            tail,
+        })
+    }
 }
 
 /// A path as a URL query value: bytes outside `[A-Za-z0-9-._~/]` percent-encoded.

@@ -255,14 +255,16 @@ async fn a_consumer_is_ready_while_it_reaches_its_database() {
     let db = migrated_db("health_consumer");
     let kafka = TestKafka::new("health_consumer");
     let topic: &'static str = Box::leak(kafka.create_topic("events", 1).into_boxed_str());
-    let postgres: SocketAddr = "127.0.0.1:54329".parse().expect("an address");
+    // The proxy forwards to the test database, wherever DATABASE_URL puts it.
     let server = outbox_tests::database_url();
-    assert!(
-        server.contains("127.0.0.1:54329"),
-        "this test forwards to the services script's PostgreSQL, not {server}"
-    );
+    let host_port = outbox_tests::secure::host_port(&server);
+    let postgres: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(host_port)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("`{host_port}` of the database URL is not a host:port"));
     let proxy = Proxy::start(postgres).await;
-    let url = db.url().replace("127.0.0.1:54329", &proxy.addr.to_string());
+    let url = db.url().replace(host_port, &proxy.addr.to_string());
+    assert_ne!(url, db.url(), "the database URL goes through the proxy");
     let addr = free_addr();
     let pool = consumer::pool(&url, 2).expect("a pool");
     let builder = consumer_test_settings(Consumer::builder(
@@ -278,7 +280,16 @@ async fn a_consumer_is_ready_while_it_reaches_its_database() {
 
     let ready = wait_for(addr, "/health/ready", READY_TIMEOUT, |r| r.status == 200).await;
     assert!(ready.body.contains(r#""name":"consumer""#), "{ready:?}");
-    assert_eq!(get(addr, "/metrics").status, 200);
+    let metrics = get(addr, "/metrics");
+    assert_eq!(metrics.status, 200);
+    // Shown before any partition stops: an alert on it has a series to watch.
+    assert!(
+        metrics
+            .body
+            .contains("# TYPE outbox_consumer_stopped_partitions gauge\noutbox_consumer_stopped_partitions 0\n"),
+        "{}",
+        metrics.body
+    );
 
     proxy.cut();
     let not_ready = wait_for(addr, "/health/ready", READY_TIMEOUT, |r| r.status == 503).await;
@@ -323,8 +334,19 @@ async fn one_server_reports_every_component_given_its_health() {
     );
     worker.kafka_ok();
     assert_eq!(get(addr, "/health/ready").status, 200);
-    worker.stopped();
-    assert_eq!(get(addr, "/health/live").status, 503);
+    worker.failed("its loop panicked");
+    let dead = get(addr, "/health/live");
+    assert_eq!(dead.status, 503);
+    assert!(
+        dead.body
+            .contains(r#""name":"worker","running":false,"failure":"its loop panicked""#),
+        "{dead:?}"
+    );
+    // Restarted in place: the new worker replaces the dead one.
+    let restarted = server.health().component("worker");
+    assert_eq!(get(addr, "/health/live").status, 200);
+    restarted.finished();
+    assert_eq!(get(addr, "/health/ready").status, 200);
 
     // The recorder is installed once; a second server shares it.
     let second = MetricsServer::start("127.0.0.1:0".parse().expect("an address"), Health::new())
@@ -351,6 +373,51 @@ async fn one_server_reports_every_component_given_its_health() {
         format!("cannot serve metrics and health on {addr}")
     );
     assert!(std::error::Error::source(&error).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_restarted_with_the_same_health_is_live_and_ready_again() {
+    let db = migrated_db("health_relay_restart");
+    let kafka = TestKafka::new("health_relay_restart");
+    let server = MetricsServer::start("127.0.0.1:0".parse().expect("an address"), Health::new())
+        .await
+        .expect("the server starts");
+    let addr = server.local_addr();
+    let relay = || {
+        let publisher = KafkaPublisher::new(kafka.brokers()).expect("a publisher");
+        relay_test_settings(Relay::builder(db.url(), publisher))
+            .health(server.health().clone())
+            .build()
+            .expect("the relay builds")
+    };
+
+    let first = RunningRelay::spawn(relay());
+    wait_for(addr, "/health/ready", READY_TIMEOUT, |r| r.status == 200).await;
+    first.stop().await;
+    // Stopped on purpose: it leaves nothing that keeps the process down.
+    let after_shutdown = get(addr, "/health/live");
+    assert_eq!(after_shutdown.status, 200, "{after_shutdown:?}");
+    assert!(
+        after_shutdown.body.contains(r#""components":[]"#),
+        "{after_shutdown:?}"
+    );
+
+    // A relay whose loop died (as a panic marks it): not live until it is
+    // restarted under the same name.
+    server
+        .health()
+        .component("relay")
+        .failed("its loop panicked");
+    assert_eq!(get(addr, "/health/live").status, 503);
+    let second = RunningRelay::spawn(relay());
+    let ready = wait_for(addr, "/health/ready", READY_TIMEOUT, |r| r.status == 200).await;
+    assert_eq!(
+        ready.body.matches(r#""name":"relay""#).count(),
+        1,
+        "the new relay took the dead one's place: {ready:?}"
+    );
+    assert_eq!(get(addr, "/health/live").status, 200);
+    second.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,7 @@
 //! unreachable broker says whether the host is unknown or the connection
 //! refused; a consumer that cannot start logs a handful of lines, not a flood.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -25,8 +24,14 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 /// A wrong setting must fail the start checks within this (librdkafka
-/// reports a refused login or certificate within a second or two).
-const FAST: Duration = Duration::from_secs(15);
+/// reports a refused login or certificate within a second or two; the
+/// plaintext client on a TLS port is found out after 2 s of silence), well
+/// below the checks' own limit, [`CHECK_TIMEOUT`].
+const FAST: Duration = Duration::from_secs(10);
+
+/// An unreachable broker (connection refused, unknown host) must fail the
+/// start checks within this: they return as soon as the cause is clear.
+const UNREACHABLE_FAST: Duration = Duration::from_secs(5);
 
 /// Long enough for a group join and a record through on two shared cores.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -161,8 +166,166 @@ fn refused_and_unknown_host_read_differently() {
         eprintln!("{brokers}: {text}");
         assert_eq!(error.cause(), cause, "{text}");
         assert!(text.starts_with(starts), "{text}");
-        assert!(started.elapsed() < FAST, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < UNREACHABLE_FAST,
+            "{brokers}: took {:?}",
+            started.elapsed()
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_check_names_each_wrong_kafka_setting_after_the_database() {
+    let db = TestDb::new("secure_relay_check");
+    outbox_diesel::migrations::run(&mut db.connect()).expect("migrations run");
+    for wrong in wrong_settings() {
+        let relay = Relay::builder(db.url(), publisher(&wrong.brokers, &wrong.settings))
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let error = relay.check().await.expect_err(wrong.name);
+        let took = started.elapsed();
+        let outbox_diesel::Error::Publish(error) = error else {
+            panic!("{}: not the publisher's check: {error:?}", wrong.name);
+        };
+        let text = error.to_string();
+        eprintln!("relay check, {}: {text} ({took:?})", wrong.name);
+        assert!(
+            text.starts_with(&format!("Kafka at {}: {}", wrong.brokers, wrong.says)),
+            "{}: {text}",
+            wrong.name
+        );
+        assert!(took < FAST, "{}: took {took:?}", wrong.name);
+        assert_no_secret(&format!("{text} {error:?}"));
+    }
+    let good = Relay::builder(
+        db.url(),
+        publisher(
+            &secure::kafka_sasl_ssl_brokers(),
+            &secure::kafka_sasl_ssl_settings(),
+        ),
+    )
+    .build()
+    .unwrap();
+    good.check()
+        .await
+        .expect("the database and SASL_SSL brokers pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_check_and_run_say_to_run_the_migrations() {
+    let lines = outbox_tests::logs::capture();
+    let bare = TestDb::new("secure_relay_bare");
+    let relay = Relay::builder(bare.url(), publisher(&kafka_brokers(), &[]))
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let error = relay.check().await.unwrap_err();
+    assert!(
+        matches!(error, outbox_diesel::Error::NotReady { .. }),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    eprintln!("{text}");
+    let url = outbox_diesel::mask_password(bare.url());
+    assert!(
+        text.starts_with(&format!("no outbox_messages at {url} (search_path: ")),
+        "{text}"
+    );
+    assert!(text.contains(bare.schema()), "the search_path: {text}");
+    assert!(
+        text.ends_with("): run `outbox migrations run` first"),
+        "{text}"
+    );
+
+    // `run` retries, and its log says why (not "cannot connect").
+    let running = RunningRelay::spawn(relay);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let said = |lines: &Mutex<Vec<u8>>| {
+        outbox_tests::logs::text_since(lines, 0)
+            .lines()
+            .find(|line| line.contains(bare.schema()) && line.contains("relay: "))
+            .map(str::to_owned)
+    };
+    let line = loop {
+        if let Some(line) = said(lines) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no log line about the relay");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    running.stop().await;
+    eprintln!("{line}");
+    assert!(
+        line.contains("relay: outbox tables missing: run `outbox migrations run`; retrying"),
+        "{line}"
+    );
+    assert!(!line.contains("cannot connect"), "{line}");
+}
+
+/// Every client refuses a file setting naming a missing file before
+/// librdkafka sees it ("ssl.ca.location failed: error:05880002:x509
+/// certificate routines::system lib"), naming the setting, path and cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_certificate_file_is_named_by_every_client() {
+    let missing = "/nonexistent/ca.pem";
+    let says = "Kafka setting `ssl.ca.location`: cannot read /nonexistent/ca.pem: No such file or \
+                directory (os error 2)";
+    let settings = replaced(
+        &secure::kafka_sasl_ssl_settings(),
+        "ssl.ca.location",
+        missing,
+    );
+    let brokers = secure::kafka_sasl_ssl_brokers();
+
+    let mut builder = KafkaPublisher::builder(&brokers);
+    for (key, value) in &settings {
+        builder = builder.set(key, value);
+    }
+    let error = builder.build().unwrap_err();
+    assert_eq!(error.to_string(), says);
+
+    let db = consumer_db("secure_missing_file");
+    let error = consumer_on(&db, &brokers, "never-joined", "events", &settings)
+        .build()
+        .err()
+        .expect("refused");
+    let outbox_diesel::Error::KafkaClient(outbox::kafka::ClientError::File(file)) = &error else {
+        panic!("not a file error: {error:?}");
+    };
+    assert_eq!(file.setting(), "ssl.ca.location");
+    assert_eq!(file.path(), std::path::Path::new(missing));
+    assert_eq!(chain(&error), says);
+
+    let error = dead_letter::replay(&brokers, "x.dlq", "never-joined", &settings)
+        .await
+        .unwrap_err();
+    assert_eq!(chain(&error), says);
+
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", &brokers);
+    for (key, value) in &settings {
+        config.set(key, value);
+    }
+    let started = Instant::now();
+    let error = outbox::kafka::check_brokers(&config, "test", CHECK_TIMEOUT).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no broker asked"
+    );
+    assert_eq!(error.cause(), Cause::Settings);
+    assert_eq!(error.detail(), says);
+}
+
+/// `error` and its causes, as the CLI prints them.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 /// Writes one row per message applied.
@@ -492,42 +655,12 @@ async fn dlq_replay_over_sasl_ssl_and_its_wrong_password() {
     assert_named(wrong, &error, started.elapsed());
 }
 
-/// Log lines written while a test runs, from every thread (librdkafka's
-/// callbacks run on its own).
-fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LINES: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LINES.get_or_init(|| {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&lines);
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || Capture(Arc::clone(&writer)))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-        lines
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A consumer whose brokers do not answer (a TLS client on the plaintext
 /// port, retried by librdkafka many times a second) fails its start with the
 /// cause, and logs a handful of warnings, not one per retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_whose_brokers_refuse_it_logs_a_handful_of_lines() {
-    let lines = captured();
+    let lines = outbox_tests::logs::capture();
     let db = consumer_db("secure_consumer_quiet");
     let kafka = TestKafka::new("secure_consumer_quiet");
     let topic = kafka.create_topic("events", 1);
@@ -556,7 +689,7 @@ async fn a_consumer_whose_brokers_refuse_it_logs_a_handful_of_lines() {
             "{error}"
         );
     }
-    let text = String::from_utf8_lossy(&lines.lock().unwrap()).into_owned();
+    let text = outbox_tests::logs::text_since(lines, 0);
     let ours: Vec<&str> = text
         .lines()
         .filter(|line| {

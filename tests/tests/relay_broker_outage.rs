@@ -1,20 +1,15 @@
 //! The broker stops for several seconds while the relay runs and producers keep
 //! writing; once it is back, everything is sent with per-key order kept.
 //!
-//! This test stops the shared Kafka broker (`scripts/services.sh down`, with
-//! `DATABASE_URL` set so PostgreSQL keeps running) and starts it again: every
-//! other test running at the same time would fail. `cargo test` runs test
-//! binaries one after another (only the tests inside one binary run in
-//! parallel), so this binary holds this one test and nothing else. Do not run
-//! it beside other test processes on the same broker.
+//! This test stops the shared Kafka broker and starts it again
+//! ([`outbox_tests::broker`]): this binary holds this one test and nothing
+//! else. Do not run it beside other test processes on the same broker.
 
 #[allow(dead_code)]
 #[path = "relay/support.rs"]
 mod support;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,57 +24,6 @@ use support::{
 
 const KEYS: u64 = 10;
 const OUTAGE: Duration = Duration::from_secs(6);
-
-fn services_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh")
-}
-
-/// `scripts/services.sh <command>` with `DATABASE_URL` set, so only Kafka is
-/// touched (and `KAFKA_BROKERS` unset, so the script does manage Kafka).
-fn services(command: &str) {
-    let output = Command::new("bash")
-        .arg(services_script())
-        .arg(command)
-        .env("DATABASE_URL", outbox_tests::database_url())
-        .env_remove("KAFKA_BROKERS")
-        .output()
-        .unwrap_or_else(|e| panic!("could not run scripts/services.sh {command}: {e}"));
-    assert!(
-        output.status.success(),
-        "scripts/services.sh {command} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn broker_answers() -> bool {
-    let brokers = outbox_tests::kafka_brokers();
-    let first = brokers.split(',').next().unwrap_or_default().to_owned();
-    std::net::TcpStream::connect_timeout(
-        &first
-            .parse()
-            .expect("KAFKA_BROKERS holds host:port addresses"),
-        Duration::from_secs(1),
-    )
-    .is_ok()
-}
-
-/// Starts the broker again when dropped, even if the test fails half-way.
-struct BrokerBack;
-
-impl Drop for BrokerBack {
-    fn drop(&mut self) {
-        if !broker_answers() {
-            let _ = Command::new("bash")
-                .arg(services_script())
-                .arg("up")
-                .env("DATABASE_URL", outbox_tests::database_url())
-                .env_remove("KAFKA_BROKERS")
-                .status();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_outage_mid_run_everything_is_sent_in_key_order() {
@@ -136,22 +80,15 @@ async fn broker_outage_mid_run_everything_is_sent_in_key_order() {
         .await;
 
     // Stop the broker; the writer goes on.
-    let broker_back = BrokerBack;
     let stopped_at = Instant::now();
-    blocking(|| services("down")).await;
-    assert!(
-        !broker_answers(),
-        "the broker still answers after scripts/services.sh down: it was not started by \
-         this checkout's scripts/services.sh, so this test cannot stop it"
-    );
+    let outage = blocking(outbox_tests::broker::stop).await;
     eprintln!("outage: broker stopped in {:?}", stopped_at.elapsed());
     tokio::time::sleep(OUTAGE).await;
     let mut conn = env.conn();
     let waiting = count_rows(&mut conn);
     assert!(waiting > 0, "rows wait while the broker is down");
     let restarted_at = Instant::now();
-    blocking(|| services("up")).await;
-    drop(broker_back);
+    blocking(move || outage.start()).await;
     eprintln!(
         "outage: {waiting} rows waiting; broker up again in {:?}, down {:?} in all",
         restarted_at.elapsed(),

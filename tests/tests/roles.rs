@@ -209,10 +209,7 @@ fn printed_grants(schema: &str, app: &str, relay: &str, consumer: &str) -> Strin
 /// `db`'s URL (its schema as `search_path`) as `role`: the test cluster trusts
 /// local connections, so the user name is all it takes.
 fn url_as(db: &TestDb, role: &str) -> String {
-    let url = db.url();
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    format!("{scheme}://{role}@{host}")
+    outbox_tests::secure::with_user(db.url(), role)
 }
 
 fn connect_as(db: &TestDb, role: &str) -> PgConnection {

@@ -235,6 +235,45 @@ async fn key_value_connection_strings_take_the_tls_settings_too() {
     assert!(is_encrypted(&mut connect(&conninfo).await).await);
 }
 
+/// Settings only libpq knows: taken out when they ask for what is done anyway,
+/// refused by name otherwise (sync Diesel, through libpq, still reads them).
+#[tokio::test]
+async fn libpq_only_settings_are_named_when_not_supported() {
+    let url = database_url_tls(SslMode::VerifyFull);
+    let same_anyway = format!("{url}&gssencmode=disable&sslsni=1&sslcompression=0");
+    assert!(is_encrypted(&mut connect(&same_anyway).await).await);
+
+    let with_crl = format!("{url}&sslcrl=/etc/ssl/db.crl&password=hunter22");
+    let (error, took) = refused(&with_crl).await;
+    assert!(took < FAIL_FAST, "took {took:?}");
+    assert!(
+        error.ends_with(
+            "password=***: invalid `sslcrl`: a libpq setting the async connections \
+             (tokio-postgres) do not support: remove it from the connection string"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("hunter22"), "{error}");
+}
+
+/// A password in a `key=value` string, quoted with a space, never shows in
+/// the error (the server refuses the untrusted certificate first).
+#[tokio::test]
+async fn a_quoted_key_value_password_is_masked_in_errors() {
+    let url = database_url_tls(SslMode::VerifyFull);
+    let (host, port) = secure::host_port(&url)
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("no port in {url}"));
+    let conninfo = format!(
+        "host={host} port={port} password = 'my secret' sslmode=verify-full sslrootcert='{}'",
+        secure::other_ca_path().display()
+    );
+    let (error, _) = refused(&conninfo).await;
+    assert!(error.contains("password = ***"), "{error}");
+    assert!(!error.contains("secret"), "{error}");
+    assert!(error.contains("certificate verify failed"), "{error}");
+}
+
 #[tokio::test]
 async fn a_relay_publishes_through_a_verify_full_url() {
     let db = TestDb::new("tls_relay");

@@ -7,11 +7,12 @@ use std::time::Duration;
 use diesel::Connection;
 use outbox::{Event, Message, Outboxed, Payloads};
 use outbox_diesel::Outbox;
-use outbox_diesel::topics::{CreateTopics, TopicStatus};
+use outbox_diesel::topics::{CreateTopics, TopicOutcome, TopicStatus};
 use outbox_tests::{TestDb, TestKafka};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
 use serde_json::json;
 
 fn migrated_db(test: &str) -> TestDb {
@@ -157,11 +158,25 @@ async fn create_topics_makes_a_models_topic_and_its_dlq_once() {
         .await;
     // The first exists (not an error); the second needs 99 brokers.
     let error = refused.expect_err("a replication factor above the brokers is refused");
-    assert!(
-        error
-            .to_string()
-            .starts_with("creating topic outbox_tests.topics_create_other"),
-        "{error}"
+    assert_eq!(
+        error.to_string(),
+        "the brokers refused topic outbox_tests.topics_create_other (InvalidReplicationFactor: \
+         more copies than there are brokers); the other one was created or exists"
+    );
+    let outbox_diesel::Error::TopicsRefused(refused) = error else {
+        panic!("not a refusal: {error:?}");
+    };
+    assert_eq!(
+        statuses(refused.outcomes()),
+        [(
+            User::TOPIC.to_owned(),
+            TopicStatus::Exists { partitions: 2 }
+        )]
+    );
+    assert_eq!(refused.refused().len(), 1);
+    assert_eq!(
+        refused.refused()[0].code,
+        RDKafkaErrorCode::InvalidReplicationFactor
     );
     let settings = CreateTopics::new(kafka.brokers(), 0, 1)
         .create(&["x"])
@@ -170,4 +185,70 @@ async fn create_topics_makes_a_models_topic_and_its_dlq_once() {
         settings.expect_err("0 partitions").to_string(),
         "invalid setting `partitions`: must be at least 1"
     );
+}
+
+/// Each topic's name and status (`TopicOutcome` is `#[non_exhaustive]`).
+fn statuses(outcomes: &[TopicOutcome]) -> Vec<(String, TopicStatus)> {
+    outcomes
+        .iter()
+        .map(|outcome| (outcome.name.clone(), outcome.status))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_creates_what_it_can_and_lists_every_refusal() {
+    let kafka = TestKafka::new("topics_mixed");
+    // Kafka refuses a name that differs from an existing one only in `.`
+    // against `_` (both become `_` in metric names).
+    let first = kafka.create_topic("dotted.one", 1);
+    let second = kafka.create_topic("dotted.two", 1);
+    let fresh = kafka.unique_name("fresh");
+    let _cleanup = Cleanup(kafka.brokers().to_owned(), vec![fresh.clone()]);
+    let (first_twin, second_twin) = (first.replace('.', "_"), second.replace('.', "_"));
+    let error = CreateTopics::new(kafka.brokers(), 1, 1)
+        .create(&[&first, &first_twin, &fresh, &second_twin])
+        .await
+        .expect_err("the colliding names are refused");
+    let text = error.to_string();
+    eprintln!("{text}");
+    let outbox_diesel::Error::TopicsRefused(refused) = error else {
+        panic!("not a refusal: {text}");
+    };
+    let refusals: Vec<(&str, RDKafkaErrorCode)> = refused
+        .refused()
+        .iter()
+        .map(|topic| (topic.name.as_str(), topic.code))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            (first_twin.as_str(), RDKafkaErrorCode::InvalidTopic),
+            (second_twin.as_str(), RDKafkaErrorCode::InvalidTopic)
+        ]
+    );
+    assert_eq!(
+        statuses(refused.outcomes()),
+        [
+            (first.clone(), TopicStatus::Exists { partitions: 1 }),
+            (fresh.clone(), TopicStatus::Created)
+        ]
+    );
+    assert!(
+        text.starts_with(&format!(
+            "the brokers refused topics {first_twin} (InvalidTopic: an invalid name, or one that \
+             collides with an existing topic (`.` and `_` count as the same)), {second_twin} \
+             (InvalidTopic: "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("; the 2 others were created or exist"),
+        "{text}"
+    );
+    // The one created really is there, as asked.
+    let again = CreateTopics::new(kafka.brokers(), 1, 1)
+        .create(&[&fresh])
+        .await
+        .expect("exists");
+    assert_eq!(again[0].status, TopicStatus::Exists { partitions: 1 });
 }

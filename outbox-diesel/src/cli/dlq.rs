@@ -3,6 +3,7 @@
 use clap::{Args, Subcommand};
 
 use super::Failure;
+use super::kafka_args::KafkaArgs;
 use crate::dead_letter::{self, DEFAULT_REPLAY_GROUP, ReplayReport};
 
 #[derive(Debug, Subcommand)]
@@ -14,6 +15,9 @@ pub(super) enum DlqCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("settings", |arg| arg.help(
+    "A librdkafka setting for the consumer and the producer, e.g. -X security.protocol=ssl \
+     (repeatable)")))]
 pub(super) struct ReplayArgs {
     /// The dead-letter topic, e.g. orders.dlq
     #[arg(value_name = "DLQ_TOPIC")]
@@ -23,36 +27,18 @@ pub(super) struct ReplayArgs {
     #[arg(long, value_name = "GROUP", default_value = DEFAULT_REPLAY_GROUP)]
     group: String,
 
-    /// Kafka bootstrap servers, host:port[,host:port…]
-    #[arg(
-        long,
-        env = "KAFKA_BROKERS",
-        hide_env_values = true,
-        value_name = "HOSTS"
-    )]
-    brokers: Option<String>,
-
-    /// A librdkafka setting for the consumer and the producer, e.g.
-    /// -X security.protocol=ssl (repeatable)
-    #[arg(short = 'X', long = "kafka-setting", value_name = "KEY=VALUE", value_parser = super::relay::parse_setting)]
-    settings: Vec<super::relay::Setting>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 pub(super) fn run(command: DlqCommand) -> Result<String, Failure> {
     let DlqCommand::Replay(args) = command;
-    let brokers = args
-        .brokers
-        .filter(|b| !b.trim().is_empty())
-        .ok_or_else(|| Failure::usage("no Kafka brokers: pass --brokers or set KAFKA_BROKERS"))?;
+    let brokers = args.kafka.brokers()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::from_error(Some("starting the async runtime"), &e))?;
-    let settings: Vec<(String, String)> = args
-        .settings
-        .into_iter()
-        .map(|setting| (setting.key, setting.value))
-        .collect();
+    let settings = args.kafka.settings();
     let report = runtime
         .block_on(dead_letter::replay(
             &brokers,
@@ -88,7 +74,6 @@ fn report_line(report: &ReplayReport, group: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::relay::parse_setting;
     use super::*;
 
     #[test]
@@ -113,16 +98,5 @@ mod tests {
             report_line(&report, "g"),
             "replayed 3 records from orders.dlq: 2 to invoices, 1 to orders\n"
         );
-    }
-
-    #[test]
-    fn settings_are_key_equals_value() {
-        let setting = parse_setting("security.protocol=ssl").unwrap();
-        assert_eq!(
-            (&*setting.key, &*setting.value),
-            ("security.protocol", "ssl")
-        );
-        assert!(parse_setting("nonsense").is_err());
-        assert!(parse_setting("=1").is_err());
     }
 }

@@ -29,6 +29,7 @@
 
 mod db;
 mod dlq;
+mod kafka_args;
 mod output;
 mod partitions;
 mod relay;

@@ -56,8 +56,8 @@ pub(super) fn run(
             if json {
                 output::json(&stops)
             } else {
-                let shown = url_shown.then(|| mask_password(url));
-                Ok(list(&stops, group.as_deref(), all, shown.as_deref()))
+                let shown = url_shown.then(|| ShownUrl::of(url));
+                Ok(list(&stops, group.as_deref(), all, shown.as_ref()))
             }
         }
         PartitionsCommand::Resume {
@@ -92,13 +92,34 @@ fn current_schema(conn: &mut PgConnection) -> diesel::QueryResult<String> {
     diesel::select(diesel::dsl::sql::<Text>("current_schema()")).get_result(conn)
 }
 
+/// The `--database-url` given, as the printed resume command carries it.
+#[derive(Debug, PartialEq, Eq)]
+enum ShownUrl {
+    /// A URL without a password, printed as it is.
+    Plain(String),
+    /// A URL with a password: printed masked, it could not be run, so the
+    /// command reads it from `DATABASE_URL` instead.
+    Secret,
+}
+
+impl ShownUrl {
+    fn of(url: &str) -> Self {
+        let masked = mask_password(url);
+        if masked == url {
+            ShownUrl::Plain(masked)
+        } else {
+            ShownUrl::Secret
+        }
+    }
+}
+
 /// The stops as a table (with a RESUMED AT column when `all`), and how to
-/// resume one: with `--database-url <database_url>` when given (masked).
+/// resume one: with the `--database-url` given, if one was.
 fn list(
     stops: &[StoppedPartition],
     group: Option<&str>,
     all: bool,
-    database_url: Option<&str>,
+    database_url: Option<&ShownUrl>,
 ) -> String {
     if stops.is_empty() {
         let of_group = group.map(|g| format!(" for group {g}")).unwrap_or_default();
@@ -138,9 +159,11 @@ fn list(
     right.extend([false, false]);
     let mut out = output::table(&headers, &right, &cells);
     if let Some(stop) = stops.iter().find(|stop| stop.is_active()) {
-        let url = database_url
-            .map(|url| format!("--database-url {} ", shell_word(url)))
-            .unwrap_or_default();
+        let url = match database_url {
+            Some(ShownUrl::Plain(url)) => format!("--database-url {} ", shell_word(url)),
+            Some(ShownUrl::Secret) => "--database-url \"$DATABASE_URL\" ".to_owned(),
+            None => String::new(),
+        };
         out.push_str(&format!(
             "\nresume once the cause is fixed: outbox {url}partitions resume --group {} \
              --topic {} --partition {}\n",
@@ -148,6 +171,12 @@ fn list(
             shell_word(&stop.topic),
             stop.kafka_partition
         ));
+        if database_url == Some(&ShownUrl::Secret) {
+            out.push_str(
+                "(the password is left out: set DATABASE_URL to the URL given with \
+                 --database-url)\n",
+            );
+        }
     }
     out
 }
@@ -222,28 +251,55 @@ mod tests {
         );
         // Only resumed stops: nothing to resume, no hint.
         assert!(
-            !list(&[stop(1, true)], None, true, Some("postgres://h/d")).contains("resume once")
+            !list(
+                &[stop(1, true)],
+                None,
+                true,
+                Some(&ShownUrl::of("postgres://h/d"))
+            )
+            .contains("resume once")
         );
         assert!(!list(&[stop(1, true)], None, true, None).contains("resume once"));
     }
 
     #[test]
     fn the_resume_hint_carries_the_database_url_given() {
-        let text = list(
-            &[stop(1, false)],
-            None,
-            false,
-            Some("postgres://app:***@db/app?options=-c%20search_path%3Dbilling"),
-        );
+        let url = "postgres://app@db/app?options=-c%20search_path%3Dbilling";
+        let text = list(&[stop(1, false)], None, false, Some(&ShownUrl::of(url)));
         assert!(
             text.ends_with(
                 "resume once the cause is fixed: outbox --database-url \
-                 'postgres://app:***@db/app?options=-c%20search_path%3Dbilling' partitions resume \
+                 'postgres://app@db/app?options=-c%20search_path%3Dbilling' partitions resume \
                  --group billing --topic orders --partition 2\n"
             ),
             "{text}"
         );
         assert_eq!(shell_word("it's"), r"'it'\''s'");
         assert_eq!(shell_word("orders.v2"), "orders.v2");
+    }
+
+    #[test]
+    fn a_url_with_a_password_is_left_to_database_url() {
+        for url in [
+            "postgres://app:s3cret@db/app",
+            "postgres://app@db/app?password=s3cret",
+        ] {
+            assert_eq!(ShownUrl::of(url), ShownUrl::Secret, "{url}");
+            let text = list(&[stop(1, false)], None, false, Some(&ShownUrl::of(url)));
+            assert!(
+                text.ends_with(
+                    "resume once the cause is fixed: outbox --database-url \"$DATABASE_URL\" \
+                     partitions resume --group billing --topic orders --partition 2\n\
+                     (the password is left out: set DATABASE_URL to the URL given with \
+                     --database-url)\n"
+                ),
+                "{text}"
+            );
+            assert!(!text.contains("s3cret") && !text.contains("***"), "{text}");
+        }
+        assert_eq!(
+            ShownUrl::of("postgres://app@db/app"),
+            ShownUrl::Plain("postgres://app@db/app".into())
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! until Ctrl-C or SIGTERM.
 
 use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::Args;
@@ -9,6 +10,7 @@ use outbox::kafka::KafkaPublisher;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
+use super::kafka_args::KafkaArgs;
 use super::{Failure, db};
 use crate::error::Error;
 use crate::relay::{
@@ -16,20 +18,15 @@ use crate::relay::{
     RelayReport,
 };
 
-/// How long the brokers have to answer before the relay starts (a refused
-/// login or certificate fails at once).
-const BROKER_CHECK_TIMEOUT: Duration = outbox::kafka::CHECK_TIMEOUT;
-
 #[derive(Debug, Args)]
+#[command(mut_arg("settings", |arg| arg
+    .long("producer-setting")
+    .visible_alias("kafka-setting")
+    .help("A librdkafka producer setting, e.g. -X compression.type=lz4 (repeatable; overrides \
+           the relay's defaults)")))]
 pub(super) struct RelayArgs {
-    /// Kafka bootstrap servers, host:port[,host:port…]
-    #[arg(
-        long,
-        env = "KAFKA_BROKERS",
-        hide_env_values = true,
-        value_name = "HOSTS"
-    )]
-    brokers: Option<String>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 
     /// Rows read and sent per batch (1 to 100000)
     #[arg(long, value_name = "ROWS", default_value_t = DEFAULT_BATCH_SIZE)]
@@ -50,52 +47,39 @@ pub(super) struct RelayArgs {
     batches_in_flight: usize,
 
     /// Serve /metrics (Prometheus), /health/live and /health/ready on this
-    /// address while the relay runs, e.g. 127.0.0.1:9464
-    #[arg(long, value_name = "ADDR")]
-    metrics_addr: Option<std::net::SocketAddr>,
-
-    /// A librdkafka producer setting, e.g. -X compression.type=lz4 (repeatable;
-    /// overrides the relay's defaults)
-    #[arg(short = 'X', long = "producer-setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
-    producer_settings: Vec<Setting>,
+    /// address while the relay runs, e.g. 127.0.0.1:9464 (a host name is
+    /// resolved: localhost:9464)
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    metrics_addr: Option<SocketAddr>,
 }
 
-/// A `-X KEY=VALUE` librdkafka setting; its `Debug` output masks a secret
-/// value (`sasl.password`, …).
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct Setting {
-    pub(super) key: String,
-    pub(super) value: String,
-}
-
-impl std::fmt::Debug for Setting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let value = outbox::kafka::mask_setting(&self.key, &self.value);
-        write!(f, "{}={value:?}", self.key)
+/// Parses the address to serve metrics on: `IP:PORT`, or `HOST:PORT` with a
+/// host name that resolves (its first address).
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    const EXPECTED: &str = "expected IP:PORT, e.g. 127.0.0.1:9464 or 0.0.0.0:9464";
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
     }
-}
-
-/// Parses a `-X KEY=VALUE` librdkafka setting.
-pub(super) fn parse_setting(text: &str) -> Result<Setting, String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok(Setting {
-            key: key.trim().to_owned(),
-            value: value.to_owned(),
-        }),
-        _ => Err("expected KEY=VALUE, e.g. compression.type=lz4".to_owned()),
+    // Without a port, or not split at one: the shape is wrong.
+    let has_port = text
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{text} resolves to no address; {EXPECTED}")),
+        Err(_) if !has_port => Err(EXPECTED.to_owned()),
+        Err(error) => Err(format!("cannot resolve {text} ({error}); {EXPECTED}")),
     }
 }
 
 pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
-    let brokers = args
-        .brokers
-        .filter(|b| !b.trim().is_empty())
-        .ok_or_else(|| Failure::usage("no Kafka brokers: pass --brokers or set KAFKA_BROKERS"))?;
+    let brokers = args.kafka.brokers()?;
 
     // Settings first: they fail without waiting for any server.
     let mut publisher = KafkaPublisher::builder(&brokers).client_name("relay");
-    for Setting { key, value } in &args.producer_settings {
-        publisher = publisher.set(key, value);
+    for (key, value) in args.kafka.settings() {
+        publisher = publisher.set(&key, &value);
     }
     let publisher = publisher
         .build()
@@ -112,8 +96,9 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
         .build()
         .map_err(|e| Failure::from_error(None, &e))?;
 
-    // PostgreSQL next (it answers or refuses at once), then the brokers (which
-    // may take the whole timeout).
+    // PostgreSQL next (it answers or refuses at once; the outbox tables named
+    // with the URL as given), then the relay's own check: the database again
+    // and the brokers (which may take the whole timeout).
     drop(db::connect_to_outbox(url)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -130,12 +115,10 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
                     source,
                 },
             ),
-            other => db::failure(url, "relay check", &other),
+            Error::Database(_) => db::failure(url, "relay check", &error),
+            // The brokers' error names them and the cause.
+            other => Failure::from_error(None, &other),
         })?;
-    relay
-        .publisher()
-        .check_brokers(BROKER_CHECK_TIMEOUT)
-        .map_err(|e| Failure::from_error(None, &e))?;
 
     init_logging();
     let report = runtime.block_on(async move {
@@ -240,23 +223,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_are_key_equals_value() {
-        let setting = parse_setting("compression.type=lz4").unwrap();
+    fn the_metrics_address_is_ip_and_port_or_a_host_that_resolves() {
         assert_eq!(
-            (&*setting.key, &*setting.value),
-            ("compression.type", "lz4")
+            parse_listen_addr("0.0.0.0:9464"),
+            Ok("0.0.0.0:9464".parse().unwrap())
         );
-        let setting = parse_setting("sasl.password=a=b").unwrap();
-        assert_eq!((&*setting.key, &*setting.value), ("sasl.password", "a=b"));
-        assert!(parse_setting("nonsense").is_err());
-        assert!(parse_setting("=1").is_err());
-    }
-
-    #[test]
-    fn a_secret_setting_is_masked_in_debug_output() {
-        let setting = parse_setting("sasl.password=outbox-secret").unwrap();
-        assert_eq!(format!("{setting:?}"), "sasl.password=\"***\"");
-        let setting = parse_setting("security.protocol=SASL_SSL").unwrap();
-        assert_eq!(format!("{setting:?}"), "security.protocol=\"SASL_SSL\"");
+        assert_eq!(
+            parse_listen_addr("[::1]:9464"),
+            Ok("[::1]:9464".parse().unwrap())
+        );
+        let local = parse_listen_addr("localhost:9464").expect("localhost resolves");
+        assert!(local.ip().is_loopback(), "{local}");
+        assert_eq!(local.port(), 9464);
+        let expected = "expected IP:PORT, e.g. 127.0.0.1:9464 or 0.0.0.0:9464";
+        assert_eq!(parse_listen_addr("9464"), Err(expected.to_owned()));
+        assert_eq!(parse_listen_addr("localhost"), Err(expected.to_owned()));
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:http"),
+            Err(expected.to_owned())
+        );
+        let unknown = parse_listen_addr("no-such-host.invalid:9464").unwrap_err();
+        assert!(
+            unknown.starts_with("cannot resolve no-such-host.invalid:9464 (")
+                && unknown.ends_with(expected),
+            "{unknown}"
+        );
     }
 }

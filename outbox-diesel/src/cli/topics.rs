@@ -3,7 +3,8 @@
 use clap::{Args, Subcommand};
 
 use super::Failure;
-use super::relay::{Setting, parse_setting};
+use super::kafka_args::KafkaArgs;
+use crate::error::Error;
 use crate::topics::{CreateTopics, TopicOutcome, TopicStatus};
 
 #[derive(Debug, Subcommand)]
@@ -14,6 +15,8 @@ pub(super) enum TopicsCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("settings", |arg| arg.help(
+    "A librdkafka setting of the admin client, e.g. -X security.protocol=SASL_SSL (repeatable)")))]
 pub(super) struct CreateArgs {
     /// The topics, e.g. the `topic` of each of your models
     #[arg(value_name = "TOPIC", required = true)]
@@ -32,30 +35,16 @@ pub(super) struct CreateArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
     replication_factor: i32,
 
-    /// Kafka bootstrap servers, host:port[,host:port…]
-    #[arg(
-        long,
-        env = "KAFKA_BROKERS",
-        hide_env_values = true,
-        value_name = "HOSTS"
-    )]
-    brokers: Option<String>,
-
-    /// A librdkafka setting of the admin client, e.g. -X security.protocol=SASL_SSL
-    /// (repeatable)
-    #[arg(short = 'X', long = "kafka-setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
-    settings: Vec<Setting>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 pub(super) fn run(command: TopicsCommand) -> Result<String, Failure> {
     let TopicsCommand::Create(args) = command;
-    let brokers = args
-        .brokers
-        .filter(|b| !b.trim().is_empty())
-        .ok_or_else(|| Failure::usage("no Kafka brokers: pass --brokers or set KAFKA_BROKERS"))?;
+    let brokers = args.kafka.brokers()?;
     let mut create =
         CreateTopics::new(brokers, args.partitions, args.replication_factor).dead_letter(args.dlq);
-    for Setting { key, value } in args.settings {
+    for (key, value) in args.kafka.settings() {
         create = create.set(key, value);
     }
     let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
@@ -67,10 +56,16 @@ pub(super) fn run(command: TopicsCommand) -> Result<String, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::from_error(Some("starting the async runtime"), &e))?;
-    let outcomes = runtime
-        .block_on(create.create(&topics))
-        .map_err(|e| Failure::from_error(None, &e))?;
-    Ok(report(&outcomes, args.partitions, args.replication_factor))
+    match runtime.block_on(create.create(&topics)) {
+        Ok(outcomes) => Ok(report(&outcomes, args.partitions, args.replication_factor)),
+        // What was created or exists goes to stdout all the same.
+        Err(Error::TopicsRefused(refused)) => {
+            let mut failure = Failure::from_error(None, &refused);
+            failure.output = report(refused.outcomes(), args.partitions, args.replication_factor);
+            Err(failure)
+        }
+        Err(error) => Err(Failure::from_error(None, &error)),
+    }
 }
 
 /// One line per topic: created, or exists (and how many partitions when not

@@ -24,6 +24,13 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stopped partitions: the stop row and the offset to read again from.
 pub(crate) type StoppedMap = Arc<Mutex<HashMap<Tp, (i64, i64)>>>;
 
+/// The partitions this process's consumers hold stopped. Each consumer adds
+/// and removes its own (several may run in one process), and registers it at
+/// start so that it shows, at 0, before any partition stops.
+fn stopped_gauge() -> metrics::Gauge {
+    metrics::gauge!("outbox_consumer_stopped_partitions")
+}
+
 struct Task {
     id: u64,
     items: UnboundedSender<Item>,
@@ -52,6 +59,7 @@ impl Dispatcher {
         stopped: StoppedMap,
         shutdown: watch::Sender<bool>,
     ) -> Self {
+        stopped_gauge().increment(0.0);
         Dispatcher {
             shared,
             control,
@@ -84,6 +92,11 @@ impl Dispatcher {
             }
         }
         let _ = self.shutdown.send(true);
+        // Its stops stay in the table; this consumer no longer holds them.
+        if let Ok(mut stopped) = self.stopped.lock() {
+            stopped_gauge().decrement(stopped.len() as f64);
+            stopped.clear();
+        }
         tracing::info!(
             partitions = self.tasks.len() + self.retiring.len(),
             "shutting down: partition tasks finish the record in hand"
@@ -240,9 +253,10 @@ impl Dispatcher {
                     return;
                 }
                 self.pause(&tp);
-                if let Ok(mut stopped) = self.stopped.lock() {
-                    stopped.insert(tp, (stop_id, offset));
-                    metrics::gauge!("outbox_consumer_stopped_partitions").set(stopped.len() as f64);
+                if let Ok(mut stopped) = self.stopped.lock()
+                    && stopped.insert(tp, (stop_id, offset)).is_none()
+                {
+                    stopped_gauge().increment(1.0);
                 }
             }
             Control::Resumed {
@@ -293,7 +307,7 @@ impl Dispatcher {
         if let Ok(mut stopped) = self.stopped.lock()
             && stopped.remove(tp).is_some()
         {
-            metrics::gauge!("outbox_consumer_stopped_partitions").set(stopped.len() as f64);
+            stopped_gauge().decrement(1.0);
         }
     }
 

@@ -324,13 +324,15 @@ impl Consumer {
         let observed = settings.observe.start("consumer").await?;
         let _probes = crate::serve::probe_consumer(&shared, &observed.component);
         let topics: Vec<&str> = shared.routes.topics().iter().map(String::as_str).collect();
-        shared
-            .consumer
-            .subscribe(&topics)
-            .map_err(|source| Error::Kafka {
+        shared.consumer.subscribe(&topics).map_err(|source| {
+            let error = Error::Kafka {
                 context: format!("subscribing to {}", topics.join(", ")),
                 source,
-            })?;
+            };
+            // Its loop never ran: a failure, not a shutdown.
+            observed.component.failed(crate::error::error_chain(&error));
+            error
+        })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped: StoppedMap = Arc::new(Mutex::new(HashMap::new()));
         let watcher = tokio::spawn(watch_resumed(
@@ -458,7 +460,9 @@ impl ConsumerBuilder {
     ///
     /// [`Error::Config`] naming every problem: no controller, two controllers
     /// on one route, a controller without topic, a concurrency of 0, a setting
-    /// the consumer owns; [`Error::Kafka`] when librdkafka refuses a setting.
+    /// the consumer owns; [`Error::KafkaClient`] when librdkafka refuses a
+    /// setting or a file setting (`ssl.ca.location`, …) names a file that
+    /// cannot be read.
     pub fn build(self) -> Result<Consumer> {
         let mut problems = Vec::new();
         let routes = Routes::new(self.controllers, self.default_policy)
@@ -521,24 +525,16 @@ impl ConsumerBuilder {
         }
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let revoked = kafka::RevokedFlags::default();
-        let context = ConsumeContext {
-            control: control_tx.clone(),
-            revoked: Arc::clone(&revoked),
-            diagnostics: Diagnostics::new("consumer", &mut config),
-        };
-        let consumer: StreamConsumer<ConsumeContext> = config
-            .create_with_context(context)
-            .map_err(|source| Error::Kafka {
-                context: "creating the consumer (a setting was refused)".to_owned(),
-                source: outbox::kafka::without_secrets(source),
+        let (consumer, _): (StreamConsumer<ConsumeContext>, _) =
+            outbox::kafka::create_client_with(&mut config, "consumer", |diagnostics| {
+                ConsumeContext {
+                    control: control_tx.clone(),
+                    revoked: Arc::clone(&revoked),
+                    diagnostics,
+                }
             })?;
-        let diagnostics = Diagnostics::new("dead-letter producer", &mut producer_config);
-        let dead_letters: FutureProducer<Diagnostics> = producer_config
-            .create_with_context(diagnostics)
-            .map_err(|source| Error::Kafka {
-                context: "creating the dead-letter producer (a setting was refused)".to_owned(),
-                source: outbox::kafka::without_secrets(source),
-            })?;
+        let (dead_letters, _): (FutureProducer<Diagnostics>, _) =
+            outbox::kafka::create_client(&mut producer_config, "dead-letter producer")?;
         let producer_name = self.producer_name.unwrap_or_else(|| self.group.clone());
         let shared = Shared {
             consumer,

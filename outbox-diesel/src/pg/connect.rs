@@ -17,7 +17,8 @@ use crate::error::{Error, Result, mask_password};
 /// A diesel-async connection to `url`, over TLS as its `sslmode` says.
 ///
 /// `url` is a libpq connection string, URL (`postgres://user@host/db?sslmode=..`)
-/// or `key=value` form, read as libpq reads it:
+/// or `key=value` form. Its TLS settings mean what they mean to libpq, with the
+/// differences listed below:
 ///
 /// | `sslmode` | TLS | server certificate |
 /// |---|---|---|
@@ -34,15 +35,38 @@ use crate::error::{Error, Result, mask_password};
 /// `sslrootcert` is a PEM file of the roots to trust (default
 /// `~/.postgresql/root.crt`), or `system` for the system's roots (which implies,
 /// and needs, `verify-full`). `sslcert` and `sslkey` give a client certificate
-/// (PEM; the key PKCS#8, `BEGIN PRIVATE KEY`). Unlike libpq, no `PG*`
-/// environment variable is read. The relay (`outbox relay`) and
-/// [`pool`](crate::pool) connect through this function; use it in a pool of your own with
-/// diesel-async's `ManagerConfig::custom_setup`.
+/// (PEM). The relay (`outbox relay`) and [`pool`](crate::pool) connect through
+/// this function; use it in a pool of your own with diesel-async's
+/// `ManagerConfig::custom_setup`.
+///
+/// # Differences from libpq
+///
+/// The connection is made by tokio-postgres with native-tls (OpenSSL), not by
+/// libpq, so the same string can be read differently by sync Diesel:
+///
+/// - `prefer` does not fall back to plaintext when the server offers TLS and
+///   the handshake fails (libpq tries again without TLS): the connection fails.
+/// - The key in `sslkey` must be PKCS#8 PEM (`BEGIN PRIVATE KEY`), unencrypted;
+///   convert a `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY` one with
+///   `openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.pk8.pem`.
+/// - `sslcert` without `sslkey` (or the other way round) is an error: libpq
+///   would look for `~/.postgresql/postgresql.key`. There is no default client
+///   certificate either (libpq's `~/.postgresql/postgresql.crt`).
+/// - No `PG*` environment variable (`PGSSLMODE`, `PGPASSWORD`, ...) and no
+///   service or password file is read.
+/// - `sslpassword`, `sslcrl`, `sslcrldir`, `ssl_min_protocol_version`,
+///   `ssl_max_protocol_version` and `sslkeylogfile` are refused with an error
+///   naming the setting; so are `sslsni`, `sslcompression`, `sslcertmode` and
+///   `gssencmode` unless they ask for what is done anyway (`sslsni=1`,
+///   `sslcompression=0`, `sslcertmode=allow`, `gssencmode=disable` or `prefer`:
+///   there is no GSSAPI encryption). Other settings tokio-postgres does not know
+///   are refused as an "unknown option", named.
 ///
 /// # Errors
 ///
 /// [`Error::Connection`] naming `url` (password masked) and the cause: an
-/// invalid setting (an unknown `sslmode` lists the valid ones), a certificate
+/// invalid setting (an unknown `sslmode` lists the valid ones), a libpq setting
+/// that is not supported here (named), a certificate
 /// file that cannot be read, a server without TLS under `require`, a certificate
 /// that fails verification, or what the server said.
 ///
@@ -212,6 +236,18 @@ mod tests {
             "could not connect to PostgreSQL at postgres://app:***@127.0.0.1:1/app?sslmode=verify: \
              invalid `sslmode`: unknown value `verify`: expected one of disable, allow, prefer, \
              require, verify-ca, verify-full"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_libpq_only_setting_is_named_before_connecting() {
+        let url = "host=127.0.0.1 port=1 password=pw sslpassword=keypass sslmode=require";
+        let error = establish(url).await.err().unwrap();
+        assert_eq!(
+            crate::error::error_chain(&error),
+            "could not connect to PostgreSQL at host=127.0.0.1 port=1 password=*** \
+             sslpassword=*** sslmode=require: invalid `sslpassword`: a libpq setting the async \
+             connections (tokio-postgres) do not support: remove it from the connection string"
         );
     }
 

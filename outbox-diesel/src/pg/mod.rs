@@ -1,7 +1,7 @@
 //! PostgreSQL code: connecting (with libpq's TLS settings), enqueue and realtime messages.
 
 pub(crate) mod connect;
-mod conninfo;
+pub(crate) mod conninfo;
 pub(crate) mod enqueue;
 pub(crate) mod realtime;
 mod tls;

@@ -152,18 +152,79 @@ impl<P: Publisher> Relay<P> {
         &self.publisher
     }
 
-    /// Connects once and checks that the outbox table is there, to fail early
-    /// with a clear error (the loop itself retries forever).
+    /// Checks both ends before [`run`](Self::run), to fail early with a clear
+    /// error (the loop itself retries forever): connects to the database and
+    /// looks for the outbox table, then asks the publisher whether its
+    /// transport can be used ([`Publisher::check`]; for a
+    /// [`KafkaPublisher`](outbox::kafka::KafkaPublisher), the brokers answer
+    /// past TLS and the login within
+    /// [`CHECK_TIMEOUT`](outbox::kafka::CHECK_TIMEOUT)).
     ///
     /// # Errors
     ///
     /// [`Error::Connection`] naming the URL (password masked) when PostgreSQL
-    /// cannot be reached; [`Error::Database`] when `outbox_messages` is missing
-    /// (run the migrations).
+    /// cannot be reached; [`Error::NotReady`] naming the database (password
+    /// masked) and its `search_path` when `outbox_messages` is missing, saying
+    /// to run `outbox migrations run`; [`Error::Database`] when the lookup
+    /// fails; [`Error::Publish`] when the transport cannot be used (for Kafka:
+    /// the brokers and the cause, e.g. `Kafka at host:9094: authentication
+    /// failed …`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox::kafka::KafkaPublisher;
+    /// use outbox_diesel::Relay;
+    ///
+    /// # async fn run() -> Result<(), outbox_diesel::Error> {
+    /// let publisher = KafkaPublisher::new("127.0.0.1:59092")?;
+    /// let relay = Relay::builder("postgres://localhost/app", publisher).build()?;
+    /// relay.check().await?; // the database and the brokers, or why not
+    /// relay.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn check(&self) -> Result<()> {
-        let mut conn = connect(&self.database_url).await?;
-        store::gauges(&mut conn).await?;
+        self.check_database().await?;
+        let publisher = Arc::clone(&self.publisher);
+        // Blocking: the Kafka check waits for the brokers on this thread.
+        tokio::task::spawn_blocking(move || publisher.check(outbox::kafka::CHECK_TIMEOUT))
+            .await
+            .map_err(|error| Error::NotReady {
+                what: "the relay's broker check did not finish".to_owned(),
+                source: Some(Box::new(error)),
+            })??;
         Ok(())
+    }
+
+    /// The database answers and has the outbox table in its `search_path`.
+    async fn check_database(&self) -> Result<()> {
+        #[derive(diesel::QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            present: bool,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            search_path: String,
+        }
+        let mut conn = connect(&self.database_url).await?;
+        let found: Found = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query(
+                "SELECT to_regclass('outbox_messages') IS NOT NULL AS present, \
+                        current_setting('search_path') AS search_path",
+            ),
+            &mut conn,
+        )
+        .await?;
+        if found.present {
+            return Ok(());
+        }
+        Err(Error::NotReady {
+            what: format!(
+                "no outbox_messages at {} (search_path: {}): run `outbox migrations run` first",
+                mask_password(&self.database_url),
+                found.search_path
+            ),
+            source: None,
+        })
     }
 
     /// Runs until `shutdown` completes, then finishes the batch in flight and
@@ -193,7 +254,20 @@ impl<P: Publisher> Relay<P> {
                 Err(error) => {
                     health.database_failed(error_chain(&error));
                     let delay = backoff.next_delay();
-                    tracing::warn!(url, error = %error_chain(&error), ?delay, "relay: cannot connect to PostgreSQL; retrying");
+                    match &error {
+                        Error::Connection { .. } => {
+                            tracing::warn!(url, error = %error_chain(&error), ?delay, "relay: cannot connect to PostgreSQL; retrying");
+                        }
+                        // Connected, then failed: say whether the tables are missing.
+                        _ => match self.check_database().await {
+                            Err(missing @ Error::NotReady { .. }) => {
+                                tracing::warn!(url, error = %missing, ?delay, "relay: outbox tables missing: run `outbox migrations run`; retrying");
+                            }
+                            _ => {
+                                tracing::warn!(url, error = %error_chain(&error), ?delay, "relay: database error; retrying");
+                            }
+                        },
+                    }
                     shutdown.sleep(delay).await;
                     continue;
                 }
@@ -251,10 +325,13 @@ impl<P: Publisher> Relay<P> {
             let ended = self
                 .run_window(session, shutdown, &mut window, report)
                 .await?;
-            if let WindowEnd::Failed(error) = &ended {
-                health.kafka_failed(format!("publishing: {error}"));
-            } else if report.published > published {
-                health.kafka_ok();
+            // A failure holds Kafka not ready (whatever the metadata probe
+            // says) until a record goes through or none is left to send.
+            match &ended {
+                WindowEnd::Failed(error) => health.publish_failed(format!("publishing: {error}")),
+                WindowEnd::CaughtUp => health.publish_ok(),
+                _ if report.published > published => health.publish_ok(),
+                _ => {}
             }
             match ended {
                 WindowEnd::CaughtUp => {
@@ -643,7 +720,8 @@ impl<P: Publisher> RelayBuilder<P> {
 
     /// Reports the relay's health in `health` (from a
     /// [`MetricsServer`](crate::serve::MetricsServer) of yours): PostgreSQL
-    /// ready while its session is open, Kafka while the brokers answer.
+    /// ready while its session is open, Kafka while the brokers answer and
+    /// its publishes go through.
     pub fn health(mut self, health: crate::serve::Health) -> Self {
         self.settings.observe.health(health);
         self

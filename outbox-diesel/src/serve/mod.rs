@@ -4,7 +4,7 @@
 //! | endpoint | answers |
 //! |---|---|
 //! | `GET /metrics` | every `metrics` counter, gauge and histogram of the process, in Prometheus' text format |
-//! | `GET /health/live` | 200 while the loop of every registered relay and consumer runs, else 503 |
+//! | `GET /health/live` | 200 unless the loop of a registered relay or consumer has died (and not been restarted), else 503 |
 //! | `GET /health/ready` | 200 when live and every relay and consumer reaches both PostgreSQL and Kafka, else 503 |
 //!
 //! Both health endpoints answer with a JSON [`HealthReport`] naming, per
@@ -50,7 +50,10 @@ use crate::error::{Error, Result};
 /// (a metadata request), and a consumer its database (a checkout and `SELECT 1`).
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How long one probe may take before it counts as failed.
+/// How long one probe may take before it counts as failed: the metadata
+/// request, or the checkout and `SELECT 1` together (shorter than the
+/// consumer's own checkout timeout, so that readiness follows an outage
+/// within one interval).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The handle of the Prometheus recorder this crate installed.
@@ -217,8 +220,10 @@ impl Observe {
     }
 }
 
-/// A running component's health, and its server if it has one; the
-/// component is marked stopped when this is dropped (its loop returned).
+/// A running component's health, and its server if it has one. Dropped when
+/// its loop returns: a return (or the loop's future dropped) is a shutdown
+/// and removes the component; a panic marks it failed. A loop that returns
+/// an error marks it [`failed`](Component::failed) itself first.
 pub(crate) struct Observed {
     pub(crate) component: Component,
     _server: Option<MetricsServer>,
@@ -226,6 +231,60 @@ pub(crate) struct Observed {
 
 impl Drop for Observed {
     fn drop(&mut self) {
-        self.component.stopped();
+        if std::thread::panicking() {
+            self.component.failed("its loop panicked");
+        } else {
+            self.component.finished();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observe(health: &Health) -> Observe {
+        let mut observe = Observe::default();
+        observe.health(health.clone());
+        observe
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_returns_leaves_nothing_and_a_restart_is_live() {
+        let health = Health::new();
+        let observed = observe(&health).start("relay").await.unwrap();
+        observed.component.database_ok();
+        observed.component.kafka_ok();
+        assert_eq!(health.report().components.len(), 1);
+        drop(observed);
+        assert!(health.report().components.is_empty());
+        let _again = observe(&health).start("relay").await.unwrap();
+        let report = health.report();
+        assert!(report.live && !report.ready, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_panics_is_not_live_until_its_restart() {
+        let health = Health::new();
+        let settings = observe(&health);
+        let died = tokio::spawn(async move {
+            let _observed = settings.start("consumer").await.unwrap();
+            tokio::task::yield_now().await;
+            panic!("a bug");
+        })
+        .await;
+        assert!(died.is_err());
+        let report = health.report();
+        assert!(!report.live);
+        assert_eq!(
+            report.components[0].failure.as_deref(),
+            Some("its loop panicked")
+        );
+        let restarted = observe(&health).start("consumer").await.unwrap();
+        let report = health.report();
+        assert!(report.live, "{report:?}");
+        assert_eq!(report.components.len(), 1);
+        drop(restarted);
+        assert!(health.report().components.is_empty());
     }
 }

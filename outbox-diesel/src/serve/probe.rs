@@ -2,7 +2,7 @@
 //! so that its readiness follows the services even while it is idle.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::SimpleAsyncConnection;
 use rdkafka::consumer::Consumer as _;
@@ -21,8 +21,9 @@ impl Drop for AbortOnDrop {
 }
 
 /// Every [`PROBE_INTERVAL`], asks the brokers for their metadata with `fetch`
-/// (a blocking librdkafka call, given its timeout) and records the answer in
-/// `component`'s Kafka state.
+/// (a blocking librdkafka call, given [`PROBE_TIMEOUT`]) and records the
+/// answer in `component`'s Kafka state (whether the brokers answer; a relay's
+/// publishes are recorded apart).
 pub(crate) fn probe_kafka(
     fetch: impl Fn(Duration) -> Result<(), String> + Send + Sync + 'static,
     component: Component,
@@ -31,11 +32,11 @@ pub(crate) fn probe_kafka(
     AbortOnDrop(tokio::spawn(async move {
         loop {
             let fetch = Arc::clone(&fetch);
-            match tokio::task::spawn_blocking(move || fetch(PROBE_TIMEOUT)).await {
-                Ok(Ok(())) => component.kafka_ok(),
-                Ok(Err(reason)) => component.kafka_failed(reason),
-                Err(_) => component.kafka_failed("the metadata request panicked"),
-            }
+            let started = Instant::now();
+            let result = tokio::task::spawn_blocking(move || fetch(PROBE_TIMEOUT))
+                .await
+                .unwrap_or_else(|_| Err("the metadata request panicked".to_owned()));
+            component.kafka_checked(started, result);
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
     }))
@@ -61,23 +62,28 @@ pub(crate) fn probe_consumer(shared: &Arc<Shared>, component: &Component) -> [Ab
     let health = component.clone();
     let database = AbortOnDrop(tokio::spawn(async move {
         loop {
-            let checked = match crate::consumer::checkout(&pool).await {
-                Ok(mut conn) => {
-                    match tokio::time::timeout(PROBE_TIMEOUT, conn.batch_execute("SELECT 1")).await
-                    {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(error)) => Err(format!("SELECT 1: {error}")),
-                        Err(_) => Err(format!("SELECT 1: no answer within {PROBE_TIMEOUT:?}")),
-                    }
-                }
-                Err(error) => Err(error),
+            let started = Instant::now();
+            let checked = match tokio::time::timeout(PROBE_TIMEOUT, select_one(&pool)).await {
+                Ok(checked) => checked,
+                Err(_) => Err(format!(
+                    "no connection and answer to SELECT 1 within {PROBE_TIMEOUT:?}"
+                )),
             };
-            match checked {
-                Ok(()) => health.database_ok(),
-                Err(reason) => health.database_failed(reason),
-            }
+            health.database_checked(started, checked);
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
     }));
     [kafka, database]
+}
+
+/// A checkout and `SELECT 1`, bounded by the caller: the probe as a whole
+/// has [`PROBE_TIMEOUT`], not the consumer's longer checkout timeout.
+async fn select_one(pool: &crate::consumer::Pool) -> Result<(), String> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|error| crate::error::error_chain(&error))?;
+    conn.batch_execute("SELECT 1")
+        .await
+        .map_err(|error| format!("SELECT 1: {error}"))
 }

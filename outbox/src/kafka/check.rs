@@ -12,8 +12,8 @@ use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::cause::Cause;
+use super::client::{ClientError, create_client};
 use super::diagnostics::Diagnostics;
-use super::secrets::scrub_error;
 
 /// How long a start check waits for the brokers, unless told otherwise.
 ///
@@ -197,7 +197,10 @@ pub(crate) fn known_topics(metadata: &Metadata) -> Topics {
 ///
 /// A [`ConnectError`] naming the brokers and the most specific [`Cause`]
 /// librdkafka reported; a refused login or TLS handshake is reported as soon
-/// as librdkafka says so, without waiting for `timeout`.
+/// as librdkafka says so, without waiting for `timeout`. Settings librdkafka
+/// refuses, and a file setting whose file cannot be read
+/// ([`check_setting_files`](super::check_setting_files)), are
+/// [`Cause::Settings`], the setting named in the detail.
 ///
 /// # Examples
 ///
@@ -220,16 +223,18 @@ pub fn check_brokers(
     // Without a group, the client's events stay on its main queue, which
     // `poll` serves; and it joins nothing.
     config.remove("group.id").remove("group.instance.id");
-    let diagnostics = Diagnostics::new(client, &mut config);
-    let probe: BaseConsumer<Diagnostics> = config
-        .create_with_context(diagnostics.clone())
+    let (probe, diagnostics): (BaseConsumer<Diagnostics>, _) = create_client(&mut config, client)
         .map_err(|error| {
-            ConnectError::new(
-                diagnostics.brokers().to_owned(),
-                Cause::Settings,
-                scrub_error(error, &config).to_string(),
-            )
-        })?;
+        let detail = match &error {
+            ClientError::File(file) => format!("{file}: {}", file_cause(file)),
+            ClientError::Refused { source, .. } => source.to_string(),
+        };
+        let brokers = config
+            .get("bootstrap.servers")
+            .or_else(|| config.get("metadata.broker.list"))
+            .unwrap_or_default();
+        ConnectError::new(brokers.to_owned(), Cause::Settings, detail)
+    })?;
     await_metadata(
         |attempt| {
             probe
@@ -245,6 +250,11 @@ pub fn check_brokers(
         &diagnostics,
         timeout,
     )
+}
+
+/// What the system said about the file of `error`.
+fn file_cause(error: &super::SettingFileError) -> String {
+    std::error::Error::source(error).map_or_else(String::new, ToString::to_string)
 }
 
 #[cfg(test)]

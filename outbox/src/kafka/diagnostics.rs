@@ -34,6 +34,9 @@ use super::summary::{Summarizer, steady_text};
 ///
 /// Cheap to clone: clones share what was recorded.
 ///
+/// [`create_client`](super::create_client) makes a client with it (and
+/// checks the file settings first); by hand:
+///
 /// # Examples
 ///
 /// ```no_run

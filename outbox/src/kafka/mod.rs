@@ -2,8 +2,9 @@
 //! and back, the relay's [`KafkaPublisher`], and what every outbox Kafka client
 //! shares: [`Diagnostics`] (librdkafka's errors and log lines, recorded for the
 //! start checks and logged to `tracing` with repeats summarised), the start
-//! check ([`check_brokers`], [`ConnectError`] and its [`Cause`]), and the
-//! masking of secret settings ([`mask_setting`]).
+//! check ([`check_brokers`], [`ConnectError`] and its [`Cause`]), the
+//! creation of a client ([`create_client`], which checks the file settings
+//! first) and the masking of secret settings ([`mask_setting`]).
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
@@ -12,6 +13,7 @@ use crate::message::{EncodedMessage, Message};
 
 mod cause;
 mod check;
+mod client;
 mod diagnostics;
 mod publisher;
 mod secrets;
@@ -19,6 +21,10 @@ mod summary;
 
 pub use cause::Cause;
 pub use check::{CHECK_TIMEOUT, ConnectError, Detail, Topics, check_brokers};
+pub use client::{
+    ClientError, ClientKind, FILE_SETTINGS, SettingFileError, check_setting_files, create_client,
+    create_client_with,
+};
 pub use diagnostics::Diagnostics;
 pub use publisher::{KafkaAck, KafkaPublisher, KafkaPublisherBuilder, PRODUCER_DEFAULTS};
 pub use secrets::{MASK, MaskedSettings, is_secret_setting, mask_setting, without_secrets};

@@ -13,9 +13,10 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::check::{ConnectError, Topics, await_metadata, known_topics};
+use super::client::create_client;
 use super::diagnostics::Diagnostics;
 use super::owned_headers;
-use super::secrets::{MaskedSettings, scrub_error};
+use super::secrets::MaskedSettings;
 use crate::publish::{Delivery, OutgoingRecord, PublishError, Publisher};
 
 /// The producer settings the relay relies on, applied before the user's own:
@@ -195,18 +196,21 @@ impl KafkaPublisherBuilder {
     /// # Errors
     ///
     /// [`PublishErrorKind::Config`](crate::PublishErrorKind::Config) naming the
-    /// setting librdkafka refuses (the value of a secret one masked).
+    /// setting librdkafka refuses (the value of a secret one masked), or a
+    /// file setting (`ssl.ca.location`, …) whose file cannot be read, with
+    /// the path and the system's reason (see [`create_client`]).
     pub fn build(self) -> Result<KafkaPublisher, PublishError> {
         let KafkaPublisherBuilder { mut config, client } = self;
-        let diagnostics = Diagnostics::new(client, &mut config);
-        let producer = config
-            .create_with_context(diagnostics.clone())
-            .map_err(|e| {
-                PublishError::config(format!(
-                    "invalid Kafka producer settings: {}",
-                    scrub_error(e, &config)
-                ))
-            })?;
+        let (producer, diagnostics) = create_client(&mut config, &client).map_err(|error| {
+            // The relay's error type is text: the causes go with it.
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            PublishError::config(text)
+        })?;
         Ok(KafkaPublisher {
             producer,
             brokers: diagnostics.brokers().to_owned(),
@@ -266,6 +270,11 @@ impl Publisher for KafkaPublisher {
         self.producer
             .flush(timeout)
             .map_err(|e| PublishError::retriable(format!("flush: {}", describe(&e))))
+    }
+
+    /// [`check_connection`](KafkaPublisher::check_connection).
+    fn check(&self, timeout: Duration) -> Result<(), PublishError> {
+        self.check_connection(timeout)
     }
 }
 

@@ -7,7 +7,7 @@ use outbox_diesel::stopped::{self, NewStop};
 use outbox_tests::TestDb;
 
 use super::support::{
-    assert_unreachable_database_is_masked, migrated_db, outbox, outbox_on, run, snapshots,
+    OUTBOX, assert_unreachable_database_is_masked, migrated_db, outbox, outbox_on, run, snapshots,
 };
 
 const MESSAGE_ID: &str = "0190f3c2-7a4b-7c1d-9e2f-3a4b5c6d7e8f";
@@ -420,7 +420,8 @@ fn the_resume_hint_carries_the_database_url_only_when_given_on_the_command_line(
         ),
         "{from_env:#?}"
     );
-    // A password on the command line is masked in the command printed.
+    // A password on the command line is left out of the command printed,
+    // which reads the URL from DATABASE_URL instead: a masked one would not run.
     let with_password = db.url().replace("postgres@", "postgres:s3cret@");
     let given = run(&mut outbox(&[
         "--database-url",
@@ -428,13 +429,34 @@ fn the_resume_hint_carries_the_database_url_only_when_given_on_the_command_line(
         "partitions",
         "list",
     ]));
-    let masked = db.url().replace("postgres@", "postgres:***@");
+    let printed = given.success();
     assert!(
-        given.success().ends_with(&format!(
-            "resume once the cause is fixed: outbox --database-url '{masked}' partitions resume \
-             --group billing --topic orders --partition 2\n"
-        )),
+        printed.ends_with(
+            "resume once the cause is fixed: outbox --database-url \"$DATABASE_URL\" partitions \
+             resume --group billing --topic orders --partition 2\n\
+             (the password is left out: set DATABASE_URL to the URL given with --database-url)\n"
+        ),
         "{given:#?}"
     );
-    assert!(!given.stdout.contains("s3cret"), "{given:#?}");
+    assert!(
+        !printed.contains("s3cret") && !printed.contains("***"),
+        "{given:#?}"
+    );
+    // The command runs as printed, by a shell, with the URL in DATABASE_URL.
+    let command = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("resume once the cause is fixed: outbox "))
+        .expect("a resume hint");
+    let resume = run(std::process::Command::new("sh")
+        .args(["-c", &format!("\"$OUTBOX\" {command}")])
+        .env("OUTBOX", OUTBOX)
+        .env("DATABASE_URL", &with_password)
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("RUST_LOG"));
+    assert!(
+        resume
+            .success()
+            .starts_with("resumed orders[2] for group billing"),
+        "{resume:#?}"
+    );
 }

@@ -237,3 +237,46 @@ fn command_line_mistakes() {
         "error: no Kafka brokers: pass --brokers or set KAFKA_BROKERS"
     );
 }
+
+#[test]
+fn refused_topics_are_listed_together_after_what_was_made() {
+    let kafka = TestKafka::new("cli_topics_refused");
+    // Kafka refuses a name that differs from an existing one only in `.`
+    // against `_`.
+    let existing = kafka.create_topic("dotted.one", 1);
+    let twin = existing.replace('.', "_");
+    let fresh = kafka.unique_name("fresh");
+    let made = Made {
+        brokers: kafka.brokers().to_owned(),
+        names: vec![fresh.clone()],
+    };
+    let finished = run(&mut outbox(&[
+        "topics",
+        "create",
+        &existing,
+        &twin,
+        &fresh,
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "1",
+        "--brokers",
+        kafka.brokers(),
+    ]));
+    assert_eq!(
+        finished.one_line_failure(),
+        format!(
+            "error: the brokers refused topic {twin} (InvalidTopic: an invalid name, or one that \
+             collides with an existing topic (`.` and `_` count as the same)); the 2 others were \
+             created or exist"
+        )
+    );
+    assert_eq!(
+        finished.stdout,
+        format!(
+            "exists  {existing} (1 partition)\ncreated {fresh} (1 partition, replication factor 1)\n"
+        )
+    );
+    assert_eq!(partitions(kafka.brokers(), &fresh), 1);
+    drop(made);
+}
