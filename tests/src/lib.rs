@@ -28,6 +28,7 @@ mod db;
 mod kafka;
 pub mod logs;
 mod names;
+mod on_topic;
 pub mod process;
 mod reader;
 mod running;
@@ -35,6 +36,7 @@ pub mod secure;
 
 pub use db::TestDb;
 pub use kafka::TestKafka;
+pub use on_topic::OnTopic;
 pub use reader::{TopicReader, header, headers_of};
 pub use running::{
     Running, RunningConsumer, RunningRelay, STOP_TIMEOUT, Shutdown, consumer_test_settings,

@@ -9,16 +9,13 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use outbox::kafka::KafkaPublisher;
-use outbox::{
-    BoxFuture, Context, Controller, Event, HandlerError, Message, Outboxed, Payloads,
-    message_controller,
-};
+use outbox::{Context, Event, HandlerError, Message, Outboxed, Payloads, message_controller};
 use outbox_diesel::consumer::{Consumer, FailurePolicy, Retry};
 use outbox_diesel::roles::Roles;
 use outbox_diesel::schema::{outbox_inbox, outbox_messages};
 use outbox_diesel::{Outbox, Relay, ops, stopped};
 use outbox_tests::{
-    RunningConsumer, RunningRelay, TestDb, TestKafka, TopicReader, consumer_test_settings,
+    OnTopic, RunningConsumer, RunningRelay, TestDb, TestKafka, TopicReader, consumer_test_settings,
     database_url, relay_test_settings,
 };
 
@@ -85,38 +82,6 @@ impl Users {
         ctx.enqueue(&Welcome { id: user.id }, Event::Created)
             .await?;
         Ok(())
-    }
-}
-
-/// A controller read from the test's own topic (the model's is a constant).
-struct OnTopic<C> {
-    inner: C,
-    topics: Vec<&'static str>,
-}
-
-impl<C: Controller> Controller for OnTopic<C> {
-    fn route(&self) -> &str {
-        self.inner.route()
-    }
-
-    fn topics(&self) -> &[&str] {
-        &self.topics
-    }
-
-    fn handles(&self, event: &Event) -> bool {
-        self.inner.handles(event)
-    }
-
-    fn strict(&self) -> bool {
-        self.inner.strict()
-    }
-
-    fn handle<'a>(
-        &'a self,
-        ctx: &'a mut Context<'_>,
-        message: &'a Message,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        self.inner.handle(ctx, message)
     }
 }
 
@@ -463,11 +428,7 @@ async fn the_consumer_role_applies_stops_resumes_and_enqueues_follow_ups() {
 
     let consumer_url = url_as(&consumer_db, &roles.consumer);
     let pool = outbox_diesel::pool(&consumer_url, 4).expect("a pool");
-    let topic_name: &'static str = Box::leak(topic.clone().into_boxed_str());
-    let controller = OnTopic {
-        inner: Users,
-        topics: vec![topic_name],
-    };
+    let controller = OnTopic::new(Users, &topic);
     let policy = FailurePolicy::stop().retry(Retry::none());
     let consumer = RunningConsumer::spawn(
         consumer_test_settings(Consumer::builder(kafka.brokers(), &group, pool))

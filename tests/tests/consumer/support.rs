@@ -13,15 +13,12 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use outbox::kafka::KafkaPublisher;
-use outbox::{
-    BoxFuture, Context, Controller, Event, HandlerError, Message, Outboxed, Payloads,
-    message_controller,
-};
+use outbox::{Context, Event, HandlerError, Message, Outboxed, Payloads, message_controller};
 use outbox_diesel::consumer::{self, Consumer, ConsumerBuilder, FailurePolicy, Retry};
 use outbox_diesel::schema::outbox_inbox;
 use outbox_diesel::stopped::{self, StoppedPartition};
 use outbox_diesel::{Outbox, Relay};
-pub(crate) use outbox_tests::{RunningConsumer, RunningRelay};
+pub(crate) use outbox_tests::{OnTopic, RunningConsumer, RunningRelay};
 use outbox_tests::{
     TestDb, TestKafka, TopicReader, consumer_test_settings, header, relay_test_settings,
 };
@@ -252,50 +249,6 @@ pub(crate) fn keys_on(partition: i32, from: i64, count: usize) -> Vec<i64> {
         .filter(|id| partition_of(&id.to_string()) == partition)
         .take(count)
         .collect()
-}
-
-/// A controller read from another topic: the models' topics are constants,
-/// shared by every run, so each test sends them to a topic of its own and
-/// points its controllers there. Everything else is the wrapped controller's.
-pub(crate) struct OnTopic<C> {
-    inner: C,
-    topics: &'static [&'static str],
-}
-
-impl<C: Controller> OnTopic<C> {
-    pub(crate) fn new(inner: C, topic: &str) -> Self {
-        let topic: &'static str = Box::leak(topic.to_owned().into_boxed_str());
-        OnTopic {
-            inner,
-            topics: Box::leak(vec![topic].into_boxed_slice()),
-        }
-    }
-}
-
-impl<C: Controller> Controller for OnTopic<C> {
-    fn route(&self) -> &str {
-        self.inner.route()
-    }
-
-    fn topics(&self) -> &[&str] {
-        self.topics
-    }
-
-    fn handles(&self, event: &Event) -> bool {
-        self.inner.handles(event)
-    }
-
-    fn strict(&self) -> bool {
-        self.inner.strict()
-    }
-
-    fn handle<'a>(
-        &'a self,
-        ctx: &'a mut Context<'_>,
-        message: &'a Message,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        self.inner.handle(ctx, message)
-    }
 }
 
 /// Applies users (the controller's own writes) and logs each update.
