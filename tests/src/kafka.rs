@@ -98,6 +98,18 @@ impl TestKafka {
         name
     }
 
+    /// Creates the topic `name` (from [`unique_name`](Self::unique_name), for a
+    /// topic that must not exist at first) like [`create_topic`](Self::create_topic):
+    /// deleted when `self` is dropped.
+    ///
+    /// # Panics
+    ///
+    /// When the broker refuses or does not answer.
+    pub fn create_topic_named(&self, name: &str, partitions: i32) {
+        self.create(name, partitions);
+        self.topics.lock().unwrap().push(name.to_owned());
+    }
+
     /// Makes sure the topic `name` exists (creating it with `partitions`
     /// partitions if not) and has leaders. For models, whose topic is a constant
     /// shared by every run: it is not deleted, and readers must filter what they

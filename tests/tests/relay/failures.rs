@@ -457,3 +457,59 @@ async fn relay_reconnects_after_its_database_session_is_terminated() {
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!("session terminated 3 times; {duplicates} duplicates");
 }
+
+/// A topic that does not exist, on brokers that do not create topics for the
+/// producer (as most production clusters): the row is parked with the
+/// librdkafka's "unknown topic" error and other topics flow; once the topic
+/// exists, a relay started afresh sends it after `outbox parked retry`.
+/// (A running relay's producer keeps the topic as unknown in its metadata
+/// cache: its retries fail until it is restarted; see the README.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_for_a_topic_that_does_not_exist_is_parked_until_it_exists() {
+    let env = Env::new("relay_missing_topic");
+    let mut conn = env.conn();
+    // The test broker auto-creates topics; this producer asks it not to, as
+    // a cluster with `auto.create.topics.enable=false` would refuse.
+    let publisher = || {
+        outbox::kafka::KafkaPublisher::builder(env.kafka.brokers())
+            .set("allow.auto.create.topics", "false")
+            .set("message.timeout.ms", "5000")
+            .build()
+            .expect("a publisher that creates no topic")
+    };
+    let relay = RunningRelay::spawn(env.relay_with(publisher()).build().unwrap());
+
+    let missing = env.kafka.unique_name("missing");
+    let lost = super::support::message(&missing, "k", 0);
+    let flowing = env.message("other", 0);
+    enqueue(&mut conn, &[lost.clone(), flowing.clone()]);
+    let mut reader = env.reader();
+    reader.read_ids(&[flowing.id], RECEIVE_TIMEOUT).await;
+    wait_until(
+        "the row of the missing topic is parked",
+        RECEIVE_TIMEOUT,
+        || stored_rows(&mut conn).iter().any(|r| r.parked_at.is_some()),
+    )
+    .await;
+    relay.stop().await;
+    let rows = stored_rows(&mut conn);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let error = rows[0]
+        .last_error
+        .clone()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        error.contains("unknown topic"),
+        "last_error says why: {:?}",
+        rows[0].last_error
+    );
+
+    env.kafka.create_topic_named(&missing, 1);
+    let retried = outbox_diesel::ops::retry_parked(&mut conn, &outbox_diesel::ops::Selection::All)
+        .expect("retry the parked row");
+    assert_eq!(retried.count, 1, "{retried:?}");
+    let relay = RunningRelay::spawn(env.relay_with(publisher()).build().unwrap());
+    wait_until_empty(&mut conn, RECEIVE_TIMEOUT).await;
+    relay.stop().await;
+}
