@@ -56,7 +56,7 @@ pub(super) struct RelayArgs {
 /// Parses the address to serve metrics on: `IP:PORT`, or `HOST:PORT` with a
 /// host name that resolves (its first address).
 fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
-    const EXPECTED: &str = "expected IP:PORT, e.g. 127.0.0.1:9464 or 0.0.0.0:9464";
+    const EXPECTED: &str = "expected HOST:PORT or IP:PORT, e.g. 127.0.0.1:9464 or 0.0.0.0:9464";
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
@@ -235,7 +235,7 @@ mod tests {
         let local = parse_listen_addr("localhost:9464").expect("localhost resolves");
         assert!(local.ip().is_loopback(), "{local}");
         assert_eq!(local.port(), 9464);
-        let expected = "expected IP:PORT, e.g. 127.0.0.1:9464 or 0.0.0.0:9464";
+        let expected = "expected HOST:PORT or IP:PORT, e.g. 127.0.0.1:9464 or 0.0.0.0:9464";
         assert_eq!(parse_listen_addr("9464"), Err(expected.to_owned()));
         assert_eq!(parse_listen_addr("localhost"), Err(expected.to_owned()));
         assert_eq!(

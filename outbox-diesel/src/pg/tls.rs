@@ -37,7 +37,7 @@ pub(crate) enum TlsSetupError {
         mode: SslMode,
     },
     /// A file holds no usable PEM.
-    #[error("{key} file {} is not valid {expected}", .path.display())]
+    #[error("{key} file {} is not {expected}", .path.display())]
     Pem {
         /// The setting.
         key: &'static str,
@@ -127,7 +127,7 @@ fn build(settings: &TlsSettings, root_cert: RootCert) -> Result<TlsConnector, Tl
             let certs = Certificate::stack_from_pem(&pem).map_err(|source| TlsSetupError::Pem {
                 key: "sslrootcert",
                 path: path.clone(),
-                expected: "PEM certificates",
+                expected: "one or more PEM certificates",
                 source,
             })?;
             if certs.is_empty() {
@@ -204,7 +204,8 @@ fn identity(settings: &TlsSettings) -> Result<Option<Identity>, TlsSetupError> {
     identity.map(Some).map_err(|source| TlsSetupError::Pem {
         key: "sslkey",
         path: key.to_owned(),
-        expected: "a PEM PKCS#8 private key (`BEGIN PRIVATE KEY`) matching sslcert",
+        expected: "a PEM PKCS#8 private key (`BEGIN PRIVATE KEY`) matching sslcert \
+                   (convert one with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`)",
         source,
     })
 }
