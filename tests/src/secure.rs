@@ -29,14 +29,12 @@
 //! assert!(url.contains("sslmode=verify-full"));
 //! ```
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, sql_types::Bool};
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::database_url;
 
@@ -342,39 +340,23 @@ fn settings_unchecked() -> Vec<(String, String)> {
     .collect()
 }
 
-/// Port open, then a metadata request authenticated over TLS.
+/// A metadata request authenticated over TLS, through the library's own
+/// broker check (which names the cause: refused, untrusted, login failed).
 fn check_kafka(settings: &[(String, String)]) -> Result<(), String> {
     let brokers = kafka_sasl_ssl_brokers();
-    let first = brokers.split(',').next().unwrap_or_default().trim();
-    let reachable = first
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())
-        .and_then(|mut addrs| {
-            let addr = addrs.next().ok_or("no address")?;
-            TcpStream::connect_timeout(&addr, CHECK_TIMEOUT).map_err(|e| e.to_string())
-        });
-    if let Err(e) = reachable {
-        return Err(format!(
-            "Kafka SASL_SSL listener {first} is not reachable: {e}"
-        ));
-    }
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &brokers);
     for (key, value) in settings {
         config.set(key, value);
     }
-    let producer: BaseProducer = config
-        .create()
-        .map_err(|e| format!("bad SASL_SSL settings for {brokers}: {e}"))?;
-    producer
-        .client()
-        .fetch_metadata(None, CHECK_TIMEOUT)
+    outbox::kafka::check_brokers(&config, "test bench", CHECK_TIMEOUT)
         .map(drop)
         .map_err(|e| {
             format!(
-                "Kafka SASL_SSL listener {brokers} refused user {} with CA {}: {e}",
+                "the Kafka SASL_SSL listener cannot be used as user {} with CA {}: {e}: {}",
                 kafka_sasl_username(),
-                kafka_ssl_ca_location().display()
+                kafka_ssl_ca_location().display(),
+                e.detail()
             )
         })
 }

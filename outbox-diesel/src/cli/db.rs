@@ -1,10 +1,10 @@
 //! Connecting to the outbox's database, with bounded waits and masked passwords.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
 
 use super::Failure;
 use crate::error::{Error, mask_password};
+use crate::pg::tables::{OUTBOX_TABLE_QUERY, OutboxTable};
 
 /// Seconds libpq (and tokio-postgres, for the relay) may spend connecting,
 /// unless the URL says otherwise: an unreachable host fails instead of hanging.
@@ -39,32 +39,17 @@ pub(super) fn connect(url: &str) -> Result<PgConnection, Failure> {
     })
 }
 
-#[derive(QueryableByName)]
-struct Tables {
-    #[diesel(sql_type = Bool)]
-    present: bool,
-    #[diesel(sql_type = Text)]
-    search_path: String,
-}
-
 /// A connection to `url` whose `search_path` holds the outbox tables, or a
 /// failure that says to run the migrations.
 pub(super) fn connect_to_outbox(url: &str) -> Result<PgConnection, Failure> {
     let mut conn = connect(url)?;
-    let tables: Tables = diesel::sql_query(
-        "SELECT to_regclass('outbox_messages') IS NOT NULL AS present, \
-                current_setting('search_path') AS search_path",
-    )
-    .get_result(&mut conn)
-    .map_err(|e| failure(url, "checking the outbox tables", &Error::Database(e)))?;
-    if !tables.present {
-        return Err(Failure::runtime(format!(
-            "no outbox tables at {} (search_path: {}): run `outbox migrations run` first",
-            mask_password(url),
-            tables.search_path
-        )));
+    let table: OutboxTable = diesel::sql_query(OUTBOX_TABLE_QUERY)
+        .get_result(&mut conn)
+        .map_err(|e| failure(url, "checking the outbox tables", &Error::Database(e)))?;
+    match table.missing("outbox tables", &mask_password(url)) {
+        Some(missing) => Err(Failure::runtime(missing)),
+        None => Ok(conn),
     }
-    Ok(conn)
 }
 
 /// `error` of `what` on the database at `url`.

@@ -4,4 +4,5 @@ pub(crate) mod connect;
 pub(crate) mod conninfo;
 pub(crate) mod enqueue;
 pub(crate) mod realtime;
+pub(crate) mod tables;
 mod tls;

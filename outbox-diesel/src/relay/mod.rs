@@ -38,6 +38,7 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::error::error_chain;
 use crate::error::{Error, Result, mask_password};
+use crate::pg::tables::{OUTBOX_TABLE_QUERY, OutboxTable};
 use shards::Shards;
 use store::Row;
 
@@ -198,33 +199,17 @@ impl<P: Publisher> Relay<P> {
 
     /// The database answers and has the outbox table in its `search_path`.
     async fn check_database(&self) -> Result<()> {
-        #[derive(diesel::QueryableByName)]
-        struct Found {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            present: bool,
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            search_path: String,
-        }
         let mut conn = connect(&self.database_url).await?;
-        let found: Found = diesel_async::RunQueryDsl::get_result(
-            diesel::sql_query(
-                "SELECT to_regclass('outbox_messages') IS NOT NULL AS present, \
-                        current_setting('search_path') AS search_path",
-            ),
-            &mut conn,
-        )
-        .await?;
-        if found.present {
-            return Ok(());
+        let table: OutboxTable =
+            diesel_async::RunQueryDsl::get_result(diesel::sql_query(OUTBOX_TABLE_QUERY), &mut conn)
+                .await?;
+        match table.missing("outbox_messages", &mask_password(&self.database_url)) {
+            Some(missing) => Err(Error::NotReady {
+                what: missing,
+                source: None,
+            }),
+            None => Ok(()),
         }
-        Err(Error::NotReady {
-            what: format!(
-                "no outbox_messages at {} (search_path: {}): run `outbox migrations run` first",
-                mask_password(&self.database_url),
-                found.search_path
-            ),
-            source: None,
-        })
     }
 
     /// Runs until `shutdown` completes, then finishes the batch in flight and
@@ -424,27 +409,16 @@ impl<P: Publisher> Relay<P> {
 }
 
 impl<P: Publisher> Relay<P> {
-    /// Checks the brokers every [`PROBE_INTERVAL`](crate::serve::PROBE_INTERVAL)
-    /// when the publisher is a [`KafkaPublisher`](outbox::kafka::KafkaPublisher);
-    /// another publisher's broker state comes from its publishes only, and
-    /// counts as reached until one fails.
-    fn probe_kafka(&self, health: &crate::serve::Component) -> Option<crate::serve::AbortOnDrop> {
-        let any: &dyn std::any::Any = &*self.publisher;
-        if !any.is::<outbox::kafka::KafkaPublisher>() {
-            health.kafka_ok();
-            return None;
-        }
+    /// Checks the transport every [`PROBE_INTERVAL`](crate::serve::PROBE_INTERVAL)
+    /// with [`Publisher::check`] (for a [`KafkaPublisher`](outbox::kafka::KafkaPublisher),
+    /// a metadata request; a publisher without a check of its own counts as
+    /// reached, and its state comes from its publishes).
+    fn probe_kafka(&self, health: &crate::serve::Component) -> crate::serve::AbortOnDrop {
         let publisher = Arc::clone(&self.publisher);
-        Some(crate::serve::probe_kafka(
-            move |timeout| {
-                let any: &dyn std::any::Any = &*publisher;
-                match any.downcast_ref::<outbox::kafka::KafkaPublisher>() {
-                    Some(kafka) => kafka.check_connection(timeout).map_err(|e| e.to_string()),
-                    None => Ok(()),
-                }
-            },
+        crate::serve::probe_kafka(
+            move |timeout| publisher.check(timeout).map_err(|e| e.to_string()),
             health.clone(),
-        ))
+        )
     }
 }
 
