@@ -1,10 +1,11 @@
 //! Helpers for reading `key = value` attributes: each key once, values of the
 //! right kind, unknown keys answered with the valid ones.
 
-use proc_macro2::{Span, TokenTree};
+use proc_macro2::{Delimiter, Span, TokenTree};
 use syn::meta::ParseNestedMeta;
-use syn::parse::ParseStream;
-use syn::spanned::Spanned;
+use syn::parse::discouraged::Speculative;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Lit, LitInt, LitStr, Token};
 
 use crate::ctxt::Ctxt;
@@ -103,12 +104,52 @@ fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
     Ok(())
 }
 
+/// Parses a value with `parse`, looking inside the invisible groups a
+/// `macro_rules!` fragment arrives in (`$topic:literal`, `$key:expr`,
+/// `$with:path`, `$model:ty`, …), so a value passed to a generator reads like
+/// one written out, as serde and diesel read theirs. The value's own tokens
+/// come back, so errors point at what the user wrote. A group that is only
+/// the start of a longer value (`$module::helper`) is left to `parse`.
+pub(crate) fn ungrouped<T, F>(input: ParseStream<'_>, parse: F) -> syn::Result<T>
+where
+    F: Fn(ParseStream<'_>) -> syn::Result<T> + Copy,
+{
+    let whole_value = |rest: syn::buffer::Cursor<'_>| {
+        rest.eof()
+            || rest
+                .punct()
+                .is_some_and(|(punct, _)| punct.as_char() == ',')
+    };
+    if let Some((TokenTree::Group(group), rest)) = input.cursor().token_tree()
+        && group.delimiter() == Delimiter::None
+        && whole_value(rest)
+    {
+        input.parse::<TokenTree>()?;
+        let inner = move |input: ParseStream<'_>| ungrouped(input, parse);
+        return inner.parse2(group.stream());
+    }
+    parse(input)
+}
+
 /// The value after `key =` as an expression, for checking its kind.
 fn value_expr(meta: &ParseNestedMeta<'_>, key: &str, expected: &str) -> syn::Result<Expr> {
+    value(meta, key, expected, Expr::parse)
+}
+
+/// The value after `key =`, parsed by `parse` through [`ungrouped`].
+pub(crate) fn value<T, F>(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    expected: &str,
+    parse: F,
+) -> syn::Result<T>
+where
+    F: Fn(ParseStream<'_>) -> syn::Result<T> + Copy,
+{
     if !meta.input.peek(Token![=]) {
         return Err(meta.error(format!("expected `{key} = {expected}`")));
     }
-    meta.value()?.parse::<Expr>()
+    ungrouped(meta.value()?, parse)
 }
 
 /// `key = "string"`.
@@ -160,30 +201,43 @@ pub(crate) fn version_of(int: &LitInt) -> syn::Result<(u32, Span)> {
 /// `key = [1, 2]`: the literals with their spans, unvalidated (order, duplicates
 /// and zero are checked by the caller, each at its own literal).
 pub(crate) fn int_list(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<(Vec<LitInt>, Span)> {
-    match value_expr(meta, key, "[1, 2]")? {
-        Expr::Array(array) => {
-            let span = array.span();
-            let mut ints = Vec::new();
-            for element in array.elems {
-                match element {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Int(int), ..
-                    }) => ints.push(int),
-                    other => {
-                        return Err(syn::Error::new_spanned(
-                            other,
-                            "expected a version number (1, 2, …)",
-                        ));
-                    }
-                }
-            }
-            Ok((ints, span))
+    // Parsed here rather than as an `Expr::Array`, so each element is read
+    // through `ungrouped` too (`versions = [$($version:literal),*]`).
+    let list = |input: ParseStream<'_>| -> syn::Result<(Vec<Expr>, Span)> {
+        let elements = |input: ParseStream<'_>| -> syn::Result<(Vec<Expr>, Span)> {
+            let content;
+            let brackets = syn::bracketed!(content in input);
+            let element = |input: ParseStream<'_>| ungrouped(input, Expr::parse);
+            let elements = Punctuated::<Expr, Token![,]>::parse_terminated_with(&content, element)?;
+            Ok((elements.into_iter().collect(), brackets.span.join()))
+        };
+        let fork = input.fork();
+        if let Ok(list) = elements(&fork) {
+            input.advance_to(&fork);
+            return Ok(list);
         }
-        other => Err(syn::Error::new_spanned(
+        let other: Expr = input.parse()?;
+        Err(syn::Error::new_spanned(
             other,
             format!("expected a list of versions: `{key} = [1, 2]`"),
-        )),
+        ))
+    };
+    let (elements, span) = value(meta, key, "[1, 2]", list)?;
+    let mut ints = Vec::new();
+    for element in elements {
+        match element {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => ints.push(int),
+            other => {
+                return Err(syn::Error::new_spanned(
+                    other,
+                    "expected a version number (1, 2, …)",
+                ));
+            }
+        }
     }
+    Ok((ints, span))
 }
 
 /// `key = path::to::item` (or serde's style, `key = "path::to::item"`).
@@ -273,4 +327,90 @@ pub(crate) fn check_name(key: &str, name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::{Group, TokenStream};
+    use quote::{ToTokens, quote};
+
+    use super::*;
+
+    /// `tokens` as a `macro_rules!` fragment arrives: in an invisible group.
+    fn fragment(tokens: TokenStream) -> TokenStream {
+        Group::new(Delimiter::None, tokens).into_token_stream()
+    }
+
+    /// Runs `read` on the value of the one key in `args`.
+    fn read<T>(
+        args: TokenStream,
+        read: impl Fn(&ParseNestedMeta<'_>) -> syn::Result<T>,
+    ) -> syn::Result<T> {
+        let mut value = None;
+        syn::meta::parser(|meta| {
+            value = Some(read(&meta)?);
+            Ok(())
+        })
+        .parse2(args)?;
+        Ok(value.expect("one key"))
+    }
+
+    #[test]
+    fn values_are_read_inside_invisible_groups() {
+        let topic = fragment(fragment(quote!("accounts")));
+        let lit = read(quote!(topic = #topic), |m| lit_str(m, "topic")).unwrap();
+        assert_eq!(lit.value(), "accounts");
+
+        let version = fragment(quote!(2));
+        let (version, _) = read(quote!(since = #version), |m| self::version(m, "since")).unwrap();
+        assert_eq!(version, 2);
+
+        let path = fragment(quote!(chrono::serde::ts_seconds));
+        let path = read(quote!(with = #path), |m| self::path(m, "with")).unwrap();
+        assert_eq!(path_to_string(&path), "chrono::serde::ts_seconds");
+
+        let field = fragment(quote!(email));
+        let field = read(quote!(partition_key = #field), |m| {
+            ident(m, "partition_key")
+        })
+        .unwrap();
+        assert_eq!(field, "email");
+    }
+
+    #[test]
+    fn version_lists_are_read_inside_invisible_groups() {
+        let (one, two) = (fragment(quote!(1)), fragment(quote!(2)));
+        for list in [quote!([#one, #two]), fragment(quote!([1, #two]))] {
+            let (ints, _) = read(quote!(versions = #list), |m| int_list(m, "versions")).unwrap();
+            let ints: Vec<u32> = ints.iter().map(|i| i.base10_parse().unwrap()).collect();
+            assert_eq!(ints, [1, 2]);
+        }
+    }
+
+    #[test]
+    fn a_group_starting_a_longer_value_is_left_to_the_parser() {
+        let module = fragment(quote!(helpers));
+        let path = read(quote!(with = #module::ts), |m| self::path(m, "with")).unwrap();
+        // syn joins the group and the rest into one path.
+        assert_eq!(path_to_string(&path), "helpers::ts");
+    }
+
+    #[test]
+    fn wrong_kinds_are_still_refused_inside_groups() {
+        let number = fragment(quote!(42));
+        let error = read(quote!(topic = #number), |m| lit_str(m, "topic").map(drop)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "expected a string literal: `topic = \"...\"`"
+        );
+        let repeat = quote!([1; 3]);
+        let error = read(quote!(versions = #repeat), |m| {
+            int_list(m, "versions").map(drop)
+        })
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "expected a list of versions: `versions = [1, 2]`"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 mod attr_util;
 mod ctxt;
+mod hygiene;
 mod message_controller;
 mod outboxed;
 mod symbol;

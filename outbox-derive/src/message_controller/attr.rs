@@ -2,7 +2,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
-use syn::parse::Parser;
+use syn::parse::{Parse, ParseStream, Parser};
 use syn::{Attribute, LitStr, Meta, Path, Token, Type};
 
 use super::symbol::*;
@@ -114,14 +114,12 @@ impl Args {
 
 /// `model = User` (or serde's style, `model = "User"`).
 fn model_type(meta: &ParseNestedMeta<'_>) -> syn::Result<Type> {
-    if !meta.input.peek(Token![=]) {
-        return Err(meta.error("expected `model = Type`"));
-    }
-    let value = meta.value()?;
-    if value.peek(LitStr) {
-        return value.parse::<LitStr>()?.parse();
-    }
-    value.parse()
+    attr_util::value(meta, MODEL, "Type", |value| {
+        if value.peek(LitStr) {
+            return value.parse::<LitStr>()?.parse();
+        }
+        value.parse()
+    })
 }
 
 /// The event names of a method's `#[on("..")]` attributes, or `None` when it
@@ -142,7 +140,8 @@ pub(crate) fn on_names(cx: &Ctxt, attrs: &[Attribute]) -> Option<Vec<LitStr>> {
                 continue;
             }
         };
-        let name = match syn::parse2::<LitStr>(list.tokens.clone()) {
+        let name = |input: ParseStream<'_>| attr_util::ungrouped(input, <LitStr as Parse>::parse);
+        let name = match name.parse2(list.tokens.clone()) {
             Ok(name) => name,
             Err(_) => {
                 cx.error_spanned_by(

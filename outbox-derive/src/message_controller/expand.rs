@@ -12,12 +12,18 @@ use syn::spanned::Spanned;
 use syn::{Ident, ItemImpl, Type};
 
 use super::validate::{Call, Handling, Model};
+use crate::hygiene::{resolving_as, self_at};
 
-/// The generated code's own locals, `__outbox_*` as the style asks. They
-/// resolve at the call site rather than with `Span::mixed_site()`: rustc
-/// reports an expression at the join of its tokens' spans only when they
-/// share one hygiene context, so a mixed-site local inside `&model` would
-/// move a type error from the user's `model` argument to the whole attribute.
+/// The generated code's own locals, `__outbox_*` as the style asks. They are
+/// reported at the user's tokens (the `model` argument, a hook's parameter
+/// types), so they resolve as the `model` argument does rather than at the
+/// call site or with `Span::mixed_site()`: rustc reports an expression at the
+/// join of its tokens' spans only when they share one resolution, so `&model`
+/// with a local of another would move a type error from the user's `model`
+/// argument to the whole attribute. Every use keeps that resolution
+/// ([`located`]), so inside a `macro_rules!`, where the `model` argument and
+/// the call site can resolve differently, declaration and uses still agree
+/// (see `crate::hygiene`).
 struct Names {
     ctx: Ident,
     message: Ident,
@@ -30,8 +36,9 @@ struct Names {
 }
 
 impl Names {
-    fn new() -> Self {
-        let ident = |name: &str| Ident::new(name, Span::call_site());
+    fn new(model: &Type) -> Self {
+        let span = resolving_as(model.span());
+        let ident = |name: &str| Ident::new(name, span);
         Names {
             ctx: ident("__outbox_ctx"),
             message: ident("__outbox_message"),
@@ -58,7 +65,7 @@ enum Argument {
 }
 
 pub(crate) fn expand(model: &Model<'_>, item: &ItemImpl) -> TokenStream {
-    let names = Names::new();
+    let names = Names::new(&model.model);
     let Names {
         ctx,
         message,
@@ -188,10 +195,11 @@ fn outboxed(ty: &Type) -> TokenStream {
     quote_spanned!(ty.span()=> <#ty as ::outbox::Outboxed>)
 }
 
-/// `ident`, reported at `span`.
+/// The local `ident`, reported at `span`; it still resolves at the call site,
+/// where it was declared.
 fn located(ident: &Ident, span: Span) -> Ident {
     let mut ident = ident.clone();
-    ident.set_span(span);
+    ident.set_span(ident.span().located_at(span));
     ident
 }
 
@@ -207,8 +215,7 @@ fn borrow_at(ident: &Ident, span: Span) -> TokenStream {
 fn call(call: &Call<'_>, argument: Argument, names: &Names) -> TokenStream {
     let output = call.output.span();
     // The method's name too, or the call's span would run from the name to the return type.
-    let mut method = call.ident.clone();
-    method.set_span(output);
+    let method = located(call.ident, output);
     let at = |ident: &Ident, ty: &Type| located(ident, ty.span());
     let ctx = at(&names.ctx, call.ctx_ty);
     let arg_span = call.arg_ty.span();
@@ -224,7 +231,8 @@ fn call(call: &Call<'_>, argument: Argument, names: &Names) -> TokenStream {
             quote!(#message)
         }
     };
-    quote_spanned!(output=> Self::#method(self, #ctx, #arg).await?)
+    let this = self_at(output);
+    quote_spanned!(output=> Self::#method(#this, #ctx, #arg).await?)
 }
 
 /// Reads the payload version both sides know (a payload this release cannot

@@ -9,11 +9,11 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Ident, LitStr, Path};
+use syn::{Ident, Lifetime, LitStr, Path};
 
 use super::attr::{Destroyed, FieldDefault};
 use super::validate::{Model, ModelField, PartitionKey};
-use crate::attr_util::path_to_string;
+use crate::hygiene::{call_site_at, resolving_as};
 
 pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     let krate = &model.krate;
@@ -26,17 +26,12 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     let cx = Expander {
         model,
         private: private.clone(),
-        serde_crate: LitStr::new(
-            &format!("{}::__private::serde", path_to_string(krate)),
-            Span::call_site(),
-        ),
+        serde_crate: LitStr::new(SERDE_ALIAS, Span::call_site()),
         name: &name,
     };
 
-    let with_helpers = model
-        .fields
-        .iter()
-        .filter_map(|f| cx.serialize_with_helper(f));
+    let serde_alias = Ident::new(SERDE_ALIAS, Span::call_site());
+    let with_helpers = model.fields.iter().filter_map(|f| cx.with_helpers(f));
     let default_helpers = model.fields.iter().filter_map(|f| cx.default_helper(f));
     let full_payloads = model.payload_with.is_none();
     let keys_only = full_payloads && model.destroyed == Destroyed::Keys;
@@ -62,7 +57,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         quote!((#(#key_types,)*))
     };
 
-    let partition_key = cx.partition_key();
+    let (receiver, partition_key) = cx.partition_key();
     let (to_payload, write_payload) = cx.to_payload_bodies();
     let from_payload = cx.read_payload_body();
     let key_from_payload = cx.key_read_payload_body();
@@ -73,6 +68,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_snake_case, deprecated, clippy::trivially_copy_pass_by_ref, clippy::question_mark_used)]
         const _: () = {
+            use #private::serde as #serde_alias;
             #(#with_helpers)*
             #(#default_helpers)*
             #(#ser_views)*
@@ -87,7 +83,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
                 const VERSIONS: &'static [u32] = &[#(#versions),*];
                 type Key = #key_type;
 
-                fn partition_key(&self) -> #private::String {
+                fn partition_key(&#receiver) -> #private::String {
                     #partition_key
                 }
 
@@ -147,6 +143,11 @@ pub(crate) fn fallback(ident: &Ident, krate: &Path) -> TokenStream {
     }
 }
 
+/// What the views' `#[serde(crate = "..")]` names: an alias of the re-exported
+/// serde, because serde reads that path from a string, where `crate = $crate::..`
+/// (a re-exporting library's generator) cannot be written.
+const SERDE_ALIAS: &str = "__outbox_serde";
+
 struct Expander<'m, 'a> {
     model: &'m Model<'a>,
     private: TokenStream,
@@ -202,17 +203,39 @@ impl Expander<'_, '_> {
         format_ident!("__outbox_serialize_{}", field.ident.unraw())
     }
 
-    fn serialize_with_helper(&self, field: &ModelField<'_>) -> Option<TokenStream> {
+    /// The function that reads a `with` field through its module.
+    fn deserialize_helper_name(field: &ModelField<'_>) -> Ident {
+        format_ident!("__outbox_deserialize_{}", field.ident.unraw())
+    }
+
+    /// Functions calling the `with` module, so the views name them rather
+    /// than the user's path: serde reads a path from a string, which would
+    /// lose where the path resolves (`$crate::..` from a generator cannot be
+    /// written in one). Spanned on the path, so a module of the wrong type is
+    /// reported there.
+    fn with_helpers(&self, field: &ModelField<'_>) -> Option<TokenStream> {
         let with = field.with.as_ref()?;
         let private = &self.private;
-        let helper = Self::serialize_helper_name(field);
+        let serialize = Self::serialize_helper_name(field);
+        let deserialize = Self::deserialize_helper_name(field);
         let ty = field.ty;
+        // Declared and used under the one span, these names agree in any expansion.
         Some(quote_spanned! {with.span()=>
-            fn #helper<__S: #private::serde::Serializer>(
+            #[allow(dead_code)]
+            fn #serialize<__S: #private::serde::Serializer>(
                 __value: &&#ty,
                 __serializer: __S,
             ) -> #private::Result<__S::Ok, __S::Error> {
                 #with::serialize(*__value, __serializer)
+            }
+
+            #[allow(dead_code)]
+            fn #deserialize<'__de, __D: #private::serde::Deserializer<'__de>>(
+                __deserializer: __D,
+            ) -> #private::Result<#ty, __D::Error> {
+                // A module of another type is reported as "expected the field's type".
+                let __value: #ty = #with::deserialize(__deserializer)?;
+                #private::Ok(__value)
             }
         })
     }
@@ -259,12 +282,14 @@ impl Expander<'_, '_> {
                 let ty = field.ty;
                 let with = field.with.as_ref().map(|with| {
                     let helper = Self::serialize_helper_name(field).to_string();
-                    let helper = LitStr::new(&helper, with.span());
+                    let helper = LitStr::new(&helper, call_site_at(with.span()));
                     quote!(#[serde(serialize_with = #helper)])
                 });
                 // Spanned on the field's type, so "`T: Serialize` is not satisfied"
                 // points at the field, not at the derive.
-                let borrowed = quote_spanned!(ty.span()=> &'__outbox #ty);
+                // The lifetime is the view's: reported at the type, resolved where declared.
+                let lifetime = Lifetime::new("'__outbox", call_site_at(ty.span()));
+                let borrowed = quote_spanned!(ty.span()=> &#lifetime #ty);
                 quote!(#[serde(rename = #wire)] #with #ident: #borrowed)
             });
         quote! {
@@ -287,15 +312,13 @@ impl Expander<'_, '_> {
                 let ident = field.ident;
                 let ty = field.ty;
                 let with = field.with.as_ref().map(|with| {
-                    let path = LitStr::new(
-                        &format!("{}::deserialize", path_to_string(with)),
-                        with.span(),
-                    );
-                    quote!(#[serde(deserialize_with = #path)])
+                    let helper = Self::deserialize_helper_name(field).to_string();
+                    let helper = LitStr::new(&helper, call_site_at(with.span()));
+                    quote!(#[serde(deserialize_with = #helper)])
                 });
                 let default = field.default.as_ref().map(|_| {
                     let helper = Self::default_helper_name(field).to_string();
-                    let helper = LitStr::new(&helper, field.ident.span());
+                    let helper = LitStr::new(&helper, call_site_at(field.ident.span()));
                     quote!(#[serde(default = #helper)])
                 });
                 quote!(#[serde(rename = #wire)] #with #default #ident: #ty)
@@ -309,19 +332,30 @@ impl Expander<'_, '_> {
         }
     }
 
-    fn partition_key(&self) -> TokenStream {
+    /// The receiver of `partition_key` and its body. A body reported at the
+    /// user's tokens names `self` there, so the receiver is declared resolving
+    /// as those tokens do (see `crate::hygiene`).
+    fn partition_key(&self) -> (Ident, TokenStream) {
         let private = &self.private;
         match &self.model.partition_key {
-            PartitionKey::With(path) => quote_spanned!(path.span()=> #path(self)),
+            PartitionKey::With(path) => {
+                let span = path.span();
+                let this = Ident::new("self", span);
+                (receiver(span), quote_spanned!(span=> #path(#this)))
+            }
             PartitionKey::Fields(indices) if indices.len() == 1 => {
                 let field = &self.model.fields[indices[0]];
                 let ident = field.ident;
-                quote_spanned!(field.ty.span()=> #private::ToString::to_string(&self.#ident))
+                let span = field.ty.span();
+                let this = Ident::new("self", span);
+                let body = quote_spanned!(span=> #private::ToString::to_string(&#this.#ident));
+                (receiver(span), body)
             }
             PartitionKey::Fields(indices) => {
                 let format = vec!["{}"; indices.len()].join(":");
                 let idents = indices.iter().map(|&i| self.model.fields[i].ident);
-                quote!(#private::format!(#format, #(self.#idents),*))
+                let body = quote!(#private::format!(#format, #(self.#idents),*));
+                (Ident::new("self", Span::call_site()), body)
             }
         }
     }
@@ -472,6 +506,11 @@ impl Expander<'_, '_> {
             }
         }
     }
+}
+
+/// `self`, declared at the call site, resolving as the tokens at `span`.
+fn receiver(span: Span) -> Ident {
+    Ident::new("self", resolving_as(span))
 }
 
 /// `Self::f` → `Model::f`.
