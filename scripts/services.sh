@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
-# The project's services: a private PostgreSQL cluster and a single-node KRaft Kafka broker.
+# The project's services: a private PostgreSQL cluster and a KRaft Kafka of one node or three.
 #
-#   scripts/services.sh up       install what is missing, start both, wait until they answer
+#   scripts/services.sh up [--brokers 1|3]   install what is missing, start both, wait until they answer
 #   scripts/services.sh down     stop both (WIPE=1 also deletes their data and certificates, keeps jars)
 #   scripts/services.sh status   say what runs where; exit 1 if a service does not answer
+#
+# Faults on purpose, for the chaos run and outage tests (quiet on success, non-zero on error;
+# they act on this script's own servers, whatever DATABASE_URL and KAFKA_BROKERS say):
+#   scripts/services.sh kafka-node stop N [--signal TERM|KILL]   TERM (default) waits for the exit
+#                                up to 30 s, then kills; KILL kills at once
+#   scripts/services.sh kafka-node start N    returns when node N says it started and answers
+#   scripts/services.sh kafka-node status N   exit 1 unless node N runs and answers
+#   scripts/services.sh postgres restart fast|immediate   pg_ctl restart -m fast|immediate;
+#                                returns when PostgreSQL answers again
+#
+# --brokers 3: three broker+controller nodes (node ids 1..3, all three voters) on this
+# machine, node n on each port + 100 × (n - 1), heap KAFKA_CLUSTER_HEAP_OPTS each;
+# default.replication.factor 3, min.insync.replicas 2 (internal topics alike), no unclean
+# leader election. Without the flag: one node, as before. `up` asked for a node count other
+# than the storage's stops Kafka and reformats it (test data).
 #
 # Idempotent and quick when already up. Data lives under target/services/ of the clone.
 # If DATABASE_URL is set, that PostgreSQL is used and no cluster is started; likewise
 # KAFKA_BROKERS for Kafka. Settings (all optional): PG_PORT (54329), PG_DB (outbox_test),
 # KAFKA_PORT (59092), KAFKA_CONTROLLER_PORT (59093), KAFKA_SASL_PORT (59094),
-# KAFKA_VERSION (4.4.0), KAFKA_HEAP_OPTS ("-Xms256m -Xmx512m"), SVC_DIR (target/services).
+# KAFKA_VERSION (4.4.0), KAFKA_HEAP_OPTS ("-Xms256m -Xmx512m"), KAFKA_CLUSTER_HEAP_OPTS
+# ("-Xms128m -Xmx384m"), SVC_DIR (target/services).
 #
 # TLS and SASL, beside the plaintext listeners (tests that do not care keep using those):
 # - $SVC_DIR/tls/ holds a test CA (ca.pem, ca.key), a server certificate signed by it
@@ -42,6 +58,8 @@ KAFKA_PORT=${KAFKA_PORT:-59092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-59093}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-59094}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:-"-Xms256m -Xmx512m"}
+KAFKA_CLUSTER_HEAP_OPTS=${KAFKA_CLUSTER_HEAP_OPTS:-"-Xms128m -Xmx384m"} # each node of a cluster
+KAFKA_NODES=1 # `up --brokers N`; other commands read the count the storage was formatted for
 KDIR=$SVC_DIR/kafka
 
 TLS_DIR=$SVC_DIR/tls
@@ -69,6 +87,22 @@ apt_install() { # packages...
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq >"$LOGS/apt.log" 2>&1 || { show_log "$LOGS/apt.log"; die "apt-get update failed"; }
   as_root apt-get install -y -qq "$@" >>"$LOGS/apt.log" 2>&1 || { show_log "$LOGS/apt.log"; die "apt-get install $* failed"; }
+}
+
+# Our ports lie inside Linux's ephemeral range (32768-60999): while a server is down, a
+# client retrying it may be given that very port as its own and connect to itself (a TCP
+# self-connection, seen here), and the server then cannot bind it when it starts again.
+# Reserved ports are never handed out as ephemeral ones. Needs root; warns without.
+reserve_ports() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports ours=$PG_PORT n current
+  for n in 1 2 3; do
+    ours+=",$(node_port "$KAFKA_PORT" "$n")-$(node_port "$KAFKA_SASL_PORT" "$n")"
+  done
+  current=$(cat "$f" 2>/dev/null) || return 0
+  # The kernel keeps a set: writing what is there plus ours adds ours once.
+  if ! { [ -w "$f" ] && echo "${current:+$current,}$ours" >"$f"; } 2>/dev/null; then
+    say "services: could not reserve ports $ours ($f); a restarted server may find its port taken" >&2
+  fi
 }
 
 # ---------------------------------------------------------------- TLS
@@ -194,6 +228,23 @@ pg_tls_config() { # data folder
   [ $changed = 0 ] || echo changed
 }
 
+# Runs a PostgreSQL program as the cluster's owner, from a folder it can enter ($home, the
+# caller's): PostgreSQL refuses to run as root.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then (cd "$home" && runuser -u "$PG_USER" -- "$@")
+  else (cd "$home" && "$@"); fi
+}
+
+pg_wait() { # log, psql...: until the server answers a query, or dies with the end of its log
+  local log=$1; shift
+  local psql=("$@")
+  for _ in $(seq 1 60); do
+    "${psql[@]}" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  "${psql[@]}" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 || { show_log "$log"; die "PostgreSQL does not answer on 127.0.0.1:$PG_PORT"; }
+}
+
 pg_up() {
   local psql_any=(psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres)
   if ! [ -s "$(pg_home 2>/dev/null)/data/postmaster.pid" ] && command -v psql >/dev/null \
@@ -210,13 +261,11 @@ pg_up() {
   bin=$(pg_bin); home=$(pg_home); data=$home/data; sock=$home/sock; log=$home/postgres.log
   if [ "$(id -u)" = 0 ]; then
     id "$PG_USER" >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash "$PG_USER"
-    as_pg() { (cd "$home" && runuser -u "$PG_USER" -- "$@"); }
     mkdir -p "$home" && chmod 755 "$home"
     install -d -o "$PG_USER" -m 700 "$data"
     install -d -o "$PG_USER" -m 755 "$sock"
     touch "$log" && chown "$PG_USER" "$log"
   else
-    as_pg() { (cd "$home" && "$@"); }
     mkdir -p "$data" "$sock" && chmod 700 "$data" && touch "$log"
   fi
   exec 8>"$SVC_DIR/.postgres.lock"; flock 8
@@ -232,7 +281,6 @@ port = $PG_PORT
 unix_socket_directories = '$sock'
 max_connections = 200
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 CONF
   fi
@@ -246,16 +294,19 @@ CONF
     as_pg "$bin/pg_ctl" -D "$data" reload >/dev/null 2>&1 || { show_log "$log"; die "PostgreSQL did not reload"; }
   fi
   local psql=("$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
-  for _ in $(seq 1 60); do
-    "${psql[@]}" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 && break
-    sleep 0.5
-  done
-  "${psql[@]}" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 || { show_log "$log"; die "PostgreSQL does not answer on 127.0.0.1:$PG_PORT"; }
+  pg_wait "$log" "${psql[@]}"
   if [ "$("${psql[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]; then
     "${psql[@]}" -d postgres -c "CREATE DATABASE \"$PG_DB\"" >/dev/null
   fi
   if [ "$("${psql[@]}" -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$TLS_ONLY_ROLE'")" != 1 ]; then
     "${psql[@]}" -d postgres -c "CREATE ROLE $TLS_ONLY_ROLE LOGIN" >/dev/null
+  fi
+  # A commit returns once its WAL is written, so that it survives the server's crash or
+  # an immediate restart (the chaos run's); fsync stays off (only an OS crash loses it).
+  # With synchronous_commit off, as clusters made before had, 2 of 5 commits made just
+  # before `postgres restart immediate` were gone.
+  if [ "$("${psql[@]}" -d postgres -tAc 'SHOW synchronous_commit')" != on ]; then
+    "${psql[@]}" -d postgres -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
   fi
   flock -u 8
 }
@@ -274,6 +325,23 @@ pg_down() {
   if [ "${WIPE:-0}" = 1 ]; then rm -rf "$home"; fi
 }
 
+# `postgres restart fast|immediate`: pg_ctl restart of this script's cluster with that
+# shutdown mode (immediate: no checkpoint, crash recovery at start), returning once it
+# answers again. Quiet on success.
+pg_restart() { # fast|immediate
+  [[ ${1:-} =~ ^(fast|immediate)$ ]] || die "usage: services.sh postgres restart fast|immediate"
+  local bin home data log out
+  bin=$(pg_bin); home=$(pg_home 2>/dev/null); data=$home/data; log=$home/postgres.log
+  [ -n "$bin" ] && as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 \
+    || die "no PostgreSQL of this script runs in $data: start it with scripts/services.sh up"
+  exec 8>"$SVC_DIR/.postgres.lock"; flock 8
+  # -l: the server started anew logs where it did; without it, it would hold our stdout.
+  out=$(as_pg "$bin/pg_ctl" -D "$data" -l "$log" -m "$1" -w -t 60 restart 2>&1) \
+    || { printf '%s\n' "$out" >&2; show_log "$log"; die "PostgreSQL did not restart (-m $1)"; }
+  pg_wait "$log" "$bin/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres
+  flock -u 8
+}
+
 pg_answers() { # url
   command -v psql >/dev/null || return 1
   psql -X -q "$1" -tAc 'SELECT 1' >/dev/null 2>&1
@@ -285,121 +353,324 @@ pg_answers_tls() { # url: answers, and the session is encrypted
 }
 
 # ---------------------------------------------------------------- Kafka
+#
+# N KRaft nodes, each a broker and a controller (`up --brokers N`; 1 by default). Node n
+# listens on each base port + 100 × (n - 1): node 1 on 59092/59093/59094, node 2 on
+# 59192/59193/59194, node 3 on 59292/59293/59294. Node 1 lives in $KDIR (data,
+# server.properties, kafka.pid; log $LOGS/kafka.log), node n in $KDIR/node-n (log
+# $LOGS/kafka-n.log). $KDIR/nodes records how many nodes the storage was formatted for.
 
-kafka_pid() { # prints the pid of our broker if it runs
-  local pid
-  [ -s "$KDIR/kafka.pid" ] || return 1
-  pid=$(cat "$KDIR/kafka.pid")
-  grep -qs 'kafka.Kafka' "/proc/$pid/cmdline" && echo "$pid"
+node_port() { echo $(($1 + 100 * ($2 - 1))); } # base port, node
+node_dir() { if [ "$1" = 1 ]; then echo "$KDIR"; else echo "$KDIR/node-$1"; fi; }
+node_log() { if [ "$1" = 1 ]; then echo "$LOGS/kafka.log"; else echo "$LOGS/kafka-$1.log"; fi; }
+node_list() { # node count, base port: 127.0.0.1:port of each node, comma separated
+  local n out=()
+  for n in $(seq 1 "$1"); do out+=("127.0.0.1:$(node_port "$2" "$n")"); done
+  (IFS=,; echo "${out[*]}")
 }
 
-kafka_java_opts() {
+# pid: it runs (a zombie does not); for a pid of ours, before the child has become java too
+proc_runs() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]; }
+kafka_alive() { grep -qs 'kafka.Kafka' "/proc/$1/cmdline"; } # pid: a node (a zombie's cmdline is empty)
+
+node_ports_open() { # node: one of its ports still accepts connections
+  local port
+  for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT"; do
+    port_open 127.0.0.1 "$(node_port "$port" "$1")" && return 0
+  done
+  return 1
+}
+
+# node, pid: exited, its sockets closed too (a dying JVM's cmdline empties before its
+# hundred threads have closed the sockets they share)
+kafka_exited() { ! kafka_alive "$2" && ! node_ports_open "$1"; }
+
+kafka_pid() { # [node, 1 by default]: prints the pid of our node if it runs
+  local pid dir
+  dir=$(node_dir "${1:-1}")
+  [ -s "$dir/kafka.pid" ] || return 1
+  pid=$(cat "$dir/kafka.pid")
+  kafka_alive "$pid" && echo "$pid"
+}
+
+kafka_formatted_nodes() { # how many nodes the storage is formatted for; nothing when none is
+  if [ -s "$KDIR/nodes" ]; then cat "$KDIR/nodes"
+  elif [ -f "$KDIR/data/meta.properties" ]; then echo 1 # formatted before clusters existed
+  fi
+}
+
+kafka_known_nodes() { # every node with a folder here, running or not
+  local d
+  echo 1
+  for d in "$KDIR"/node-*; do [ -d "$d" ] && echo "${d##*/node-}"; done
+}
+
+kafka_java_opts() { # node count
+  local heap=$KAFKA_HEAP_OPTS gc=(-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35)
+  if [ "$1" -gt 1 ]; then
+    # Three JVMs share two cores: small heaps, the serial collector (no GC threads) and the
+    # C1 compiler only. Measured on 2 busy cores: a node restarts in ~7 s this way, 10-20 s
+    # with G1 (few threads or default) and C2; RSS ~310-350 MB in every variant.
+    heap=$KAFKA_CLUSTER_HEAP_OPTS
+    gc=(-XX:+UseSerialGC -XX:TieredStopAtLevel=1)
+  fi
   # shellcheck disable=SC2206 # the heap options are meant to split
-  JAVA_OPTS=($KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+  JAVA_OPTS=($heap -server "${gc[@]}" -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
     -Dlog4j2.configurationFile="$KDIR/log4j2.properties" -Dkafka.logs.dir="$LOGS")
 }
 
-# The broker's settings and PEM keystore (PKCS#8 key, then the certificate chain), written
-# as .next files; kafka_up compares them with the running broker's.
-kafka_config() {
-  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-    -e "s|@KAFKA_SASL_PORT@|$KAFKA_SASL_PORT|g" -e "s|@KEYSTORE@|$KDIR/keystore.pem|g" \
-    -e "s|@DATA@|$KDIR/data|g" "$ROOT/scripts/kafka/server.properties" >"$KDIR/server.properties.next"
+# A node's settings for a cluster of `count` nodes, and the PEM keystore all nodes share
+# (PKCS#8 key, then the certificate chain), written as .next files; kafka_up compares them
+# with the running nodes'. One node bootstraps its own quorum (formatted --standalone);
+# a cluster lists its voters.
+kafka_config() { # node, node count
+  local n=$1 count=$2 dir quorum rf=1 min_isr=1 voters=() i
+  dir=$(node_dir "$n")
+  quorum="controller.quorum.bootstrap.servers=127.0.0.1:$(node_port "$KAFKA_CONTROLLER_PORT" 1)"
+  if [ "$count" -gt 1 ]; then
+    for i in $(seq 1 "$count"); do voters+=("$i@127.0.0.1:$(node_port "$KAFKA_CONTROLLER_PORT" "$i")"); done
+    quorum="controller.quorum.voters=$(IFS=,; echo "${voters[*]}")"
+    rf=3 min_isr=2
+  fi
+  mkdir -p "$dir"
+  sed -e "s|@NODE_ID@|$n|g" -e "s|@QUORUM@|$quorum|g" -e "s|@RF@|$rf|g" -e "s|@MIN_ISR@|$min_isr|g" \
+    -e "s|@KAFKA_PORT@|$(node_port "$KAFKA_PORT" "$n")|g" \
+    -e "s|@KAFKA_CONTROLLER_PORT@|$(node_port "$KAFKA_CONTROLLER_PORT" "$n")|g" \
+    -e "s|@KAFKA_SASL_PORT@|$(node_port "$KAFKA_SASL_PORT" "$n")|g" -e "s|@KEYSTORE@|$KDIR/keystore.pem|g" \
+    -e "s|@DATA@|$dir/data|g" "$ROOT/scripts/kafka/server.properties" >"$dir/server.properties.next"
+}
+
+kafka_keystore() {
   (umask 077 && cat "$TLS_DIR/server.key" "$TLS_DIR/server.pem" "$TLS_DIR/ca.pem" >"$KDIR/keystore.pem.next")
 }
 
-kafka_current() { # the running broker has today's settings, keystore and storage layout
-  cmp -s "$KDIR/server.properties.next" "$KDIR/server.properties" \
+kafka_current() { # node: it runs with today's settings, keystore and storage layout
+  local dir
+  dir=$(node_dir "$1")
+  cmp -s "$dir/server.properties.next" "$dir/server.properties" \
     && cmp -s "$KDIR/keystore.pem.next" "$KDIR/keystore.pem" \
     && [ "$(cat "$KDIR/data.version" 2>/dev/null)" = "$KAFKA_LAYOUT" ]
 }
 
-kafka_up() {
-  mkdir -p "$KDIR"
-  exec 9>"$KDIR/.lock"; flock 9
-  kafka_config
-  if port_open 127.0.0.1 "$KAFKA_PORT"; then
-    if ! kafka_pid >/dev/null; then
-      # Another checkout's broker on the same port: use it as it is.
-      say "services: Kafka already answers on 127.0.0.1:$KAFKA_PORT (not started here); using it"
-      port_open 127.0.0.1 "$KAFKA_SASL_PORT" \
-        || say "services: it has no listener on 127.0.0.1:$KAFKA_SASL_PORT; SASL_SSL tests will fail" >&2
-      flock -u 9; return 0
-    fi
-    if kafka_current; then flock -u 9; return 0; fi
-    say "services: restarting Kafka for its new settings (TLS/SASL listener, certificate or storage layout)"
-    WIPE=0 kafka_down
-  fi
-
+kafka_libs() { # sets KAFKA_LIBS: Java, and the jars from Maven Central resolved by the project's pom (once per version)
   if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then apt_install openjdk-17-jre-headless maven; fi
   local jmajor
   jmajor=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | cut -d. -f1)
   [ "${jmajor:-0}" -ge 17 ] || die "Kafka $KAFKA_VERSION needs Java 17 or newer, found ${jmajor:-none}"
-
-  # Jars from Maven Central, resolved by the project's pom (once per version).
-  local libs=$KDIR/libs-$KAFKA_VERSION
-  if [ ! -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+  KAFKA_LIBS=$KDIR/libs-$KAFKA_VERSION
+  if [ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then
     say "services: resolving Kafka $KAFKA_VERSION jars from Maven Central"
-    rm -rf "$libs.tmp"
+    rm -rf "$KAFKA_LIBS.tmp"
     mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.tmp" >"$LOGS/kafka-mvn.log" 2>&1 \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" >"$LOGS/kafka-mvn.log" 2>&1 \
       || { show_log "$LOGS/kafka-mvn.log"; die "could not resolve the Kafka jars"; }
-    mv "$libs.tmp" "$libs"
+    mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
   fi
+}
 
-  mv "$KDIR/server.properties.next" "$KDIR/server.properties"
-  mv "$KDIR/keystore.pem.next" "$KDIR/keystore.pem"
-  cp "$ROOT/scripts/kafka/log4j2.properties" "$KDIR/log4j2.properties"
-  kafka_java_opts
+# Every node's storage with one cluster id and the SCRAM user (each node's bootstrap
+# metadata holds it), and the layout and node count beside it.
+kafka_format() { # node count
+  local count=$1 cluster_id n mode=() pids=() failed=0
+  [ "$count" = 1 ] && mode=(--standalone) # a cluster's voters are in its settings
+  cluster_id=$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>"$LOGS/kafka-format.log") \
+    || { show_log "$LOGS/kafka-format.log"; die "kafka StorageTool random-uuid failed"; }
+  kafka_java_opts "$count"
+  for n in $(seq 1 "$count"); do
+    java "${JAVA_OPTS[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format "${mode[@]}" --ignore-formatted \
+      -t "$cluster_id" -c "$(node_dir "$n")/server.properties" \
+      --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" >"$LOGS/kafka-format-$n.log" 2>&1 &
+    pids+=($!)
+  done
+  for n in $(seq 1 "$count"); do
+    wait "${pids[$((n - 1))]}" || { show_log "$LOGS/kafka-format-$n.log"; failed=1; }
+  done
+  cat "$LOGS"/kafka-format-*.log >"$LOGS/kafka-format.log" && rm -f "$LOGS"/kafka-format-*.log
+  [ $failed = 0 ] || die "formatting Kafka storage failed"
+  echo "$KAFKA_LAYOUT" >"$KDIR/data.version"
+  echo "$count" >"$KDIR/nodes"
+}
 
-  # Storage formatted by a newer Kafka is unreadable by an older one, and one formatted
-  # without the SCRAM user has no way in over SASL_SSL: this is test data, so reformat when
-  # the version or the layout changes.
-  if [ -f "$KDIR/data/meta.properties" ] && [ "$(cat "$KDIR/data.version" 2>/dev/null)" != "$KAFKA_LAYOUT" ]; then
-    say "services: reformatting Kafka's storage (test data) for: $KAFKA_LAYOUT"
-    rm -rf "$KDIR/data"
-  fi
-  if [ ! -f "$KDIR/data/meta.properties" ]; then
-    local cluster_id
-    cluster_id=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>"$LOGS/kafka-format.log") \
-      || { show_log "$LOGS/kafka-format.log"; die "kafka StorageTool random-uuid failed"; }
-    java "${JAVA_OPTS[@]}" -cp "$libs/*" kafka.tools.StorageTool format --standalone --ignore-formatted \
-      -t "$cluster_id" -c "$KDIR/server.properties" \
-      --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" >"$LOGS/kafka-format.log" 2>&1 \
-      || { show_log "$LOGS/kafka-format.log"; die "formatting Kafka storage failed"; }
-    echo "$KAFKA_LAYOUT" >"$KDIR/data.version"
-  fi
+kafka_wipe() { # every node's storage (test data)
+  local n
+  for n in $(kafka_known_nodes); do rm -rf "$(node_dir "$n")/data"; done
+  rm -rf "$KDIR"/node-* "$KDIR/data.version" "$KDIR/nodes"
+}
 
-  local log=$LOGS/kafka.log
+kafka_launch() { # node, node count: starts it detached
+  local dir log port
+  dir=$(node_dir "$1"); log=$(node_log "$1")
+  ! node_ports_open "$1" || die "Kafka node $1: one of its ports is taken by a process this script did not start"
   # The previous run's log is kept beside it (kafka.log.1), for a test that failed
   # before the restart; the new one starts empty, so "started" below is this run's.
   if [ -s "$log" ]; then mv -f "$log" "$log.1"; fi
   : >"$log"
-  setsid nohup java "${JAVA_OPTS[@]}" -cp "$libs/*" kafka.Kafka "$KDIR/server.properties" >>"$log" 2>&1 </dev/null &
-  echo $! >"$KDIR/kafka.pid"
-  local started=$SECONDS
-  for _ in $(seq 1 240); do
-    if ! kafka_pid >/dev/null; then show_log "$log"; die "Kafka exited during start-up"; fi
-    if grep -q 'Kafka Server started' "$log" && port_open 127.0.0.1 "$KAFKA_PORT" \
-      && port_open 127.0.0.1 "$KAFKA_SASL_PORT"; then
-      say "services: Kafka ready in $((SECONDS - started)) s"
-      flock -u 9; return 0
+  kafka_java_opts "$2"
+  # Without the lock's descriptor: a node outliving a failed start must not hold the lock.
+  setsid nohup java "${JAVA_OPTS[@]}" -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" \
+    >>"$log" 2>&1 </dev/null 9>&- &
+  echo $! >"$dir/kafka.pid"
+}
+
+kafka_node_ready() { # node: it says it started and answers on both client ports
+  grep -q 'Kafka Server started' "$(node_log "$1")" \
+    && port_open 127.0.0.1 "$(node_port "$KAFKA_PORT" "$1")" && port_open 127.0.0.1 "$(node_port "$KAFKA_SASL_PORT" "$1")"
+}
+
+kafka_wait() { # seconds, nodes...: until each is ready; dies when one exits or time runs out
+  local limit=$1 started=$SECONDS n left; shift
+  while :; do
+    left=()
+    for n in "$@"; do
+      proc_runs "$(cat "$(node_dir "$n")/kafka.pid")" || { show_log "$(node_log "$n")"; die "Kafka node $n exited during start-up"; }
+      kafka_node_ready "$n" || left+=("$n")
+    done
+    [ ${#left[@]} = 0 ] && return 0
+    if [ $((SECONDS - started)) -ge "$limit" ]; then
+      for n in "${left[@]}"; do show_log "$(node_log "$n")"; done
+      die "Kafka node(s) ${left[*]} not ready within $limit s (a cluster's node waits for a quorum: two of three running)"
     fi
+    set -- "${left[@]}"
     sleep 0.25
   done
-  show_log "$log"; die "Kafka did not answer on 127.0.0.1:$KAFKA_PORT within 60 s"
+}
+
+kafka_stop() { # TERM|KILL, nodes...: signals them all at once, waits until each has exited
+  local signal=$1 n pid pids=() nodes=() waited=0; shift
+  for n in "$@"; do
+    if pid=$(kafka_pid "$n"); then kill "-$signal" "$pid"; pids+=("$pid"); nodes+=("$n")
+    else rm -f "$(node_dir "$n")/kafka.pid"; fi
+  done
+  for i in "${!pids[@]}"; do
+    # TERM: a controlled shutdown, bounded; KILL: gone as soon as the kernel has reaped it.
+    while ! kafka_exited "${nodes[$i]}" "${pids[$i]}" && [ $waited -lt 300 ]; do sleep 0.1; waited=$((waited + 1)); done
+    if ! kafka_exited "${nodes[$i]}" "${pids[$i]}"; then
+      say "kafka: node ${nodes[$i]} did not stop in 30 s, killing ${pids[$i]}" >&2
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+      for _ in $(seq 1 100); do kafka_exited "${nodes[$i]}" "${pids[$i]}" && break; sleep 0.1; done
+      kafka_exited "${nodes[$i]}" "${pids[$i]}" || die "Kafka node ${nodes[$i]} (pid ${pids[$i]}) does not exit"
+    fi
+    rm -f "$(node_dir "${nodes[$i]}")/kafka.pid"
+  done
+}
+
+kafka_up() { # node count
+  local count=$1 formatted n restart=() start=()
+  mkdir -p "$KDIR"
+  exec 9>"$KDIR/.lock"; flock 9
+  if port_open 127.0.0.1 "$KAFKA_PORT" && ! kafka_pid 1 >/dev/null; then
+    # Another checkout's broker on the same port: use it as it is.
+    say "services: Kafka already answers on 127.0.0.1:$KAFKA_PORT (not started here); using it"
+    port_open 127.0.0.1 "$KAFKA_SASL_PORT" \
+      || say "services: it has no listener on 127.0.0.1:$KAFKA_SASL_PORT; SASL_SSL tests will fail" >&2
+    flock -u 9; return 0
+  fi
+
+  # Storage formatted for another node count, by a newer Kafka (unreadable by an older
+  # one), or without the SCRAM user (no way in over SASL_SSL) is test data: reformat.
+  formatted=$(kafka_formatted_nodes)
+  if [ -n "$formatted" ] && [ "$formatted" != "$count" ]; then
+    say "services: Kafka is formatted for $formatted node(s), $count asked: stopping it and reformatting its storage (test data)"
+    kafka_stop TERM $(kafka_known_nodes)
+    kafka_wipe
+  elif [ -n "$formatted" ] && [ "$(cat "$KDIR/data.version" 2>/dev/null)" != "$KAFKA_LAYOUT" ]; then
+    say "services: reformatting Kafka's storage (test data) for: $KAFKA_LAYOUT"
+    kafka_stop TERM $(kafka_known_nodes)
+    kafka_wipe
+  else
+    for n in $(seq 1 "$count"); do
+      [ -f "$(node_dir "$n")/data/meta.properties" ] && continue
+      [ -n "$formatted" ] && say "services: Kafka node $n has no storage: reformatting the cluster's (test data)"
+      kafka_stop TERM $(kafka_known_nodes)
+      kafka_wipe
+      break
+    done
+  fi
+
+  # Storage formatted before the count was recorded has one node.
+  [ ! -f "$KDIR/data/meta.properties" ] || [ -s "$KDIR/nodes" ] || echo 1 >"$KDIR/nodes"
+
+  kafka_keystore
+  for n in $(seq 1 "$count"); do
+    kafka_config "$n" "$count"
+    if kafka_pid "$n" >/dev/null; then kafka_current "$n" || restart+=("$n"); fi
+  done
+  if [ ${#restart[@]} != 0 ]; then
+    say "services: restarting Kafka node(s) ${restart[*]} for new settings (listeners, certificate or storage layout)"
+    kafka_stop TERM "${restart[@]}"
+  fi
+  for n in $(seq 1 "$count"); do kafka_pid "$n" >/dev/null || start+=("$n"); done
+  [ ${#start[@]} != 0 ] || { flock -u 9; return 0; }
+
+  kafka_libs
+  for n in "${start[@]}"; do mv "$(node_dir "$n")/server.properties.next" "$(node_dir "$n")/server.properties"; done
+  mv "$KDIR/keystore.pem.next" "$KDIR/keystore.pem"
+  cp "$ROOT/scripts/kafka/log4j2.properties" "$KDIR/log4j2.properties"
+  [ -f "$KDIR/data/meta.properties" ] || kafka_format "$count"
+
+  local started=$SECONDS
+  for n in "${start[@]}"; do kafka_launch "$n" "$count"; done
+  kafka_wait 120 "${start[@]}"
+  if [ "$count" = 1 ]; then say "services: Kafka ready in $((SECONDS - started)) s"
+  else say "services: Kafka node(s) ${start[*]} of $count ready in $((SECONDS - started)) s"; fi
+  flock -u 9
 }
 
 kafka_down() {
-  local pid
-  pid=$(kafka_pid) || { rm -f "$KDIR/kafka.pid"; return 0; }
-  kill -TERM "$pid"
-  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  if kill -0 "$pid" 2>/dev/null; then say "kafka: did not stop in 30 s, killing $pid" >&2; kill -KILL "$pid"; fi
-  rm -f "$KDIR/kafka.pid"
-  say "kafka: stopped"
-  if [ "${WIPE:-0}" = 1 ]; then rm -rf "$KDIR/data" "$KDIR/data.version"; fi
+  mkdir -p "$KDIR"
+  exec 9>"$KDIR/.lock"; flock 9
+  local n running=0
+  for n in $(kafka_known_nodes); do kafka_pid "$n" >/dev/null && running=1; done
+  # All at once: a cluster's last nodes would otherwise wait for a quorum to shut down.
+  kafka_stop TERM $(kafka_known_nodes)
+  [ $running = 0 ] || say "kafka: stopped"
+  if [ "${WIPE:-0}" = 1 ]; then kafka_wipe; fi
+  flock -u 9
+}
+
+# One node of ours: `kafka-node stop N [--signal TERM|KILL]`, `kafka-node start N`,
+# `kafka-node status N`. Quiet on success.
+kafka_node() { # action, node, [--signal TERM|KILL]
+  local action=${1:-} n=${2:-} signal=TERM count
+  [ $# -ge 2 ] || die "usage: services.sh kafka-node stop N [--signal TERM|KILL] | start N | status N"
+  shift 2
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --signal) signal=${2:-}; shift 2 || die "--signal takes TERM or KILL" ;;
+      *) die "kafka-node: unknown argument '$1'" ;;
+    esac
+  done
+  [[ $signal =~ ^(TERM|KILL)$ ]] || die "--signal takes TERM or KILL, not '$signal'"
+  [ "$action" = stop ] || [ "$signal" = TERM ] || die "--signal goes with stop only"
+  count=$(kafka_formatted_nodes)
+  [ -n "$count" ] || die "no Kafka storage in $KDIR: start the services with scripts/services.sh up first"
+  [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "$count" ] \
+    || die "kafka-node: node '$n' does not exist; the cluster has node(s) 1..$count"
+  case "$action" in
+    stop)
+      exec 9>"$KDIR/.lock"; flock 9
+      kafka_stop "$signal" "$n"
+      flock -u 9 ;;
+    start)
+      exec 9>"$KDIR/.lock"; flock 9
+      [ -s "$(node_dir "$n")/server.properties" ] || die "Kafka node $n has no settings: run scripts/services.sh up first"
+      if ! kafka_pid "$n" >/dev/null; then
+        kafka_libs
+        kafka_launch "$n" "$count"
+      fi
+      kafka_wait 120 "$n"
+      flock -u 9 ;;
+    status)
+      local pid
+      if pid=$(kafka_pid "$n") && kafka_node_ready "$n"; then
+        say "kafka node $n: up 127.0.0.1:$(node_port "$KAFKA_PORT" "$n") (pid $pid)"
+      elif [ -n "$pid" ]; then
+        say "kafka node $n: starting (pid $pid)"; return 1
+      else
+        say "kafka node $n: down"; return 1
+      fi ;;
+    *) die "kafka-node: unknown action '$action' (stop, start or status)" ;;
+  esac
 }
 
 kafka_answers() { # host:port list, comma separated
@@ -441,11 +712,19 @@ mask_url() { sed -E 's#(://[^:/@]*:)[^@/]*@#\1***@#'<<<"$1"; } # hides a passwor
 
 # The TLS URL and SASL_SSL brokers tests use: ours, or the given ones when the service is not ours.
 tls_pg_url() { if [ -n "${DATABASE_URL:-}" ]; then echo "${DATABASE_URL_TLS:-}"; else pg_tls_url; fi; }
-tls_brokers() { if [ -n "${KAFKA_BROKERS:-}" ]; then echo "${KAFKA_SASL_SSL_BROKERS:-}"; else echo "127.0.0.1:$KAFKA_SASL_PORT"; fi; }
+tls_brokers() { if [ -n "${KAFKA_BROKERS:-}" ]; then echo "${KAFKA_SASL_SSL_BROKERS:-}"; else node_list "$KAFKA_NODES" "$KAFKA_SASL_PORT"; fi; }
 tls_ca() { if [ -n "${KAFKA_BROKERS:-}" ]; then echo "${KAFKA_SSL_CA_LOCATION:-}"; else echo "$TLS_DIR/ca.pem"; fi; }
 
-cmd_up() {
+cmd_up() { # [--brokers N]
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --brokers) KAFKA_NODES=${2:-}; shift 2 || die "--brokers takes 1 or 3" ;;
+      *) die "up: unknown argument '$1' (usage: services.sh up [--brokers 1|3])" ;;
+    esac
+  done
+  [[ $KAFKA_NODES =~ ^[13]$ ]] || die "--brokers takes 1 or 3, not '$KAFKA_NODES'"
   mkdir -p "$LOGS"
+  reserve_ports
   need_build_deps
   tls_up # also when both services are given: tests use other-ca.pem
   local tls_url brokers ca
@@ -468,8 +747,8 @@ cmd_up() {
     kafka_answers "$KAFKA_BROKERS" || die "KAFKA_BROKERS=$KAFKA_BROKERS does not answer"
     say "KAFKA_BROKERS=$KAFKA_BROKERS (given)"
   else
-    kafka_up
-    say "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+    kafka_up "$KAFKA_NODES"
+    say "KAFKA_BROKERS=$(node_list "$KAFKA_NODES" "$KAFKA_PORT")"
   fi
   brokers=$(tls_brokers); ca=$(tls_ca)
   if [ -z "$brokers" ]; then
@@ -491,9 +770,10 @@ cmd_down() {
 }
 
 cmd_status() {
-  local ok=0 url brokers tls_url tls_brokers ca
+  local ok=0 url brokers tls_url tls_brokers ca n pid
+  KAFKA_NODES=$(kafka_formatted_nodes); KAFKA_NODES=${KAFKA_NODES:-1}
   url=${DATABASE_URL:-$(pg_url)}
-  brokers=${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}
+  brokers=${KAFKA_BROKERS:-$(node_list "$KAFKA_NODES" "$KAFKA_PORT")}
   tls_url=$(tls_pg_url); tls_brokers=$(tls_brokers); ca=$(tls_ca)
   line() { printf '%-17s %-5s %s\n' "$@"; }
   if pg_answers "$url"; then line postgres: up "DATABASE_URL=$(mask_url "$url")"
@@ -501,10 +781,24 @@ cmd_status() {
   if [ -z "$tls_url" ]; then line "postgres (TLS):" "-" "DATABASE_URL_TLS not set"
   elif pg_answers_tls "$tls_url"; then line "postgres (TLS):" up "DATABASE_URL_TLS=$(mask_url "$tls_url")"
   else line "postgres (TLS):" down "($(mask_url "$tls_url"))"; ok=1; fi
-  if kafka_answers "$brokers"; then
-    line kafka: up "KAFKA_BROKERS=$brokers$(pid=$(kafka_pid) && echo " (pid $pid)")"
+  if [ -n "${KAFKA_BROKERS:-}" ] || [ "$KAFKA_NODES" = 1 ]; then
+    if kafka_answers "$brokers"; then
+      line kafka: up "KAFKA_BROKERS=$brokers$(pid=$(kafka_pid) && echo " (pid $pid)")"
+    else
+      line kafka: down "($brokers)"; ok=1
+    fi
   else
-    line kafka: down "($brokers)"; ok=1
+    local nodes=() up=0
+    for n in $(seq 1 "$KAFKA_NODES"); do
+      if pid=$(kafka_pid "$n") && kafka_node_ready "$n"; then
+        nodes+=("$(line "  node $n:" up "127.0.0.1:$(node_port "$KAFKA_PORT" "$n") (pid $pid)")"); up=$((up + 1))
+      else
+        nodes+=("$(line "  node $n:" down "(127.0.0.1:$(node_port "$KAFKA_PORT" "$n"))")"); ok=1
+      fi
+    done
+    line kafka: "$([ "$up" = "$KAFKA_NODES" ] && echo up || echo down)" \
+      "KAFKA_BROKERS=$brokers ($up of $KAFKA_NODES nodes up)"
+    printf '%s\n' "${nodes[@]}"
   fi
   if [ -z "$tls_brokers" ]; then line "kafka (SASL_SSL):" "-" "KAFKA_SASL_SSL_BROKERS not set"
   elif kafka_answers_tls "$tls_brokers" "$ca"; then
@@ -514,8 +808,14 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
+  up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  kafka-node) shift; mkdir -p "$LOGS"; reserve_ports; kafka_node "$@" ;;
+  postgres)
+    [ "${2:-}" = restart ] || die "usage: services.sh postgres restart fast|immediate"
+    mkdir -p "$LOGS"; reserve_ports; pg_restart "${3:-}" ;;
+  *)
+    echo "usage: $0 up [--brokers 1|3] | down | status | kafka-node stop|start|status N | postgres restart fast|immediate" >&2
+    exit 2 ;;
 esac

@@ -1,16 +1,66 @@
-//! Stopping and starting the shared Kafka broker, for the outage tests.
+//! Stopping and starting the shared Kafka nodes, and restarting the shared
+//! PostgreSQL, through `scripts/services.sh`: for the outage tests and the
+//! chaos run.
 //!
-//! Stopping the broker fails every other test that uses it at the same time.
+//! Stopping a broker fails every other test that uses it at the same time.
 //! `cargo test` runs test binaries one after another (only the tests inside one
 //! binary run in parallel), so each outage test lives alone in a binary of its
-//! own (`tests/tests/*_broker_outage.rs`).
+//! own (`tests/tests/*_broker_outage.rs`, `tests/tests/cluster.rs`).
+//!
+//! The bench runs one Kafka node (`scripts/services.sh up`) or three
+//! (`up --brokers 3`); [`node_count`] says which. Node `n` listens on
+//! `127.0.0.1:59092 + 100 × (n - 1)` and has the node id `n` (the script's
+//! `KAFKA_PORT` and `SVC_DIR` are honoured here too).
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
+
+/// The PLAINTEXT port of node 1 (the script's default); node `n`'s is
+/// 100 × (n - 1) above it.
+const FIRST_NODE_PORT: u16 = 59092;
+
+fn first_node_port() -> u16 {
+    std::env::var("KAFKA_PORT")
+        .ok()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(FIRST_NODE_PORT)
+}
 
 fn services_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh")
+}
+
+/// Where the services script keeps its data: `SVC_DIR`, as the script reads it.
+fn services_dir() -> PathBuf {
+    std::env::var_os("SVC_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/services"),
+        PathBuf::from,
+    )
+}
+
+/// Runs the script with `args`, `DATABASE_URL` set so that `up` and `down`
+/// touch Kafka only, and `KAFKA_BROKERS` unset so that the script manages it.
+fn run_script(args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg(services_script())
+        .args(args)
+        .env("DATABASE_URL", crate::database_url())
+        .env_remove("KAFKA_BROKERS")
+        .output()
+        .unwrap_or_else(|e| panic!("could not run scripts/services.sh {}: {e}", args.join(" ")))
+}
+
+fn run_script_ok(args: &[&str]) {
+    let output = run_script(args);
+    assert!(
+        output.status.success(),
+        "scripts/services.sh {} failed ({}):\n{}{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Runs `scripts/services.sh <command>` with `DATABASE_URL` set, so only Kafka
@@ -20,20 +70,72 @@ fn services_script() -> PathBuf {
 ///
 /// When the script fails, with its output.
 pub fn services(command: &str) {
-    let output = Command::new("bash")
-        .arg(services_script())
-        .arg(command)
-        .env("DATABASE_URL", crate::database_url())
-        .env_remove("KAFKA_BROKERS")
-        .output()
-        .unwrap_or_else(|e| panic!("could not run scripts/services.sh {command}: {e}"));
-    assert!(
-        output.status.success(),
-        "scripts/services.sh {command} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_script_ok(&[command]);
+}
+
+/// How many Kafka nodes the bench runs: the count the services script
+/// recorded beside the storage it formatted (1 for storage formatted before
+/// clusters existed).
+///
+/// # Panics
+///
+/// When this checkout's services script has never started Kafka.
+///
+/// # Examples
+///
+/// ```no_run
+/// let nodes = outbox_tests::broker::node_count();
+/// assert!(nodes == 1 || nodes == 3);
+/// ```
+pub fn node_count() -> usize {
+    let kafka = services_dir().join("kafka");
+    match std::fs::read_to_string(kafka.join("nodes")) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|e| {
+            panic!(
+                "{}/nodes holds no node count ({text:?}): {e}",
+                kafka.display()
+            )
+        }),
+        Err(_) if kafka.join("data/meta.properties").exists() => 1,
+        Err(e) => panic!(
+            "no Kafka of this checkout's services script ({}/nodes: {e}); {}",
+            kafka.display(),
+            crate::HOW_TO_START
+        ),
+    }
+}
+
+/// The PLAINTEXT address of node `n` (1-based).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(outbox_tests::broker::node_address(2), "127.0.0.1:59192");
+/// ```
+pub fn node_address(n: usize) -> String {
+    let offset = u16::try_from(n.saturating_sub(1) * 100).expect("a node number below 600");
+    format!("127.0.0.1:{}", first_node_port() + offset)
+}
+
+/// Every node's address, comma separated: a bootstrap list that still works
+/// while one node is down.
+///
+/// # Examples
+///
+/// ```no_run
+/// let brokers = outbox_tests::broker::bootstrap();
+/// assert!(brokers.starts_with("127.0.0.1:59092"));
+/// ```
+pub fn bootstrap() -> String {
+    (1..=node_count())
+        .map(node_address)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn connects(address: &str) -> bool {
+    let address = address.parse().expect("host:port addresses");
+    std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
 }
 
 /// Whether the first of the test brokers accepts a TCP connection.
@@ -45,71 +147,209 @@ pub fn services(command: &str) {
 /// ```
 pub fn answers() -> bool {
     let brokers = crate::kafka_brokers();
-    let first = brokers.split(',').next().unwrap_or_default().to_owned();
-    std::net::TcpStream::connect_timeout(
-        &first
-            .parse()
-            .expect("KAFKA_BROKERS holds host:port addresses"),
-        Duration::from_secs(1),
-    )
-    .is_ok()
+    connects(brokers.split(',').next().unwrap_or_default())
 }
 
-/// Stops the test broker (`scripts/services.sh down` for Kafka only) and
-/// returns a guard that starts it again when dropped, even when the test
+/// Whether node `n` accepts a TCP connection on its PLAINTEXT port.
+///
+/// # Examples
+///
+/// ```no_run
+/// assert!(outbox_tests::broker::node_answers(1));
+/// ```
+pub fn node_answers(n: usize) -> bool {
+    connects(&node_address(n))
+}
+
+/// Stops every test broker (`scripts/services.sh down` for Kafka only) and
+/// returns a guard that starts them again when dropped, even when the test
 /// fails half-way.
 ///
 /// # Panics
 ///
-/// When the broker still answers afterwards: it was not started by this
+/// When a broker still answers afterwards: it was not started by this
 /// checkout's services script, so the test cannot stop it.
 ///
 /// # Examples
 ///
 /// ```no_run
 /// let outage = outbox_tests::broker::stop();
-/// // … the broker is down …
+/// // … the brokers are down …
 /// outage.start(); // or drop it
 /// ```
-#[must_use = "the broker starts again when the guard is dropped"]
+#[must_use = "the brokers start again when the guard is dropped"]
 pub fn stop() -> Outage {
-    let outage = Outage { started: false };
+    let outage = Outage {
+        nodes: node_count(),
+        started: false,
+    };
     services("down");
     assert!(
-        !answers(),
-        "the broker still answers after scripts/services.sh down: it was not started by \
+        !answers() && !(1..=outage.nodes).any(node_answers),
+        "a broker still answers after scripts/services.sh down: it was not started by \
          this checkout's scripts/services.sh, so this test cannot stop it"
     );
     outage
 }
 
-/// A stopped broker; see [`stop`].
+/// Stopped brokers; see [`stop`].
 #[derive(Debug)]
 pub struct Outage {
+    nodes: usize,
     started: bool,
 }
 
 impl Outage {
-    /// Starts the broker again and waits until it answers.
+    /// Starts the brokers again (as many as before) and waits until they answer.
     ///
     /// # Panics
     ///
     /// When the services script fails.
     pub fn start(mut self) {
         self.started = true;
-        services("up");
+        run_script_ok(&["up", "--brokers", &self.nodes.to_string()]);
     }
 }
 
 impl Drop for Outage {
     fn drop(&mut self) {
-        if !self.started && !answers() {
-            let _ = Command::new("bash")
-                .arg(services_script())
-                .arg("up")
-                .env("DATABASE_URL", crate::database_url())
-                .env_remove("KAFKA_BROKERS")
-                .status();
+        if !self.started {
+            // No panic here: this may run while a failed test unwinds.
+            let _ = run_script(&["up", "--brokers", &self.nodes.to_string()]);
         }
     }
+}
+
+/// How [`stop_node`] stops a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: a controlled shutdown, waited for (the script kills the
+    /// node if it takes longer than 30 s).
+    Term,
+    /// SIGKILL, at once: a crash.
+    Kill,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Term => "TERM",
+            Signal::Kill => "KILL",
+        }
+    }
+}
+
+/// Stops Kafka node `n` (`scripts/services.sh kafka-node stop n --signal …`)
+/// and returns a guard that starts it again when dropped. With one node,
+/// node 1 is the broker.
+///
+/// # Panics
+///
+/// When the script fails (no such node, or it does not exit).
+///
+/// # Examples
+///
+/// ```no_run
+/// use outbox_tests::broker::{self, Signal};
+///
+/// let down = broker::stop_node(1, Signal::Kill);
+/// assert!(!broker::node_answers(1));
+/// down.start(); // returns once node 1 has started and answers; or drop it
+/// ```
+#[must_use = "the node starts again when the guard is dropped"]
+pub fn stop_node(n: usize, signal: Signal) -> NodeOutage {
+    let outage = NodeOutage {
+        node: n,
+        started: false,
+    };
+    run_script_ok(&[
+        "kafka-node",
+        "stop",
+        &n.to_string(),
+        "--signal",
+        signal.name(),
+    ]);
+    outage
+}
+
+/// Starts Kafka node `n` (`scripts/services.sh kafka-node start n`) and
+/// returns once it says it started and answers; at once when it runs. On a
+/// cluster, it needs one other node running (a quorum of controllers).
+///
+/// # Panics
+///
+/// When the script fails, with its output (the end of the node's log).
+///
+/// # Examples
+///
+/// ```no_run
+/// outbox_tests::broker::start_node(2);
+/// assert!(outbox_tests::broker::node_answers(2));
+/// ```
+pub fn start_node(n: usize) {
+    run_script_ok(&["kafka-node", "start", &n.to_string()]);
+}
+
+/// A stopped node; see [`stop_node`].
+#[derive(Debug)]
+pub struct NodeOutage {
+    node: usize,
+    started: bool,
+}
+
+impl NodeOutage {
+    /// The stopped node's number.
+    pub fn node(&self) -> usize {
+        self.node
+    }
+
+    /// Starts the node again; see [`start_node`].
+    ///
+    /// # Panics
+    ///
+    /// When the services script fails.
+    pub fn start(mut self) {
+        self.started = true;
+        start_node(self.node);
+    }
+}
+
+impl Drop for NodeOutage {
+    fn drop(&mut self) {
+        if !self.started {
+            let _ = run_script(&["kafka-node", "start", &self.node.to_string()]);
+        }
+    }
+}
+
+/// How [`restart_postgres`] shuts PostgreSQL down before starting it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgShutdown {
+    /// `pg_ctl -m fast`: sessions are ended, a checkpoint is written.
+    Fast,
+    /// `pg_ctl -m immediate`: no checkpoint; crash recovery at start.
+    Immediate,
+}
+
+/// Restarts the services script's PostgreSQL
+/// (`scripts/services.sh postgres restart fast|immediate`) and returns once
+/// it answers again. Every open session is ended.
+///
+/// # Panics
+///
+/// When the script fails (for instance, PostgreSQL is not run by it).
+///
+/// # Examples
+///
+/// ```no_run
+/// use outbox_tests::broker::{PgShutdown, restart_postgres};
+///
+/// restart_postgres(PgShutdown::Immediate);
+/// ```
+pub fn restart_postgres(mode: PgShutdown) {
+    let mode = match mode {
+        PgShutdown::Fast => "fast",
+        PgShutdown::Immediate => "immediate",
+    };
+    run_script_ok(&["postgres", "restart", mode]);
 }
