@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +43,7 @@ use chrono::{SecondsFormat, Utc};
 use outbox::kafka::{CHECK_TIMEOUT, Diagnostics, KafkaPublisher};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedHeaders, Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -281,7 +282,7 @@ pub struct Failure<'a> {
 /// let headers = dead_letter::dead_letter_headers(None::<&OwnedHeaders>, &failure);
 /// assert_eq!(headers.get(0).key, dead_letter::ERROR);
 /// ```
-pub fn dead_letter_headers<H: Headers>(
+pub fn dead_letter_headers<H: Headers + 'static>(
     original: Option<&H>,
     failure: &Failure<'_>,
 ) -> OwnedHeaders {
@@ -296,12 +297,10 @@ pub fn dead_letter_headers<H: Headers>(
         (FAILED_AT, failed_at),
         (ATTEMPTS, failure.attempts.to_string()),
     ];
-    let count = original.map_or(0, Headers::count);
-    let mut headers = copy_headers(
-        OwnedHeaders::new_with_capacity(count + added.len()),
-        original,
-        |_| true,
-    );
+    let mut headers = match original {
+        Some(original) => copy_all(original),
+        None => OwnedHeaders::new_with_capacity(added.len()),
+    };
     for (key, value) in &added {
         headers = headers.insert(Header {
             key,
@@ -311,7 +310,27 @@ pub fn dead_letter_headers<H: Headers>(
     headers
 }
 
-/// `headers` and the headers of `from` that `keep` accepts, in order.
+/// A copy of `headers`: byte for byte when they are rdkafka's (a name that is
+/// not UTF-8 included: the dead letter keeps the record as it was), otherwise
+/// those [`copy_headers`] can read.
+fn copy_all<H: Headers + 'static>(headers: &H) -> OwnedHeaders {
+    let any: &dyn Any = headers;
+    if let Some(owned) = any.downcast_ref::<OwnedHeaders>() {
+        return owned.clone();
+    }
+    if let Some(borrowed) = any.downcast_ref::<BorrowedHeaders>() {
+        return borrowed.detach();
+    }
+    copy_headers(
+        OwnedHeaders::new_with_capacity(headers.count()),
+        Some(headers),
+        |_| true,
+    )
+}
+
+/// `headers` and the headers of `from` that `keep` accepts, in order. A
+/// header whose name is not UTF-8 cannot be named to rdkafka: it is left out,
+/// with a warning.
 fn copy_headers<H: Headers>(
     mut headers: OwnedHeaders,
     from: Option<&H>,
@@ -320,11 +339,11 @@ fn copy_headers<H: Headers>(
     let Some(from) = from else {
         return headers;
     };
-    for index in 0..from.count() {
-        if let Some(header) = from.try_get(index)
-            && keep(header.key)
-        {
-            headers = headers.insert(header);
+    for header in outbox::kafka::read_headers(from) {
+        match header {
+            Ok(header) if keep(header.key) => headers = headers.insert(header),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "header left out of the copy"),
         }
     }
     headers
@@ -624,8 +643,8 @@ impl Replay<'_> {
             )
         };
         let header = record.headers().and_then(|headers| {
-            (0..headers.count())
-                .filter_map(|index| headers.try_get(index))
+            outbox::kafka::read_headers(headers)
+                .filter_map(Result::ok)
                 .find(|header| header.key == TOPIC)
                 .map(|header| header.value.unwrap_or_default())
         });

@@ -36,6 +36,7 @@ pub mod cli;
 pub mod consumer;
 pub mod dead_letter;
 mod error;
+pub mod fault_injection;
 pub mod migrations;
 pub mod ops;
 mod pg;

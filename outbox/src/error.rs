@@ -197,6 +197,13 @@ pub enum DecodeError {
         /// The header's name.
         name: &'static str,
     },
+    /// A header's name is not UTF-8. Kafka defines header names as strings;
+    /// such a header cannot be told from the ones the envelope defines.
+    #[error("the name of header {index} (counting from 0) is not valid UTF-8")]
+    HeaderNameNotUtf8 {
+        /// The header's position among the record's headers.
+        index: usize,
+    },
     /// A header the envelope defines has a value that is not UTF-8.
     #[error("header `{name}` is not valid UTF-8: {value}")]
     HeaderNotUtf8 {

@@ -11,6 +11,7 @@ use outbox::{Context, Controller, HandlerError, HandlerErrorKind, Message};
 
 use super::inbox::{self, Received};
 use crate::Outbox;
+use crate::fault_injection::HandlerFault;
 
 /// How an apply ended.
 #[derive(Debug)]
@@ -64,7 +65,7 @@ fn panic_text(panic: &(dyn Any + Send)) -> String {
 }
 
 /// Applies `message` (read at `partition`/`offset`) through `controller` in one
-/// transaction on `conn`.
+/// transaction on `conn`, with the `fault` injected before the controller runs.
 pub(crate) async fn apply(
     conn: &mut AsyncPgConnection,
     controller: &dyn Controller,
@@ -72,6 +73,7 @@ pub(crate) async fn apply(
     message: &Message,
     partition: i32,
     offset: i64,
+    fault: HandlerFault<'_>,
 ) -> Result<Applied, ApplyError> {
     let received = Received {
         source: &message.from,
@@ -85,6 +87,9 @@ pub(crate) async fn apply(
             if !inbox::claim(conn, &received).await? {
                 return Ok(Applied::Duplicate);
             }
+            // Inside the transaction, before the handler: an injected failure
+            // rolls the claim back like a real one.
+            fault.inject().await.map_err(ApplyError::Handler)?;
             let mut ctx = Context::new(conn, message, partition, offset, follow_ups);
             // A panic is the record's failure like any other: caught, it rolls
             // back and meets the failure policy instead of ending the task.

@@ -29,10 +29,13 @@ pub(crate) const CONSUMER_REQUIRED: &[(&str, &str)] = &[
 ];
 
 /// Settings copied from the consumer's to its dead-letter producer: where the
-/// brokers are and how to reach them.
+/// brokers are and how to reach them, and `message.max.bytes`, so that a
+/// consumer set to read records larger than librdkafka's 1 MB default can
+/// dead-letter them too (the producer refuses larger ones before sending).
 pub(crate) fn shared_with_producer(key: &str) -> bool {
     key == "bootstrap.servers"
         || key == "client.id"
+        || key == "message.max.bytes"
         || ["security.", "sasl.", "ssl."]
             .iter()
             .any(|prefix| key.starts_with(prefix))

@@ -179,6 +179,8 @@ pub(crate) struct Shared {
     /// Bytes queued for a partition task above which its partition is paused;
     /// it is resumed below half of it.
     pub(crate) partition_buffer: usize,
+    /// Faults injected into handler calls, when asked for and enabled.
+    pub(crate) faults: Option<Arc<crate::fault_injection::Injector>>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +206,7 @@ pub struct ConsumerBuilder {
     partition_buffer: usize,
     settings: Settings,
     kafka: Vec<(String, String)>,
+    fault_injection: Option<crate::fault_injection::FaultInjection>,
 }
 
 impl Consumer {
@@ -226,6 +229,7 @@ impl Consumer {
                 observe: crate::serve::Observe::default(),
             },
             kafka: Vec::new(),
+            fault_injection: None,
         }
     }
 
@@ -322,6 +326,9 @@ impl Consumer {
             kafka_config: _,
         } = self;
         let observed = settings.observe.start("consumer").await?;
+        if let Some(faults) = &shared.faults {
+            faults.announce("consumer");
+        }
         let _probes = crate::serve::probe_consumer(&shared, &observed.component);
         let topics: Vec<&str> = shared.routes.topics().iter().map(String::as_str).collect();
         shared.consumer.subscribe(&topics).map_err(|source| {
@@ -447,9 +454,32 @@ impl ConsumerBuilder {
     /// A librdkafka consumer setting (`auto.offset.reset` defaults to
     /// `earliest`). `enable.auto.commit` and `enable.auto.offset.store` are
     /// the consumer's own and cannot be set. Connection settings
-    /// (`security.*`, `sasl.*`, `ssl.*`) also apply to the dead-letter producer.
+    /// (`security.*`, `sasl.*`, `ssl.*`) and `message.max.bytes` (so records
+    /// larger than 1 MB can be dead-lettered) also apply to the dead-letter producer.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.kafka.push((key.into(), value.into()));
+        self
+    }
+
+    /// Injects faults into handler calls, for staging: active only when the
+    /// process also runs with [`OUTBOX_FAULT_INJECTION=on`](crate::fault_injection::ENV_VAR)
+    /// (read by [`build`](Self::build); without it, one warning and nothing
+    /// injected). See [`fault_injection`](crate::fault_injection).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use outbox_diesel::fault_injection::FaultInjection;
+    ///
+    /// # fn f(builder: outbox_diesel::ConsumerBuilder) -> Result<(), outbox_diesel::Error> {
+    /// let consumer = builder
+    ///     .fault_injection(FaultInjection::new().fail_handlers(0.1).delay_handlers(0.1, Duration::from_millis(100)))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fault_injection(mut self, faults: crate::fault_injection::FaultInjection) -> Self {
+        self.fault_injection = Some(faults);
         self
     }
 
@@ -460,7 +490,8 @@ impl ConsumerBuilder {
     ///
     /// [`Error::Config`] naming every problem: no controller, two controllers
     /// on one route, a controller without topic, a concurrency of 0, a setting
-    /// the consumer owns; [`Error::KafkaClient`] when librdkafka refuses a
+    /// the consumer owns, a fault injection fraction outside 0.0 to 1.0;
+    /// [`Error::KafkaClient`] when librdkafka refuses a
     /// setting or a file setting (`ssl.ca.location`, …) names a file that
     /// cannot be read.
     pub fn build(self) -> Result<Consumer> {
@@ -495,6 +526,9 @@ impl ConsumerBuilder {
         }
         if self.brokers.trim().is_empty() {
             problems.push("no Kafka brokers given".to_owned());
+        }
+        for (name, reason) in self.fault_injection.iter().flat_map(|f| f.problems()) {
+            problems.push(format!("`{name}`: {reason}"));
         }
         let Some(routes) = routes.filter(|_| problems.is_empty()) else {
             return Err(Error::Config {
@@ -548,6 +582,9 @@ impl ConsumerBuilder {
             permits: Semaphore::new(self.concurrency),
             control: control_tx,
             partition_buffer: self.partition_buffer.max(1),
+            faults: self
+                .fault_injection
+                .and_then(|faults| faults.activate("consumer")),
         };
         Ok(Consumer {
             shared: Arc::new(shared),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::Message as _;
 use rdkafka::consumer::Consumer as _;
-use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureRecord;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
@@ -22,6 +22,7 @@ use super::{Shared, checkout};
 use crate::backoff::Backoff;
 use crate::dead_letter;
 use crate::error::error_chain;
+use crate::fault_injection::HandlerFault;
 use crate::stopped::{self, NewStop};
 
 /// What a queued record weighs against the partition buffer: its key and
@@ -304,8 +305,11 @@ impl PartitionTask {
                     let _permit = shared.permits.acquire().await;
                     match checkout(&shared.pool).await {
                         Ok(mut conn) => {
+                            let fault = shared.faults.as_deref().map_or(HandlerFault::NONE, |faults| {
+                                faults.handler_fault(&message.to, &self.tp.topic, message.id.into(), attempts)
+                            });
                             let result = apply(&mut conn, &*route.controller, &shared.follow_ups,
-                                &message, self.tp.partition, record.offset()).await;
+                                &message, self.tp.partition, record.offset(), fault).await;
                             if matches!(result, Err(ApplyError::Panicked(_))) {
                                 // Not back to the pool: it may be mid-query.
                                 drop(diesel_async::pooled_connection::deadpool::Object::take(conn));
@@ -533,8 +537,9 @@ impl PartitionTask {
 /// A header's value as text, if present and UTF-8.
 fn raw_header(record: &OwnedMessage, name: &str) -> Option<String> {
     let headers = record.headers()?;
-    headers
-        .iter()
+    // Not `headers.iter()`: rdkafka panics on a header name that is not UTF-8.
+    outbox::kafka::read_headers(headers)
+        .filter_map(Result::ok)
         .find(|header| header.key == name)
         .and_then(|header| header.value)
         .and_then(|value| std::str::from_utf8(value).ok())

@@ -48,7 +48,9 @@ impl Headers {
             }
             n => return Err(format!("headers array of {n} dimensions, expected 1")),
         };
-        let mut spans = Vec::with_capacity(elements);
+        // Each element takes at least its 4-byte length: a count the bytes cannot
+        // hold fails below ("cut short") instead of allocating for it first.
+        let mut spans = Vec::with_capacity(elements.min(bytes.len().saturating_sub(reader.at) / 4));
         for index in 0..elements {
             let length = usize::try_from(reader.int("element length")?)
                 .map_err(|_| format!("headers element {index} is NULL"))?;
@@ -59,6 +61,22 @@ impl Headers {
         }
         Ok(Headers { bytes, spans })
     }
+}
+
+/// Not public API: how the relay reads a row's `headers` column (PostgreSQL's
+/// binary `text[]`) into the header pairs of the Kafka record it sends, for the
+/// fuzz targets in `fuzz/`.
+///
+/// # Errors
+///
+/// What [`Headers::parse`] refuses, as text.
+#[doc(hidden)]
+pub fn record_headers(column: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let headers = Headers::parse(column.to_vec())?;
+    Ok(headers
+        .pairs()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect())
 }
 
 struct Reader<'a> {
@@ -134,5 +152,15 @@ mod tests {
         let last = bad_utf8.len() - 1;
         bad_utf8[last] = 0xff;
         assert!(Headers::parse(bad_utf8).unwrap_err().contains("UTF-8"));
+    }
+
+    /// Found by `fuzz/` (target `relay_row`): a column claiming two billion
+    /// elements made the relay allocate for them all (32 GB) and abort.
+    #[test]
+    fn an_absurd_element_count_is_an_error_not_an_abort() {
+        let mut column = array(&["event"]);
+        column[12..16].copy_from_slice(&i32::MAX.to_be_bytes());
+        let error = Headers::parse(column).unwrap_err();
+        assert_eq!(error, "headers array cut short in its element length");
     }
 }

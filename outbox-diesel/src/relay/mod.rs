@@ -23,6 +23,9 @@ mod headers;
 mod shards;
 mod store;
 
+#[doc(hidden)]
+pub use headers::record_headers as __record_headers;
+
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -89,6 +92,8 @@ pub struct Relay<P> {
     database_url: String,
     publisher: Arc<P>,
     settings: Settings,
+    /// Faults injected into publishes, when asked for and enabled.
+    faults: Option<Arc<crate::fault_injection::Injector>>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +108,7 @@ struct Settings {
     batches_in_flight: usize,
     /// Metrics and health over HTTP, when asked for.
     observe: crate::serve::Observe,
+    fault_injection: Option<crate::fault_injection::FaultInjection>,
 }
 
 /// Settings of a [`Relay`], each with a default.
@@ -144,6 +150,7 @@ impl<P: Publisher> Relay<P> {
                 gauge_interval: DEFAULT_GAUGE_INTERVAL,
                 batches_in_flight: DEFAULT_BATCHES_IN_FLIGHT,
                 observe: crate::serve::Observe::default(),
+                fault_injection: None,
             },
         }
     }
@@ -224,6 +231,9 @@ impl<P: Publisher> Relay<P> {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RelayReport> {
         let observed = self.settings.observe.start("relay").await?;
         let health = &observed.component;
+        if let Some(faults) = &self.faults {
+            faults.announce("relay");
+        }
         let _probe = self.probe_kafka(health);
         let mut shutdown = Shutdown::new(shutdown);
         let mut report = RelayReport::default();
@@ -313,6 +323,8 @@ impl<P: Publisher> Relay<P> {
             // A failure holds Kafka not ready (whatever the metadata probe
             // says) until a record goes through or none is left to send.
             match &ended {
+                // An injected failure says nothing about the broker.
+                WindowEnd::Failed(error) if crate::fault_injection::is_injected(error) => {}
                 WindowEnd::Failed(error) => health.publish_failed(format!("publishing: {error}")),
                 WindowEnd::CaughtUp => health.publish_ok(),
                 _ if report.published > published => health.publish_ok(),
@@ -379,7 +391,7 @@ impl<P: Publisher> Relay<P> {
                 if rows.is_empty() {
                     break;
                 }
-                window.send(&*self.publisher, rows);
+                window.send(&*self.publisher, self.faults.as_deref(), rows);
             }
             let Some(batch) = window.batches.pop_front() else {
                 return Ok(end);
@@ -473,8 +485,14 @@ struct Outcome {
 
 impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Window<A> {
     /// Hands every row to the publisher at once, except rows of a key that
-    /// failed earlier in this window (they stay in the table for the retry).
-    fn send<P: Publisher<Ack = A>>(&mut self, publisher: &P, rows: Vec<Row>) {
+    /// failed earlier in this window (they stay in the table for the retry);
+    /// `faults` may fail a row instead, as a refusal of the publisher.
+    fn send<P: Publisher<Ack = A>>(
+        &mut self,
+        publisher: &P,
+        faults: Option<&crate::fault_injection::Injector>,
+        rows: Vec<Row>,
+    ) {
         let mut refused = Vec::new();
         let mut pending = Vec::with_capacity(rows.len());
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(10);
@@ -490,7 +508,8 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
                 headers: &headers,
                 value: &row.payload,
             };
-            match publisher.send(&record) {
+            let injected = faults.and_then(|faults| faults.publish_fault(&row.topic, row.id));
+            match injected.map_or_else(|| publisher.send(&record), Err) {
                 Ok(ack) => pending.push((index, ack)),
                 Err(error) => {
                     self.failed_keys.insert(row.key());
@@ -701,11 +720,33 @@ impl<P: Publisher> RelayBuilder<P> {
         self
     }
 
+    /// Injects publish failures, for staging: active only when the process
+    /// also runs with [`OUTBOX_FAULT_INJECTION=on`](crate::fault_injection::ENV_VAR)
+    /// (read by [`build`](Self::build); without it, one warning and nothing
+    /// injected). See [`fault_injection`](crate::fault_injection).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox_diesel::fault_injection::FaultInjection;
+    /// # use outbox::kafka::KafkaPublisher;
+    /// # fn f(publisher: KafkaPublisher) -> Result<(), outbox_diesel::Error> {
+    /// let relay = outbox_diesel::Relay::builder("postgres://localhost/app", publisher)
+    ///     .fault_injection(FaultInjection::new().fail_publishes(0.05).protect("payments"))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fault_injection(mut self, faults: crate::fault_injection::FaultInjection) -> Self {
+        self.settings.fault_injection = Some(faults);
+        self
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the first setting out of range.
+    /// [`Error::Config`] naming the first setting out of range (a fault
+    /// injection fraction outside 0.0 to 1.0 among them).
     pub fn build(self) -> Result<Relay<P>> {
         let s = &self.settings;
         let invalid = |name, reason: &str| {
@@ -735,10 +776,16 @@ impl<P: Publisher> RelayBuilder<P> {
         if self.database_url.is_empty() {
             return invalid("database_url", "is empty");
         }
+        let faults = s.fault_injection.as_ref();
+        if let Some((name, reason)) = faults.and_then(|f| f.problems().into_iter().next()) {
+            return invalid(name, &reason);
+        }
+        let faults = faults.and_then(|faults| faults.activate("relay"));
         Ok(Relay {
             database_url: self.database_url,
             publisher: self.publisher,
             settings: self.settings,
+            faults,
         })
     }
 }
@@ -762,8 +809,14 @@ impl Session {
     async fn wait_for_work(&mut self, poll: Duration, shutdown: &mut Shutdown<'_>) {
         let mut notifications = std::pin::pin!(self.conn.notifications_stream());
         let mut pending = false;
-        while let Some(Some(_)) = notifications.next().now_or_never() {
-            pending = true;
+        loop {
+            match notifications.next().now_or_never() {
+                Some(Some(_)) => pending = true,
+                // Ended: the session is gone (the next query says so). Polling
+                // the ended stream again would panic.
+                Some(None) => return,
+                None => break,
+            }
         }
         if pending {
             return;

@@ -6,7 +6,7 @@
 //! creation of a client ([`create_client`], which checks the file settings
 //! first) and the masking of secret settings ([`mask_setting`]).
 
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 
 use crate::error::DecodeError;
 use crate::message::{EncodedMessage, Message};
@@ -16,6 +16,7 @@ mod check;
 mod client;
 mod diagnostics;
 mod publisher;
+mod read_headers;
 mod secrets;
 mod summary;
 
@@ -27,6 +28,7 @@ pub use client::{
 };
 pub use diagnostics::Diagnostics;
 pub use publisher::{KafkaAck, KafkaPublisher, KafkaPublisherBuilder, PRODUCER_DEFAULTS};
+pub use read_headers::{header_at, read_headers};
 pub use secrets::{MASK, MaskedSettings, is_secret_setting, mask_setting, without_secrets};
 pub use summary::{Repeats, SUMMARY_WINDOW, Summarizer, steady_text};
 
@@ -81,14 +83,12 @@ pub(crate) fn owned_headers<'a>(
 /// # Ok(()) }
 /// ```
 pub fn decode_record<M: rdkafka::Message>(record: &M) -> Result<Message, DecodeError> {
-    let headers = record.headers();
-    Message::decode(
-        record.topic(),
-        record.key(),
-        headers
-            .iter()
-            .flat_map(|h| h.iter())
-            .map(|h| (h.key, h.value)),
-        record.payload(),
-    )
+    // Read first: a header name that is not UTF-8 is an error, not a panic.
+    let headers = match record.headers() {
+        Some(headers) => read_headers(headers)
+            .map(|header| header.map(|h| (h.key, h.value)))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    Message::decode(record.topic(), record.key(), headers, record.payload())
 }

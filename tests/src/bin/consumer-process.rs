@@ -4,6 +4,7 @@
 //! ```text
 //! consumer-process --database-url URL --brokers HOST:PORT --group GROUP --topic TOPIC
 //!                  --name NAME [--set KEY=VALUE]... [--apply-delay-ms N] [--stop-on-stdin-close]
+//!                  [--dead-letter]
 //! ```
 //!
 //! Applies the consumer tests' users (route `users`, version 1) from `TOPIC`
@@ -13,7 +14,9 @@
 //! `outbox::Controller`. `--apply-delay-ms` sleeps inside each apply's
 //! transaction; `--set` passes librdkafka settings (after the tests' own,
 //! `outbox_tests::consumer_test_settings`: 200 ms auto-commit interval, 6 s
-//! session timeout).
+//! session timeout). `--dead-letter` sends records that cannot be applied to
+//! `TOPIC.dlq` (the failure policy of its controller and of records of other
+//! routes); by default they stop their partition.
 //!
 //! Runs until SIGTERM or Ctrl-C (or, with `--stop-on-stdin-close`, until its
 //! standard input closes), then prints its report on stdout as
@@ -26,13 +29,13 @@ use std::time::Duration;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Uuid};
 use diesel_async::RunQueryDsl;
 use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message};
-use outbox_diesel::consumer::{self, Consumer};
+use outbox_diesel::consumer::{self, Consumer, FailurePolicy};
 use outbox_tests::consumer_test_settings;
 use outbox_tests::process::{self, Arguments, required};
 
 const USAGE: &str = "usage: consumer-process --database-url URL --brokers HOST:PORT --group GROUP \
                      --topic TOPIC --name NAME [--set KEY=VALUE]... [--apply-delay-ms N] \
-                     [--stop-on-stdin-close]";
+                     [--stop-on-stdin-close] [--dead-letter]";
 
 struct Args {
     database_url: String,
@@ -43,6 +46,7 @@ struct Args {
     settings: Vec<(String, String)>,
     apply_delay: Duration,
     stop_on_stdin_close: bool,
+    dead_letter: bool,
 }
 
 fn parse(mut args: Arguments) -> Result<Args, String> {
@@ -51,6 +55,7 @@ fn parse(mut args: Arguments) -> Result<Args, String> {
     let mut settings = Vec::new();
     let mut apply_delay = Duration::ZERO;
     let mut stop_on_stdin_close = false;
+    let mut dead_letter = false;
     while let Some(flag) = args.flag() {
         match flag.as_str() {
             "--database-url" => database_url = Some(args.value("--database-url")?),
@@ -69,6 +74,7 @@ fn parse(mut args: Arguments) -> Result<Args, String> {
                 apply_delay = Duration::from_millis(args.number("--apply-delay-ms")?);
             }
             "--stop-on-stdin-close" => stop_on_stdin_close = true,
+            "--dead-letter" => dead_letter = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -81,6 +87,7 @@ fn parse(mut args: Arguments) -> Result<Args, String> {
         settings,
         apply_delay,
         stop_on_stdin_close,
+        dead_letter,
     })
 }
 
@@ -98,7 +105,13 @@ async fn run(args: Args) -> Result<String, Box<dyn std::error::Error>> {
         name: args.name.clone(),
         apply_delay: args.apply_delay,
     };
+    let policy = if args.dead_letter {
+        FailurePolicy::dead_letter()
+    } else {
+        FailurePolicy::stop()
+    };
     let mut builder = consumer_test_settings(Consumer::builder(&args.brokers, &args.group, pool))
+        .failure_policy(policy)
         .controller(controller);
     for (key, value) in args.settings {
         builder = builder.set(key, value);

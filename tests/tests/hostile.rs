@@ -1,0 +1,746 @@
+//! Hostile records on a consumed topic, written straight to the topic (not
+//! through the outbox) by a producer that writes any bytes (`hostile/raw.rs`):
+//! 10 MB values, JSON nested 100,000 deep, invalid UTF-8 in the key and in
+//! header names and values, duplicate headers, NUL bytes in headers, 10,000
+//! headers, a route no controller serves, negative and absurd versions, empty
+//! and whitespace values. Each meets the failure policy with its typed error
+//! (dead letter: the DLQ record carries the kind and the error; stop: the stop
+//! row carries the error), the good records around them apply once, in order,
+//! and a consumer process reading 1,000 of them keeps its memory bounded.
+//!
+//! What is decided here, where the issue is silent:
+//! - a well-formed message of 10 MB applies: the consumer sets no size limit
+//!   of its own; Kafka's (`max.message.bytes` of the topic, `message.max.bytes`
+//!   of the producer) are the limit, and the consumer's memory is bounded by
+//!   its read-ahead, not by the size of what it reads;
+//! - 10,000 headers the format does not define are ignored (brokers and tools
+//!   add their own), so such a message applies;
+//! - a header the format defines given twice is refused, whatever the values;
+//! - a header name that is not UTF-8 is refused (Kafka defines header names as
+//!   strings; such a header cannot be told from ours);
+//! - a NUL in a header name: librdkafka reads names as C strings, so the name
+//!   reads up to the NUL (`to\0x` is a second `to`: refused as a duplicate);
+//! - a 10 MB record the dead-letter topic refuses stops its partition (the
+//!   stop names the refusal); once the topic takes it, resuming dead-letters it.
+
+#[path = "consumer/support.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
+mod hostile {
+    pub(crate) mod raw;
+}
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use outbox::{Context, Event, HandlerError, Message, MessageId, message_controller};
+use outbox_diesel::consumer::FailurePolicy;
+use outbox_diesel::{dead_letter, stopped};
+use outbox_tests::TestKafka;
+use rdkafka::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::OwnedMessage;
+
+use hostile::raw::{self, RawRecord};
+use support::{
+    Env, OnTopic, RunningConsumer, TIMEOUT, User, active_stops, applied,
+    assert_applied_once_in_order, count_inbox, log_apply, message_of, users, wait_until,
+};
+
+/// Ten megabytes.
+const TEN_MB: usize = 10 * 1024 * 1024;
+
+/// The record size the test topics, their dead-letter topics and the
+/// consumers are set to allow (16 MiB).
+const LARGE: &str = "16777216";
+
+/// Applies users; logs every create and update in the apply log.
+struct Ledger;
+
+#[message_controller(model = User, table = users)]
+impl Ledger {
+    async fn after_create(&self, ctx: &mut Context<'_>, user: &User) -> Result<(), HandlerError> {
+        log_apply(ctx, user.id, Some(user.seq)).await
+    }
+
+    async fn after_update(&self, ctx: &mut Context<'_>, user: &User) -> Result<(), HandlerError> {
+        log_apply(ctx, user.id, Some(user.seq)).await
+    }
+}
+
+/// What a hostile record should meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A valid message however large: applied like any other.
+    Applies,
+    /// The failure policy, with the dead-letter kind and a part of the error.
+    Fails {
+        kind: &'static str,
+        error: &'static str,
+    },
+}
+
+/// One hostile record and what should happen to it.
+struct Case {
+    name: &'static str,
+    record: RawRecord,
+    expect: Expect,
+    /// The id the record's `message_id` header carries, when valid.
+    message_id: Option<MessageId>,
+}
+
+fn decode(error: &'static str) -> Expect {
+    Expect::Fails {
+        kind: dead_letter::KIND_DECODE,
+        error,
+    }
+}
+
+/// `message` as the relay would send it.
+fn sent(message: &Message) -> RawRecord {
+    let encoded = message.encode();
+    RawRecord {
+        key: Some(encoded.key),
+        headers: encoded
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name.as_bytes().to_vec(), Some(value.into_bytes())))
+            .collect(),
+        value: Some(encoded.value),
+    }
+}
+
+/// `record` with header `name`'s value replaced by `value`.
+fn with_header(mut record: RawRecord, name: &str, value: &[u8]) -> RawRecord {
+    for (header, old) in &mut record.headers {
+        if header == name.as_bytes() {
+            *old = Some(value.to_vec());
+        }
+    }
+    record
+}
+
+/// `record` with one more header.
+fn plus_header(mut record: RawRecord, name: &[u8], value: &[u8]) -> RawRecord {
+    record.headers.push((name.to_vec(), Some(value.to_vec())));
+    record
+}
+
+/// A message whose envelope names `version` both in its `versions` header and
+/// as its payload's key (the message is otherwise valid).
+fn with_version(message: &Message, version: &str) -> RawRecord {
+    let record = with_header(sent(message), outbox::headers::VERSIONS, version.as_bytes());
+    let value = String::from_utf8(record.value.clone().expect("a value")).expect("UTF-8");
+    let value = value.replacen(
+        "\"payloads\":{\"1\":",
+        &format!("\"payloads\":{{\"{version}\":"),
+        1,
+    );
+    RawRecord {
+        value: Some(value.into_bytes()),
+        ..record
+    }
+}
+
+/// JSON arrays nested `depth` deep.
+fn nested(depth: usize) -> String {
+    "[".repeat(depth) + &"]".repeat(depth)
+}
+
+/// Every hostile kind, case `i` about user [`user_on`]`(i)` (its round 1,
+/// between rounds 0 and 2).
+fn cases(topic: &str) -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut add = |name, build: &dyn Fn(&Message) -> RawRecord, expect| {
+        let message = message_of(&User::new(user_on(out.len()), 1), Event::Updated, topic);
+        out.push(Case {
+            name,
+            record: build(&message),
+            expect,
+            message_id: Some(message.id),
+        });
+    };
+    add(
+        "10 MB of garbage",
+        &|m| RawRecord {
+            value: Some(b"\x00\xffgarbage ".repeat(TEN_MB / 10)),
+            ..sent(m)
+        },
+        decode("record value is not a JSON envelope"),
+    );
+    add(
+        "a valid message of 10 MB",
+        &|m| {
+            let mut user = User::new(m.partition_key.parse().expect("a user id"), 1);
+            user.name = Some("x".repeat(TEN_MB));
+            let big = message_of(&user, Event::Updated, topic);
+            sent(&Message { id: m.id, ..big })
+        },
+        Expect::Applies,
+    );
+    add(
+        "a value nested 100,000 deep",
+        &|m| RawRecord {
+            value: Some(nested(100_000).into_bytes()),
+            ..sent(m)
+        },
+        decode("recursion limit exceeded"),
+    );
+    add(
+        "a payload nested 100,000 deep",
+        &|m| {
+            let record = sent(m);
+            let value = String::from_utf8(record.value.clone().expect("a value")).expect("UTF-8");
+            let start = value.find("\"payloads\":").expect("payloads");
+            let deep = format!(
+                "{}\"payloads\":{{\"1\":{}}}}}",
+                &value[..start],
+                nested(100_000)
+            );
+            RawRecord {
+                value: Some(deep.into_bytes()),
+                ..record
+            }
+        },
+        decode("recursion limit exceeded"),
+    );
+    add(
+        "a key that is not UTF-8",
+        &|m| RawRecord {
+            key: Some(b"\xff\xfe\xfd".to_vec()),
+            ..sent(m)
+        },
+        decode("record key is not valid UTF-8"),
+    );
+    add(
+        "a `to` header value that is not UTF-8",
+        &|m| with_header(sent(m), outbox::headers::TO, b"us\xffers"),
+        decode("header `to` is not valid UTF-8"),
+    );
+    add(
+        "a header name that is not UTF-8",
+        &|m| plus_header(sent(m), b"x-\xff\xfe", b"value"),
+        decode("the name of header 7 (counting from 0) is not valid UTF-8"),
+    );
+    add(
+        "a duplicate header with another value",
+        &|m| plus_header(sent(m), b"to", b"admins"),
+        decode("header `to` appears more than once"),
+    );
+    add(
+        "a header name holding a NUL",
+        &|m| plus_header(sent(m), b"to\0hidden", b"admins"),
+        decode("header `to` appears more than once"),
+    );
+    add(
+        "a header value holding a NUL",
+        &|m| with_header(sent(m), outbox::headers::FROM, b"accounts\0"),
+        decode("header `from` has an invalid value"),
+    );
+    add(
+        "10,000 headers",
+        &|m| {
+            let mut record = sent(m);
+            for i in 0..10_000 {
+                record
+                    .headers
+                    .push((format!("x-noise-{i}").into_bytes(), Some(b"noise".to_vec())));
+            }
+            record
+        },
+        Expect::Applies,
+    );
+    add(
+        "a route no controller serves",
+        &|m| {
+            sent(&Message {
+                to: "nobody".into(),
+                ..m.clone()
+            })
+        },
+        Expect::Fails {
+            kind: dead_letter::KIND_NO_CONTROLLER,
+            error: "no controller serves route `nobody`",
+        },
+    );
+    for (name, version) in [
+        ("version -1", "-1"),
+        ("version u64::MAX", "18446744073709551615"),
+        ("version i64::MIN", "-9223372036854775808"),
+        ("version 2^40", "1099511627776"),
+    ] {
+        add(
+            name,
+            &|m| with_version(m, version),
+            decode("header `versions` has an invalid value"),
+        );
+    }
+    add(
+        "an empty value",
+        &|m| RawRecord {
+            value: Some(Vec::new()),
+            ..sent(m)
+        },
+        // Kafka keeps an empty value apart from a null one (a tombstone).
+        decode("record value is not a JSON envelope: EOF while parsing"),
+    );
+    add(
+        "a value of whitespace",
+        &|m| RawRecord {
+            value: Some(b" \t\r\n  ".to_vec()),
+            ..sent(m)
+        },
+        decode("record value is not a JSON envelope: EOF while parsing"),
+    );
+    add(
+        "no value (a tombstone)",
+        &|m| RawRecord {
+            value: None,
+            ..sent(m)
+        },
+        decode("record has no value"),
+    );
+    out
+}
+
+/// Sets `max.message.bytes` of `topics` to [`LARGE`].
+async fn allow_large_records(kafka: &TestKafka, topics: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .create()
+        .expect("an admin client");
+    let changes: Vec<AlterConfig<'_>> = topics
+        .iter()
+        .map(|topic| {
+            AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", LARGE)
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin
+        .alter_configs(&changes, &options)
+        .await
+        .expect("alter the topics' configs")
+    {
+        result.unwrap_or_else(|(resource, code)| panic!("alter {resource:?}: {code}"));
+    }
+}
+
+/// A test topic with a partition per hostile kind, the test's DLQ, and the
+/// records: on partition `p`, user `p`'s round 0, hostile case `p` (round 1),
+/// round 2.
+struct Setup {
+    env: Env,
+    dlq: String,
+    cases: Vec<Case>,
+    /// Offset of each case's record on its partition.
+    offsets: Vec<i64>,
+    /// The good messages (rounds 0 and 2, and the cases that apply) by id.
+    good: BTreeMap<uuid::Uuid, (i64, i64)>,
+}
+
+/// The user each partition's records are about.
+fn user_on(partition: usize) -> i64 {
+    partition as i64 + 1
+}
+
+async fn setup(test_name: &str) -> Setup {
+    // The cases' messages name the topic: made before it, with its name.
+    let kinds = cases("probe").len() as i32;
+    let mut env = Env::with_partitions(test_name, kinds);
+    let dlq = env.dead_letter_topic();
+    allow_large_records(&env.kafka, &[&env.topic]).await;
+    let cases = cases(&env.topic);
+    let mut offsets = Vec::new();
+    let mut good = BTreeMap::new();
+    for (partition, case) in cases.iter().enumerate() {
+        let user = user_on(partition);
+        let p = partition as i32;
+        let first = message_of(&User::new(user, 0), Event::Created, &env.topic);
+        raw::produce(&env.kafka, &env.topic, p, &sent(&first));
+        offsets.push(raw::produce(&env.kafka, &env.topic, p, &case.record));
+        let last = message_of(&User::new(user, 2), Event::Updated, &env.topic);
+        raw::produce(&env.kafka, &env.topic, p, &sent(&last));
+        good.insert(first.id.as_uuid(), (user, 0));
+        good.insert(last.id.as_uuid(), (user, 2));
+        if case.expect == Expect::Applies {
+            good.insert(case.message_id.expect("an id").as_uuid(), (user, 1));
+        }
+    }
+    Setup {
+        env,
+        dlq,
+        cases,
+        offsets,
+        good,
+    }
+}
+
+/// A consumer of the setup's topic with `policy` (its controller's, and the
+/// default for records of no route it serves), allowed records of [`LARGE`].
+fn consumer(setup: &Setup, policy: FailurePolicy) -> RunningConsumer {
+    RunningConsumer::spawn(
+        setup
+            .env
+            .consumer()
+            .set("message.max.bytes", LARGE)
+            .failure_policy(policy)
+            .controller_with(OnTopic::new(Ledger, &setup.env.topic), policy),
+    )
+}
+
+/// A header of a dead letter by name, read without trusting the other names.
+fn dlq_header(record: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = record.headers()?;
+    outbox::kafka::read_headers(headers)
+        .filter_map(Result::ok)
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The dead letters read from `dlq`, by original partition, once there are `count`.
+async fn dead_letters(kafka: &TestKafka, dlq: &str, count: usize) -> BTreeMap<i32, OwnedMessage> {
+    let mut reader = outbox_tests::TopicReader::from_start(kafka, dlq);
+    reader
+        .read_until("the dead letters", TIMEOUT, |records| {
+            records.len() >= count
+        })
+        .await;
+    reader
+        .records
+        .iter()
+        .map(|r| {
+            let partition = dlq_header(r, dead_letter::PARTITION)
+                .and_then(|p| p.parse().ok())
+                .expect("a partition header");
+            (partition, r.clone())
+        })
+        .collect()
+}
+
+/// Checks the apply log: every good message applied once, per partition in
+/// offset order and per user in round order; nothing else applied.
+fn assert_good_applied(setup: &Setup, conn: &mut PgConnection) {
+    let log = applied(conn);
+    let per_key = assert_applied_once_in_order(&log);
+    let logged: BTreeMap<uuid::Uuid, (i64, i64)> = log
+        .iter()
+        .map(|row| (row.message_id, (row.user_id, row.seq.unwrap_or(-1))))
+        .collect();
+    assert_eq!(logged, setup.good, "exactly the good messages applied");
+    for (partition, case) in setup.cases.iter().enumerate() {
+        let expected: Vec<i64> = match case.expect {
+            Expect::Applies => vec![0, 1, 2],
+            Expect::Fails { .. } => vec![0, 2],
+        };
+        assert_eq!(per_key[&user_on(partition)], expected, "{}", case.name);
+    }
+}
+
+/// Dead-letter policy: each failing kind goes to the DLQ with its kind and
+/// typed error, byte for byte as it was read; the 10 MB one, which the DLQ
+/// refuses at first, stops its partition until the DLQ takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_records_are_dead_lettered_with_their_typed_errors() {
+    let setup = setup("hostile_dlq").await;
+    let failing = setup
+        .cases
+        .iter()
+        .filter(|c| c.expect != Expect::Applies)
+        .count();
+    let garbage = setup
+        .cases
+        .iter()
+        .position(|c| c.name == "10 MB of garbage")
+        .expect("the 10 MB garbage case") as i32;
+    let running = consumer(&setup, quick_retries_dead_letter());
+    let mut conn = setup.env.consumer_conn();
+    let group = setup.env.group.clone();
+    wait_until("the 10 MB garbage stops its partition", TIMEOUT, || {
+        !active_stops(&mut conn, &group).is_empty()
+    })
+    .await;
+    let stops = active_stops(&mut conn, &group);
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    let stop = &stops[0];
+    println!("stop (the DLQ refuses 10 MB): {}", stop.error);
+    assert_eq!(
+        (stop.kafka_partition, stop.kafka_offset),
+        (garbage, setup.offsets[garbage as usize])
+    );
+    assert!(
+        stop.error.contains("record value is not a JSON envelope")
+            && stop.error.contains("dead-letter failed")
+            && stop.error.contains("too large"),
+        "the stop names the decode error and the DLQ's refusal: {}",
+        stop.error
+    );
+
+    // The DLQ takes large records now: resuming dead-letters it.
+    allow_large_records(&setup.env.kafka, &[&setup.dlq]).await;
+    stopped::resume(&mut conn, &group, &setup.env.topic, garbage).expect("resume");
+    let letters = dead_letters(&setup.env.kafka, &setup.dlq, failing).await;
+    wait_until("every good message is applied", TIMEOUT, || {
+        count_inbox(&mut conn) == setup.good.len() as i64
+    })
+    .await;
+    let report = running.stop().await;
+
+    assert_good_applied(&setup, &mut conn);
+    assert!(active_stops(&mut conn, &group).is_empty());
+    assert_eq!(letters.len(), failing, "one dead letter per failing record");
+    for (partition, case) in setup.cases.iter().enumerate() {
+        let Expect::Fails { kind, error } = case.expect else {
+            assert!(!letters.contains_key(&(partition as i32)), "{}", case.name);
+            continue;
+        };
+        let what = case.name;
+        let letter = &letters[&(partition as i32)];
+        assert_eq!(
+            letter.payload(),
+            case.record.value.as_deref(),
+            "{what}: value kept"
+        );
+        assert_eq!(letter.key(), case.record.key.as_deref(), "{what}: key kept");
+        assert_eq!(
+            letter.headers().map_or(0, rdkafka::message::Headers::count),
+            case.record.headers.len() + 8,
+            "{what}: every original header kept, and the eight of the dead letter"
+        );
+        assert_eq!(
+            dlq_header(letter, dead_letter::ERROR_KIND).as_deref(),
+            Some(kind),
+            "{what}"
+        );
+        let text = dlq_header(letter, dead_letter::ERROR).unwrap_or_default();
+        println!("dead letter: {what} -> {kind}: {text}");
+        assert!(
+            text.contains(error),
+            "{what}: {text:?} should say {error:?}"
+        );
+        assert_eq!(
+            dlq_header(letter, dead_letter::OFFSET),
+            Some(setup.offsets[partition].to_string()),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        (report.dead_lettered, report.stopped, report.failed),
+        (failing as u64, 1, failing as u64 + 1),
+        "{report:?}"
+    );
+    assert_eq!(report.processed, setup.good.len() as u64, "{report:?}");
+}
+
+/// Stop policy: each failing kind stops its partition on its record, the
+/// stop row carrying its typed error (and its message id when the header has
+/// one); nothing after it applies. A consumer with the dead-letter policy,
+/// once every stop is resumed, gets past them: each good message applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_records_stop_their_partitions_with_their_typed_errors() {
+    let setup = setup("hostile_stop").await;
+    let failing: Vec<usize> = (0..setup.cases.len())
+        .filter(|p| setup.cases[*p].expect != Expect::Applies)
+        .collect();
+    let running = consumer(&setup, FailurePolicy::stop());
+    let mut conn = setup.env.consumer_conn();
+    let group = setup.env.group.clone();
+    let applying: i64 = setup
+        .cases
+        .iter()
+        .map(|c| if c.expect == Expect::Applies { 3 } else { 1 })
+        .sum();
+    wait_until("each failing record stops its partition", TIMEOUT, || {
+        active_stops(&mut conn, &group).len() == failing.len() && count_inbox(&mut conn) == applying
+    })
+    .await;
+    let report = running.stop().await;
+    assert_eq!(
+        (report.stopped, report.failed, report.dead_lettered),
+        (failing.len() as u64, failing.len() as u64, 0),
+        "{report:?}"
+    );
+
+    let stops = active_stops(&mut conn, &group);
+    for &partition in &failing {
+        let case = &setup.cases[partition];
+        let Expect::Fails { error, .. } = case.expect else {
+            unreachable!()
+        };
+        let stop = stops
+            .iter()
+            .find(|s| s.kafka_partition == partition as i32)
+            .unwrap_or_else(|| panic!("{}: no stop", case.name));
+        assert_eq!(stop.kafka_offset, setup.offsets[partition], "{}", case.name);
+        println!("stop: {} -> {}", case.name, stop.error);
+        assert!(stop.error.contains(error), "{}: {}", case.name, stop.error);
+        assert!(
+            !stop.error.contains('\0'),
+            "{}: no NUL in PostgreSQL text",
+            case.name
+        );
+        // The id comes from the record's `message_id` header, readable in each.
+        assert_eq!(
+            stop.message_id,
+            case.message_id.map(|id| id.as_uuid()),
+            "{}",
+            case.name
+        );
+    }
+
+    // Past them: the dead-letter policy, every stop resumed.
+    allow_large_records(&setup.env.kafka, &[&setup.dlq]).await;
+    for stop in &stops {
+        stopped::resume(&mut conn, &group, &stop.topic, stop.kafka_partition).expect("resume");
+    }
+    let running = consumer(&setup, quick_retries_dead_letter());
+    dead_letters(&setup.env.kafka, &setup.dlq, failing.len()).await;
+    wait_until("every good message is applied", TIMEOUT, || {
+        count_inbox(&mut conn) == setup.good.len() as i64
+    })
+    .await;
+    let report = running.stop().await;
+    assert_eq!(report.dead_lettered, failing.len() as u64, "{report:?}");
+    assert_good_applied(&setup, &mut conn);
+}
+
+fn quick_retries_dead_letter() -> FailurePolicy {
+    support::quick_retries(FailurePolicy::dead_letter(), 2)
+}
+
+/// Records in the memory test's stream.
+const STREAM: usize = 1_000;
+
+/// The bound on the consumer process's peak resident memory. The stream
+/// holds about 100 MB in ten 10 MB records; the process holds far less than
+/// its backlog: librdkafka's read-ahead (`queued.max.messages.kbytes`, 64 MiB
+/// by default), and per partition applying at once (up to `concurrency`) its
+/// read-ahead (`partition_buffer`, 4 MiB, overshot by one record) and the
+/// record in hand, a 10 MB one held several times over (the bytes, the parsed
+/// JSON, the model, the statement's parameters or the dead-letter copy).
+/// Measured (debug build, 4 partitions, 2 cores): 276 MB with the 10 MB
+/// records on one partition, 334 MB with them spread over all four as here;
+/// twice as many 10 MB records (200 MB of backlog) also peaked at 334 MB.
+const PEAK_RSS_BOUND_MB: u64 = 400;
+
+/// Peak resident memory of process `pid` (`VmHWM` of `/proc/<pid>/status`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read the status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmHWM line")
+}
+
+/// A consumer process (`consumer-process --dead-letter`) reads a backlog of
+/// 1,000 records of every kind, ten of them 10 MB (five garbage, five valid):
+/// every valid one applies, every other is dead-lettered, and its peak
+/// resident memory stays under [`PEAK_RSS_BOUND_MB`] (printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_process_reading_a_hostile_stream_stays_bounded() {
+    let mut env = Env::with_partitions("hostile_memory", 4);
+    let dlq = env.dead_letter_topic();
+    allow_large_records(&env.kafka, &[&env.topic, &dlq]).await;
+    let kinds: Vec<Case> = cases(&env.topic)
+        .into_iter()
+        .filter(|c| !c.name.contains("10 MB"))
+        .collect();
+    let mut producer = raw::RawProducer::default();
+    let (mut good, mut failing, mut big) = (std::collections::BTreeSet::new(), 0, 0);
+    for i in 0..STREAM {
+        // Shifted every hundred records, so the 10 MB ones (at 50, 150, …)
+        // land on every partition and are read at the same time.
+        let partition = ((i + i / 100) % 4) as i32;
+        let user = 1_000 + i as i64;
+        let record = if i % 100 == 50 {
+            // Ten 10 MB records, alternately garbage and valid.
+            big += 1;
+            let mut model = User::new(user, 0);
+            model.name = Some("x".repeat(TEN_MB));
+            let message = message_of(&model, Event::Created, &env.topic);
+            if big % 2 == 0 {
+                good.insert(message.id.as_uuid());
+                sent(&message)
+            } else {
+                failing += 1;
+                RawRecord {
+                    value: Some(b"\x00\xffgarbage ".repeat(TEN_MB / 10)),
+                    ..sent(&message)
+                }
+            }
+        } else if i % 2 == 0 {
+            let message = message_of(&User::new(user, 0), Event::Created, &env.topic);
+            good.insert(message.id.as_uuid());
+            sent(&message)
+        } else {
+            let case = &kinds[(i / 2) % kinds.len()];
+            match case.expect {
+                Expect::Applies => {
+                    good.insert(case.message_id.expect("an id").as_uuid());
+                }
+                Expect::Fails { .. } => failing += 1,
+            }
+            case.record.clone()
+        };
+        producer.produce(&env.kafka, &env.topic, partition, &record);
+    }
+    drop(kinds);
+
+    let name = "hostile-memory";
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consumer-process"));
+    command
+        .args([
+            "--database-url",
+            env.consumer_db.url(),
+            "--brokers",
+            env.kafka.brokers(),
+        ])
+        .args(["--group", &env.group, "--topic", &env.topic, "--name", name])
+        .args(["--set", &format!("message.max.bytes={LARGE}")])
+        .args(["--dead-letter", "--stop-on-stdin-close"]);
+    let process = outbox_tests::process::ChildProcess::start(name, &mut command);
+    let pid = process.id();
+    let mut conn = env.consumer_conn();
+    let mut reader = outbox_tests::TopicReader::from_start(&env.kafka, &dlq);
+    reader
+        .read_until(
+            "every failing record is dead-lettered",
+            TIMEOUT * 3,
+            |records| records.len() >= failing,
+        )
+        .await;
+    wait_until("every valid message is applied", TIMEOUT * 3, || {
+        count_inbox(&mut conn) == good.len() as i64
+    })
+    .await;
+    let peak_kib = peak_rss_kib(pid);
+    let out = process.terminate(TIMEOUT).await;
+
+    let peak_mb = peak_kib / 1024;
+    println!(
+        "hostile stream: {STREAM} records ({big} of 10 MB, {failing} failing), \
+         consumer-process peak RSS (VmHWM) {peak_mb} MB; {out}"
+    );
+    assert!(
+        peak_mb < PEAK_RSS_BOUND_MB,
+        "peak RSS {peak_mb} MB, bound {PEAK_RSS_BOUND_MB} MB"
+    );
+    assert_eq!(
+        reader.records.len(),
+        failing,
+        "one dead letter per failing record"
+    );
+    let applied_ids: std::collections::BTreeSet<uuid::Uuid> = applied(&mut conn)
+        .iter()
+        .map(|row| row.message_id)
+        .collect();
+    assert_eq!(applied_ids, good, "every valid message applied");
+    assert!(
+        out.contains(&format!("dead_lettered={failing} stopped=0")),
+        "{out}"
+    );
+}
