@@ -252,10 +252,31 @@ async fn run(args: RunArgs) -> Result<bool, BoxError> {
         done: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
         finishing: AtomicBool::new(false),
+        interrupted: AtomicBool::new(false),
         current: Mutex::new(Vec::new()),
         applied: Arc::clone(&applied_rows_seen),
     });
     let injecting = tokio::spawn(Arc::clone(&injector).run(seed.rotate_left(17)));
+    // Ctrl-C or SIGTERM ends the run early and still audits it: the faults in
+    // progress end, the writers stop, the flow drains.
+    let interrupted = {
+        let injector = Arc::clone(&injector);
+        tokio::spawn(async move {
+            let Ok(mut terminate) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            injector.interrupted.store(true, Ordering::Relaxed);
+            eprintln!(
+                "chaos: interrupted: ending the faults in progress, then draining and auditing"
+            );
+        })
+    };
     let supervising = {
         let processes = Arc::clone(&processes);
         tokio::spawn(async move {
@@ -338,6 +359,7 @@ async fn run(args: RunArgs) -> Result<bool, BoxError> {
         }
     };
     supervising.abort();
+    interrupted.abort();
     processes.stop_all(Duration::from_secs(30)).await;
     progress.finish();
 
@@ -391,6 +413,7 @@ async fn run(args: RunArgs) -> Result<bool, BoxError> {
         unexpected_exits: processes.unexpected_exits(),
         drain_timeout: drain_result,
         cluster_replaced,
+        interrupted: injector.interrupted.load(Ordering::Relaxed),
         audit,
         bad: Default::default(),
     };

@@ -123,6 +123,9 @@ pub(crate) struct Injector {
     pub(crate) errors: Mutex<Vec<FaultError>>,
     /// Set when writing may stop: finish the minimum of each kind, then return.
     pub(crate) finishing: AtomicBool,
+    /// Set by Ctrl-C or SIGTERM: return once the faults in progress have
+    /// ended, whether each kind has its minimum or not.
+    pub(crate) interrupted: AtomicBool,
     /// A fault in progress, for the progress line.
     pub(crate) current: Mutex<Vec<FaultKind>>,
     /// Rows of the applied log, as last counted by the run: faults start once
@@ -199,7 +202,9 @@ impl Injector {
             let wait = rng.u64(low.as_millis() as u64..=high.as_millis() as u64);
             tokio::time::sleep(Duration::from_millis(wait)).await;
             while running.try_join_next().is_some() {}
-            if self.finishing.load(Ordering::Relaxed) && self.enough() {
+            if self.interrupted.load(Ordering::Relaxed)
+                || (self.finishing.load(Ordering::Relaxed) && self.enough())
+            {
                 break;
             }
             if round.is_empty() {

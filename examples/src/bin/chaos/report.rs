@@ -38,6 +38,8 @@ pub(crate) struct Summary {
     /// process formatted it anew (`services.sh up` with another node count),
     /// and the run's records went with it.
     pub(crate) cluster_replaced: Option<String>,
+    /// Ended early by Ctrl-C or SIGTERM (the audit covers what was written).
+    pub(crate) interrupted: bool,
     pub(crate) audit: Audit,
     /// Every bad count, by name (empty: the run passed).
     pub(crate) bad: BTreeMap<String, i64>,
@@ -145,6 +147,11 @@ impl Summary {
             println!(
                 "kafka:    the cluster was replaced during the run (cluster id {ids}): \
                  another process formatted it anew; the audit's figures are void"
+            );
+        }
+        if self.interrupted {
+            println!(
+                "run:      interrupted (Ctrl-C or SIGTERM): the audit covers what was written"
             );
         }
         println!("logs:     {}", self.log_dir.display());
