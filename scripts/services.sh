@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's services: a private PostgreSQL cluster and a KRaft Kafka of one node or three.
 #
-#   scripts/services.sh up [--brokers 1|3]   install what is missing, start both, wait until they answer
+#   scripts/services.sh up [--brokers 1|3] [--only kafka|postgres]
+#                                install what is missing, start both (or the one named), wait
+#                                until they answer
 #   scripts/services.sh down     stop both (WIPE=1 also deletes their data and certificates, keeps jars)
 #   scripts/services.sh status   say what runs where; exit 1 if a service does not answer
 #
@@ -17,15 +19,20 @@
 # --brokers 3: three broker+controller nodes (node ids 1..3, all three voters) on this
 # machine, node n on each port + 100 × (n - 1), heap KAFKA_CLUSTER_HEAP_OPTS each;
 # default.replication.factor 3, min.insync.replicas 2 (internal topics alike), no unclean
-# leader election. Without the flag: one node, as before. `up` asked for a node count other
-# than the storage's stops Kafka and reformats it (test data).
+# leader election. Without the flag, `up` keeps the node count Kafka's storage is formatted
+# for (one when there is none yet), so a bare `up` never undoes `up --brokers 3`; only
+# `--brokers N` with another count than the storage's stops Kafka and reformats it (test data).
+# --only kafka|postgres: start that one alone (the cluster test's private Kafka needs no
+# PostgreSQL); `down` and `status` act on what is there.
 #
 # Idempotent and quick when already up. Data lives under target/services/ of the clone.
 # If DATABASE_URL is set, that PostgreSQL is used and no cluster is started; likewise
 # KAFKA_BROKERS for Kafka. Settings (all optional): PG_PORT (54329), PG_DB (outbox_test),
 # KAFKA_PORT (59092), KAFKA_CONTROLLER_PORT (59093), KAFKA_SASL_PORT (59094),
 # KAFKA_VERSION (4.4.0), KAFKA_HEAP_OPTS ("-Xms256m -Xmx512m"), KAFKA_CLUSTER_HEAP_OPTS
-# ("-Xms128m -Xmx384m"), SVC_DIR (target/services).
+# ("-Xms128m -Xmx384m"), SVC_DIR (target/services), KAFKA_JARS (target/services/kafka: the
+# folder of the Kafka jars, shared by every SVC_DIR of the clone, so a second set of services,
+# e.g. the cluster test's private one, downloads nothing).
 #
 # TLS and SASL, beside the plaintext listeners (tests that do not care keep using those):
 # - $SVC_DIR/tls/ holds a test CA (ca.pem, ca.key), a server certificate signed by it
@@ -59,8 +66,9 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-59093}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-59094}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:-"-Xms256m -Xmx512m"}
 KAFKA_CLUSTER_HEAP_OPTS=${KAFKA_CLUSTER_HEAP_OPTS:-"-Xms128m -Xmx384m"} # each node of a cluster
-KAFKA_NODES=1 # `up --brokers N`; other commands read the count the storage was formatted for
+KAFKA_NODES= # set by kafka_up (`--brokers N`, else the storage's count) and cmd_status
 KDIR=$SVC_DIR/kafka
+KAFKA_JARS=${KAFKA_JARS:-$ROOT/target/services/kafka}
 
 TLS_DIR=$SVC_DIR/tls
 SASL_USER=outbox
@@ -92,16 +100,36 @@ apt_install() { # packages...
 # Our ports lie inside Linux's ephemeral range (32768-60999): while a server is down, a
 # client retrying it may be given that very port as its own and connect to itself (a TCP
 # self-connection, seen here), and the server then cannot bind it when it starts again.
-# Reserved ports are never handed out as ephemeral ones. Needs root; warns without.
-reserve_ports() {
-  local f=/proc/sys/net/ipv4/ip_local_reserved_ports ours=$PG_PORT n current
-  for n in 1 2 3; do
-    ours+=",$(node_port "$KAFKA_PORT" "$n")-$(node_port "$KAFKA_SASL_PORT" "$n")"
+# Reserved ports are never handed out as ephemeral ones. The setting is system-wide: it is
+# written only when one of our ports is missing, keeping what is there. Needs root for
+# that; warns without only when asked (by `up`), not on every fault command.
+reserve_ports() { # warn|quiet, services (postgres, kafka)...
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports mode=$1 want=() missing=() ranges=() p r n base covered current
+  shift
+  for p in "$@"; do
+    case $p in
+      postgres) want+=("$PG_PORT") ;;
+      kafka) # every node's, also for one node: a later `up --brokers 3` needs them
+        for n in 1 2 3; do
+          for base in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT"; do want+=("$(node_port "$base" "$n")"); done
+        done ;;
+    esac
   done
   current=$(cat "$f" 2>/dev/null) || return 0
-  # The kernel keeps a set: writing what is there plus ours adds ours once.
-  if ! { [ -w "$f" ] && echo "${current:+$current,}$ours" >"$f"; } 2>/dev/null; then
-    say "services: could not reserve ports $ours ($f); a restarted server may find its port taken" >&2
+  IFS=, read -ra ranges <<<"$current"
+  for p in "${want[@]}"; do
+    covered=0
+    for r in "${ranges[@]}"; do
+      if [ "$p" -ge "${r%-*}" ] && [ "$p" -le "${r#*-}" ]; then covered=1; break; fi
+    done
+    [ $covered = 1 ] || missing+=("$p")
+  done
+  [ ${#missing[@]} != 0 ] || return 0
+  # Read again and write under a lock: the kernel keeps a set, what is written replaces it.
+  if ! { [ -w "$f" ] && (flock 5 && current=$(cat "$f") \
+      && echo "${current:+$current,}$(IFS=,; echo "${missing[*]}")" >"$f") 5>"${TMPDIR:-/tmp}/outbox-reserved-ports.lock"; } 2>/dev/null
+  then
+    [ "$mode" != warn ] || say "services: could not reserve ports $(IFS=,; echo "${missing[*]}") ($f, needs root); a restarted server may find its port taken" >&2
   fi
 }
 
@@ -287,7 +315,9 @@ CONF
   local tls_changed
   tls_changed=$(pg_tls_config "$data")
   if ! as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    as_pg "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null 2>&1 \
+    # Without the lock descriptors (here and wherever a server is started): a server outliving
+    # a failed start would hold the lock, and the next `up` would wait for it forever.
+    as_pg "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null 2>&1 6>&- 7>&- 8>&- 9>&- \
       || { show_log "$log"; die "PostgreSQL did not start"; }
   elif [ -n "$tls_changed" ]; then
     say "services: PostgreSQL reloads its TLS settings"
@@ -336,7 +366,8 @@ pg_restart() { # fast|immediate
     || die "no PostgreSQL of this script runs in $data: start it with scripts/services.sh up"
   exec 8>"$SVC_DIR/.postgres.lock"; flock 8
   # -l: the server started anew logs where it did; without it, it would hold our stdout.
-  out=$(as_pg "$bin/pg_ctl" -D "$data" -l "$log" -m "$1" -w -t 60 restart 2>&1) \
+  # Without the lock descriptors: see pg_up.
+  out=$(as_pg "$bin/pg_ctl" -D "$data" -l "$log" -m "$1" -w -t 60 restart 2>&1 6>&- 7>&- 8>&- 9>&-) \
     || { printf '%s\n' "$out" >&2; show_log "$log"; die "PostgreSQL did not restart (-m $1)"; }
   pg_wait "$log" "$bin/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres
   flock -u 8
@@ -452,20 +483,27 @@ kafka_current() { # node: it runs with today's settings, keystore and storage la
     && [ "$(cat "$KDIR/data.version" 2>/dev/null)" = "$KAFKA_LAYOUT" ]
 }
 
-kafka_libs() { # sets KAFKA_LIBS: Java, and the jars from Maven Central resolved by the project's pom (once per version)
+# sets KAFKA_LIBS: Java, and the jars from Maven Central resolved by the project's pom, once
+# per version in $KAFKA_JARS, which every SVC_DIR of the clone shares (under its own lock:
+# two sets of services may start at once).
+kafka_libs() {
   if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then apt_install openjdk-17-jre-headless maven; fi
   local jmajor
   jmajor=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | cut -d. -f1)
   [ "${jmajor:-0}" -ge 17 ] || die "Kafka $KAFKA_VERSION needs Java 17 or newer, found ${jmajor:-none}"
-  KAFKA_LIBS=$KDIR/libs-$KAFKA_VERSION
+  KAFKA_LIBS=$KAFKA_JARS/libs-$KAFKA_VERSION
+  [ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || return 0
+  mkdir -p "$KAFKA_JARS"
+  exec 6>"$KAFKA_JARS/.jars.lock"; flock 6
   if [ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then
-    say "services: resolving Kafka $KAFKA_VERSION jars from Maven Central"
+    say "services: resolving Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_JARS"
     rm -rf "$KAFKA_LIBS.tmp"
     mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
       dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" >"$LOGS/kafka-mvn.log" 2>&1 \
       || { show_log "$LOGS/kafka-mvn.log"; die "could not resolve the Kafka jars"; }
     mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
   fi
+  exec 6>&-
 }
 
 # Every node's storage with one cluster id and the SCRAM user (each node's bootstrap
@@ -479,7 +517,8 @@ kafka_format() { # node count
   for n in $(seq 1 "$count"); do
     java "${JAVA_OPTS[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format "${mode[@]}" --ignore-formatted \
       -t "$cluster_id" -c "$(node_dir "$n")/server.properties" \
-      --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" >"$LOGS/kafka-format-$n.log" 2>&1 &
+      --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" >"$LOGS/kafka-format-$n.log" 2>&1 \
+      6>&- 7>&- 8>&- 9>&- &
     pids+=($!)
   done
   for n in $(seq 1 "$count"); do
@@ -506,9 +545,9 @@ kafka_launch() { # node, node count: starts it detached
   if [ -s "$log" ]; then mv -f "$log" "$log.1"; fi
   : >"$log"
   kafka_java_opts "$2"
-  # Without the lock's descriptor: a node outliving a failed start must not hold the lock.
+  # Without the locks' descriptors: a node outliving a failed start must not hold a lock.
   setsid nohup java "${JAVA_OPTS[@]}" -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" \
-    >>"$log" 2>&1 </dev/null 9>&- &
+    >>"$log" 2>&1 </dev/null 6>&- 7>&- 8>&- 9>&- &
   echo $! >"$dir/kafka.pid"
 }
 
@@ -554,10 +593,18 @@ kafka_stop() { # TERM|KILL, nodes...: signals them all at once, waits until each
   done
 }
 
-kafka_up() { # node count
-  local count=$1 formatted n restart=() start=()
+kafka_up() { # node count asked (`--brokers N`), or nothing: sets KAFKA_NODES
+  local count formatted n restart=() start=()
   mkdir -p "$KDIR"
   exec 9>"$KDIR/.lock"; flock 9
+  # No count asked: the storage's, so that a bare `up` (tests, quickstart, recovery advice)
+  # never reformats a cluster into one node.
+  formatted=$(kafka_formatted_nodes)
+  count=${1:-${formatted:-1}}
+  KAFKA_NODES=$count
+  if [ -z "$1" ] && [ "$count" != 1 ]; then
+    say "services: Kafka keeps the $count nodes its storage is formatted for (\`up --brokers 1\` for one node)"
+  fi
   if port_open 127.0.0.1 "$KAFKA_PORT" && ! kafka_pid 1 >/dev/null; then
     # Another checkout's broker on the same port: use it as it is.
     say "services: Kafka already answers on 127.0.0.1:$KAFKA_PORT (not started here); using it"
@@ -566,9 +613,8 @@ kafka_up() { # node count
     flock -u 9; return 0
   fi
 
-  # Storage formatted for another node count, by a newer Kafka (unreadable by an older
-  # one), or without the SCRAM user (no way in over SASL_SSL) is test data: reformat.
-  formatted=$(kafka_formatted_nodes)
+  # Storage formatted for another node count than asked, by a newer Kafka (unreadable by an
+  # older one), or without the SCRAM user (no way in over SASL_SSL) is test data: reformat.
   if [ -n "$formatted" ] && [ "$formatted" != "$count" ]; then
     say "services: Kafka is formatted for $formatted node(s), $count asked: stopping it and reformatting its storage (test data)"
     kafka_stop TERM $(kafka_known_nodes)
@@ -715,39 +761,47 @@ tls_pg_url() { if [ -n "${DATABASE_URL:-}" ]; then echo "${DATABASE_URL_TLS:-}";
 tls_brokers() { if [ -n "${KAFKA_BROKERS:-}" ]; then echo "${KAFKA_SASL_SSL_BROKERS:-}"; else node_list "$KAFKA_NODES" "$KAFKA_SASL_PORT"; fi; }
 tls_ca() { if [ -n "${KAFKA_BROKERS:-}" ]; then echo "${KAFKA_SSL_CA_LOCATION:-}"; else echo "$TLS_DIR/ca.pem"; fi; }
 
-cmd_up() { # [--brokers N]
+cmd_up() { # [--brokers N] [--only kafka|postgres]
+  local asked= only= tls_url brokers ca reserve=()
   while [ $# -gt 0 ]; do
     case "$1" in
-      --brokers) KAFKA_NODES=${2:-}; shift 2 || die "--brokers takes 1 or 3" ;;
-      *) die "up: unknown argument '$1' (usage: services.sh up [--brokers 1|3])" ;;
+      --brokers) asked=${2:-}; shift 2 || die "--brokers takes 1 or 3" ;;
+      --only) only=${2:-}; shift 2 || die "--only takes kafka or postgres" ;;
+      *) die "up: unknown argument '$1' (usage: services.sh up [--brokers 1|3] [--only kafka|postgres])" ;;
     esac
   done
-  [[ $KAFKA_NODES =~ ^[13]$ ]] || die "--brokers takes 1 or 3, not '$KAFKA_NODES'"
+  [ -z "$asked" ] || [[ $asked =~ ^[13]$ ]] || die "--brokers takes 1 or 3, not '$asked'"
+  [ -z "$only" ] || [[ $only =~ ^(kafka|postgres)$ ]] || die "--only takes kafka or postgres, not '$only'"
+  [ "$only" != postgres ] || [ -z "$asked" ] || die "--brokers is for Kafka, which --only postgres leaves alone"
   mkdir -p "$LOGS"
-  reserve_ports
+  [ "$only" = kafka ] || [ -n "${DATABASE_URL:-}" ] || reserve+=(postgres)
+  [ "$only" = postgres ] || [ -n "${KAFKA_BROKERS:-}" ] || reserve+=(kafka)
+  reserve_ports warn "${reserve[@]}"
   need_build_deps
   tls_up # also when both services are given: tests use other-ca.pem
-  local tls_url brokers ca
-  if [ -n "${DATABASE_URL:-}" ]; then
-    pg_answers "$DATABASE_URL" || die "DATABASE_URL=$(mask_url "$DATABASE_URL") does not answer"
-    say "DATABASE_URL=$(mask_url "$DATABASE_URL") (given)"
-  else
-    pg_up
-    say "DATABASE_URL=$(pg_url)"
+  if [ "$only" != kafka ]; then
+    if [ -n "${DATABASE_URL:-}" ]; then
+      pg_answers "$DATABASE_URL" || die "DATABASE_URL=$(mask_url "$DATABASE_URL") does not answer"
+      say "DATABASE_URL=$(mask_url "$DATABASE_URL") (given)"
+    else
+      pg_up
+      say "DATABASE_URL=$(pg_url)"
+    fi
+    tls_url=$(tls_pg_url)
+    if [ -z "$tls_url" ]; then
+      say "DATABASE_URL_TLS is not set: the PostgreSQL TLS tests will fail (see this script's header)"
+    elif pg_answers_tls "$tls_url"; then
+      say "DATABASE_URL_TLS=$(mask_url "$tls_url")${DATABASE_URL:+ (given)}"
+    else
+      say "services: no verified TLS session with DATABASE_URL_TLS=$(mask_url "$tls_url"); the TLS tests will fail" >&2
+    fi
   fi
-  tls_url=$(tls_pg_url)
-  if [ -z "$tls_url" ]; then
-    say "DATABASE_URL_TLS is not set: the PostgreSQL TLS tests will fail (see this script's header)"
-  elif pg_answers_tls "$tls_url"; then
-    say "DATABASE_URL_TLS=$(mask_url "$tls_url")${DATABASE_URL:+ (given)}"
-  else
-    say "services: no verified TLS session with DATABASE_URL_TLS=$(mask_url "$tls_url"); the TLS tests will fail" >&2
-  fi
+  [ "$only" != postgres ] || return 0
   if [ -n "${KAFKA_BROKERS:-}" ]; then
     kafka_answers "$KAFKA_BROKERS" || die "KAFKA_BROKERS=$KAFKA_BROKERS does not answer"
     say "KAFKA_BROKERS=$KAFKA_BROKERS (given)"
   else
-    kafka_up "$KAFKA_NODES"
+    kafka_up "$asked"
     say "KAFKA_BROKERS=$(node_list "$KAFKA_NODES" "$KAFKA_PORT")"
   fi
   brokers=$(tls_brokers); ca=$(tls_ca)
@@ -811,11 +865,11 @@ case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  kafka-node) shift; mkdir -p "$LOGS"; reserve_ports; kafka_node "$@" ;;
+  kafka-node) shift; mkdir -p "$LOGS"; reserve_ports quiet kafka; kafka_node "$@" ;;
   postgres)
     [ "${2:-}" = restart ] || die "usage: services.sh postgres restart fast|immediate"
-    mkdir -p "$LOGS"; reserve_ports; pg_restart "${3:-}" ;;
+    mkdir -p "$LOGS"; reserve_ports quiet postgres; pg_restart "${3:-}" ;;
   *)
-    echo "usage: $0 up [--brokers 1|3] | down | status | kafka-node stop|start|status N | postgres restart fast|immediate" >&2
+    echo "usage: $0 up [--brokers 1|3] [--only kafka|postgres] | down | status | kafka-node stop|start|status N | postgres restart fast|immediate" >&2
     exit 2 ;;
 esac

@@ -8,13 +8,22 @@
 //! own (`tests/tests/*_broker_outage.rs`, `tests/tests/cluster.rs`).
 //!
 //! The bench runs one Kafka node (`scripts/services.sh up`) or three
-//! (`up --brokers 3`); [`node_count`] says which. Node `n` listens on
-//! `127.0.0.1:59092 + 100 × (n - 1)` and has the node id `n` (the script's
-//! `KAFKA_PORT` and `SVC_DIR` are honoured here too).
+//! (`up --brokers 3`; a bare `up` then keeps three); [`node_count`] says
+//! which. Node `n` listens on `127.0.0.1:59092 + 100 × (n - 1)` and has the
+//! node id `n` (the script's `KAFKA_PORT` and `SVC_DIR` are honoured here too).
+//!
+//! [`PrivateCluster`] is a three-node Kafka of a test's own, beside the bench
+//! (its own folder and ports), so that a leader kill is tested whatever the
+//! bench runs.
 
+mod private;
+
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
+
+pub use private::{PrivateCluster, PrivateNodeOutage};
 
 /// The PLAINTEXT port of node 1 (the script's default); node `n`'s is
 /// 100 × (n - 1) above it.
@@ -31,6 +40,66 @@ fn services_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh")
 }
 
+/// Which services the script acts on: the bench (the environment as it is),
+/// or a private set with its own folder and ports (the variables set here).
+#[derive(Debug, Default)]
+struct Services {
+    env: Vec<(&'static str, OsString)>,
+}
+
+impl Services {
+    /// The shared bench.
+    fn bench() -> Self {
+        Services::default()
+    }
+
+    /// Runs the script with `args`, `DATABASE_URL` set so that `up` and
+    /// `down` touch Kafka only, and `KAFKA_BROKERS` unset so that the script
+    /// manages it.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(services_script())
+            .args(args)
+            .env("DATABASE_URL", crate::database_url())
+            .env_remove("KAFKA_BROKERS")
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .output()
+            .unwrap_or_else(|e| panic!("could not run scripts/services.sh {}: {e}", args.join(" ")))
+    }
+
+    /// `kafka-node stop n --signal …`: returns once the node has exited.
+    fn stop_node(&self, n: usize, signal: Signal) {
+        let n = n.to_string();
+        self.run_ok(&["kafka-node", "stop", &n, "--signal", signal.name()]);
+    }
+
+    /// `kafka-node start n`: returns once the node answers; the script's
+    /// output when it fails.
+    fn start_node(&self, n: usize) -> Result<(), String> {
+        self.check(&["kafka-node", "start", &n.to_string()])
+    }
+
+    fn run_ok(&self, args: &[&str]) {
+        if let Err(failure) = self.check(args) {
+            panic!("{failure}");
+        }
+    }
+
+    fn check(&self, args: &[&str]) -> Result<(), String> {
+        let output = self.run(args);
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "scripts/services.sh {} failed ({}):\n{}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
 /// Where the services script keeps its data: `SVC_DIR`, as the script reads it.
 fn services_dir() -> PathBuf {
     std::env::var_os("SVC_DIR").map_or_else(
@@ -39,38 +108,21 @@ fn services_dir() -> PathBuf {
     )
 }
 
-/// Runs the script with `args`, `DATABASE_URL` set so that `up` and `down`
-/// touch Kafka only, and `KAFKA_BROKERS` unset so that the script manages it.
-fn run_script(args: &[&str]) -> Output {
-    Command::new("bash")
-        .arg(services_script())
-        .args(args)
-        .env("DATABASE_URL", crate::database_url())
-        .env_remove("KAFKA_BROKERS")
-        .output()
-        .unwrap_or_else(|e| panic!("could not run scripts/services.sh {}: {e}", args.join(" ")))
-}
-
-fn run_script_ok(args: &[&str]) {
-    let output = run_script(args);
-    assert!(
-        output.status.success(),
-        "scripts/services.sh {} failed ({}):\n{}{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Runs `scripts/services.sh <command>` with `DATABASE_URL` set, so only Kafka
 /// is touched (and `KAFKA_BROKERS` unset, so the script does manage Kafka).
 ///
 /// # Panics
 ///
 /// When the script fails, with its output.
+///
+/// # Examples
+///
+/// ```no_run
+/// // Kafka as the bench had it (a bare `up` keeps the node count).
+/// outbox_tests::broker::services("up");
+/// ```
 pub fn services(command: &str) {
-    run_script_ok(&[command]);
+    Services::bench().run_ok(&[command]);
 }
 
 /// How many Kafka nodes the bench runs: the count the services script
@@ -113,8 +165,13 @@ pub fn node_count() -> usize {
 /// assert_eq!(outbox_tests::broker::node_address(2), "127.0.0.1:59192");
 /// ```
 pub fn node_address(n: usize) -> String {
+    address(first_node_port(), n)
+}
+
+/// Node `n`'s address when node 1 listens on `first_port`.
+fn address(first_port: u16, n: usize) -> String {
     let offset = u16::try_from(n.saturating_sub(1) * 100).expect("a node number below 600");
-    format!("127.0.0.1:{}", first_node_port() + offset)
+    format!("127.0.0.1:{}", first_port + offset)
 }
 
 /// Every node's address, comma separated: a bootstrap list that still works
@@ -205,22 +262,45 @@ impl Outage {
     /// # Panics
     ///
     /// When the services script fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let outage = outbox_tests::broker::stop();
+    /// assert!(!outbox_tests::broker::answers());
+    /// outage.start();
+    /// assert!(outbox_tests::broker::answers());
+    /// ```
     pub fn start(mut self) {
         self.started = true;
-        run_script_ok(&["up", "--brokers", &self.nodes.to_string()]);
+        let nodes = self.nodes.to_string();
+        Services::bench().run_ok(&["up", "--only", "kafka", "--brokers", &nodes]);
     }
 }
 
 impl Drop for Outage {
     fn drop(&mut self) {
         if !self.started {
-            // No panic here: this may run while a failed test unwinds.
-            let _ = run_script(&["up", "--brokers", &self.nodes.to_string()]);
+            // No panic here: this may run while a failed test unwinds. The
+            // count is explicit, although a bare `up` keeps it too.
+            let nodes = self.nodes.to_string();
+            let _ = Services::bench().run(&["up", "--only", "kafka", "--brokers", &nodes]);
         }
     }
 }
 
 /// How [`stop_node`] stops a node.
+///
+/// # Examples
+///
+/// ```no_run
+/// use outbox_tests::broker::{self, Signal};
+///
+/// // A crash, then a controlled shutdown; each node starts again when its
+/// // guard is dropped.
+/// drop(broker::stop_node(1, Signal::Kill));
+/// drop(broker::stop_node(1, Signal::Term));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     /// SIGTERM: a controlled shutdown, waited for (the script kills the
@@ -258,18 +338,11 @@ impl Signal {
 /// ```
 #[must_use = "the node starts again when the guard is dropped"]
 pub fn stop_node(n: usize, signal: Signal) -> NodeOutage {
-    let outage = NodeOutage {
+    Services::bench().stop_node(n, signal);
+    NodeOutage {
         node: n,
         started: false,
-    };
-    run_script_ok(&[
-        "kafka-node",
-        "stop",
-        &n.to_string(),
-        "--signal",
-        signal.name(),
-    ]);
-    outage
+    }
 }
 
 /// Starts Kafka node `n` (`scripts/services.sh kafka-node start n`) and
@@ -287,7 +360,9 @@ pub fn stop_node(n: usize, signal: Signal) -> NodeOutage {
 /// assert!(outbox_tests::broker::node_answers(2));
 /// ```
 pub fn start_node(n: usize) {
-    run_script_ok(&["kafka-node", "start", &n.to_string()]);
+    if let Err(failure) = Services::bench().start_node(n) {
+        panic!("{failure}");
+    }
 }
 
 /// A stopped node; see [`stop_node`].
@@ -299,15 +374,34 @@ pub struct NodeOutage {
 
 impl NodeOutage {
     /// The stopped node's number.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox_tests::broker::{self, Signal};
+    ///
+    /// let down = broker::stop_node(1, Signal::Term);
+    /// assert!(!broker::node_answers(down.node()));
+    /// ```
     pub fn node(&self) -> usize {
         self.node
     }
 
-    /// Starts the node again; see [`start_node`].
+    /// Starts the node again and returns once it answers; see [`start_node`].
     ///
     /// # Panics
     ///
     /// When the services script fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox_tests::broker::{self, Signal};
+    ///
+    /// let down = broker::stop_node(1, Signal::Kill);
+    /// down.start();
+    /// assert!(broker::node_answers(1));
+    /// ```
     pub fn start(mut self) {
         self.started = true;
         start_node(self.node);
@@ -317,12 +411,22 @@ impl NodeOutage {
 impl Drop for NodeOutage {
     fn drop(&mut self) {
         if !self.started {
-            let _ = run_script(&["kafka-node", "start", &self.node.to_string()]);
+            // No panic here: this may run while a failed test unwinds.
+            let _ = Services::bench().start_node(self.node);
         }
     }
 }
 
 /// How [`restart_postgres`] shuts PostgreSQL down before starting it again.
+///
+/// # Examples
+///
+/// ```no_run
+/// use outbox_tests::broker::{PgShutdown, restart_postgres};
+///
+/// restart_postgres(PgShutdown::Fast); // sessions ended, a checkpoint written
+/// restart_postgres(PgShutdown::Immediate); // a crash: recovery at start
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PgShutdown {
     /// `pg_ctl -m fast`: sessions are ended, a checkpoint is written.
@@ -351,5 +455,5 @@ pub fn restart_postgres(mode: PgShutdown) {
         PgShutdown::Fast => "fast",
         PgShutdown::Immediate => "immediate",
     };
-    run_script_ok(&["postgres", "restart", mode]);
+    Services::bench().run_ok(&["postgres", "restart", mode]);
 }

@@ -1,15 +1,15 @@
-//! The services script's fault commands on the shared bench, through
-//! [`outbox_tests::broker`]: a Kafka node stopped (SIGTERM and SIGKILL) and
-//! started again, and PostgreSQL restarted (fast and immediate shutdown).
+//! The services script's fault commands, through [`outbox_tests::broker`].
 //!
-//! On one broker (`scripts/services.sh up`), node 1 is stopped and started and
-//! a producer that lived through it delivers afterwards. On three
-//! (`up --brokers 3`), the leader of a partition replicated three times is
-//! killed: the leadership moves, and an `acks=all` produce succeeds with two of
-//! three replicas in sync; the node then starts again and rejoins.
+//! On the shared bench: Kafka node 1 stopped (SIGTERM, then SIGKILL) and
+//! started again, a producer that lived through it delivering afterwards;
+//! PostgreSQL restarted (fast and immediate shutdown). These stop the shared
+//! services: this binary holds them and nothing else.
 //!
-//! These tests stop the shared services: this binary holds them and nothing
-//! else.
+//! On a private three-node cluster of this test's own (whatever the bench
+//! runs, so also on CI's one broker): the leader of a partition replicated
+//! three times is killed; the leadership moves, and an `acks=all` produce
+//! succeeds with two of three replicas in sync; the node then starts again and
+//! rejoins.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use outbox_tests::TestKafka;
-use outbox_tests::broker::{self, PgShutdown, Signal};
+use outbox_tests::broker::{self, PgShutdown, PrivateCluster, Signal};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -29,19 +29,13 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 const DELIVERY_TIMEOUT_MS: &str = "60000";
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The bench's node 1 (its only one, or the first of three) stopped by
+/// SIGTERM, then by SIGKILL, each time started again; a producer made before
+/// delivers after each restart.
 #[test]
-fn kafka_nodes_stop_and_start_again() {
-    match broker::node_count() {
-        1 => one_node_stops_and_starts(),
-        3 => a_killed_leader_moves_and_acks_all_still_succeeds(),
-        n => panic!("the bench runs {n} Kafka nodes; this test knows 1 and 3"),
-    }
-}
-
-/// One broker: node 1 stopped by SIGTERM, then by SIGKILL, each time started
-/// again; a producer made before delivers after each restart.
-fn one_node_stops_and_starts() {
-    let kafka = TestKafka::on_brokers(broker::node_address(1), "cluster_one_node");
+fn a_bench_node_stops_and_starts_again() {
+    let brokers = broker::bootstrap();
+    let kafka = TestKafka::on_brokers(brokers, "cluster_bench_node");
     let topic = kafka.create_topic("restarts", 1);
     let producer = producer(&kafka);
     assert_eq!(send(&producer, &topic, "before"), (0, 0));
@@ -64,11 +58,16 @@ fn one_node_stops_and_starts() {
     }
 }
 
-/// Three brokers: the leader of a partition with three replicas is killed;
-/// the produce with acks=all waits for the new leader and succeeds with two
-/// replicas in sync; the node starts again and is back in sync.
+/// A private three-node cluster: the leader of a partition with three
+/// replicas is killed; the produce with acks=all waits for the new leader and
+/// succeeds with two replicas in sync; the node starts again and is back in
+/// sync. The cluster stops at the end, also when the test fails.
+#[test]
 fn a_killed_leader_moves_and_acks_all_still_succeeds() {
-    let brokers = broker::bootstrap();
+    let began = Instant::now();
+    let cluster = PrivateCluster::start();
+    let cluster_started_in = began.elapsed();
+    let brokers = cluster.bootstrap();
     let kafka = TestKafka::on_brokers(brokers.clone(), "cluster_leader");
     let topic = ReplicatedTopic::create(&brokers, kafka.unique_name("leader"));
     let probe: BaseConsumer = client_config(&brokers).create().expect("metadata client");
@@ -81,8 +80,8 @@ fn a_killed_leader_moves_and_acks_all_still_succeeds() {
 
     let leader = usize::try_from(before.leader).expect("a node id");
     let killed = Instant::now();
-    let down = broker::stop_node(leader, Signal::Kill);
-    assert!(!broker::node_answers(leader));
+    let down = cluster.stop_node(leader, Signal::Kill);
+    assert!(!cluster.node_answers(leader));
     assert_eq!(send(&producer, &topic.name, "during"), (0, 1));
     let delivered_in = killed.elapsed();
     let after = wait_for(&probe, &topic.name, "a new leader", |p| {
@@ -100,10 +99,15 @@ fn a_killed_leader_moves_and_acks_all_still_succeeds() {
     let rejoined_in = restarted.elapsed();
     assert_eq!(send(&producer, &topic.name, "after"), (0, 2));
     eprintln!(
-        "leader {} killed: acks=all delivered after {delivered_in:?} by leader {} \
-         (in sync {:?}); node {leader} started in {started_in:?}, in sync after \
-         {rejoined_in:?} ({:?})",
-        before.leader, after.leader, after.isr, rejoined.isr
+        "private cluster up in {cluster_started_in:?}; leader {} killed: acks=all \
+         delivered after {delivered_in:?} by leader {} (in sync {:?}); node {leader} \
+         started in {started_in:?}, in sync after {rejoined_in:?} ({:?}); {:?} in all \
+         before the cluster stops",
+        before.leader,
+        after.leader,
+        after.isr,
+        rejoined.isr,
+        began.elapsed()
     );
 }
 
