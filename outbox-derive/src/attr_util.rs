@@ -256,6 +256,65 @@ pub(crate) fn path(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::Pa
     }
 }
 
+/// What a path key expects, for its errors, and which lone path keywords name
+/// such an item.
+#[derive(Clone, Copy)]
+pub(crate) struct Expects {
+    /// Completes "`key` expects …": `a path to a function`.
+    pub(crate) what: &'static str,
+    /// The keywords that, alone, are such a path (`crate` is a crate's root).
+    pub(crate) keywords: &'static [&'static str],
+}
+
+/// A function to call (`default`, `partition_key_with`, `payload_with`): no
+/// lone keyword names one, and the derive would emit `crate()`.
+pub(crate) const FUNCTION: Expects = Expects {
+    what: "a path to a function",
+    keywords: &[],
+};
+
+/// The keywords that name a module on their own.
+pub(crate) const MODULE_KEYWORDS: &[&str] = &["crate", "self", "super"];
+
+/// A Diesel table (`#[diesel(table_name)]`, the controller's `table`): the
+/// module `table!` declares, never a keyword, and its name is the default route.
+pub(crate) const TABLE: Expects = Expects {
+    what: "a path to a Diesel table (`schema::users`)",
+    keywords: &[],
+};
+
+/// `key = path::to::fn`: a path, refusing a lone path keyword where it cannot
+/// be what the key names. Without this, `default = crate` would pass and
+/// rustc would report the generated `crate()` ("expected `!`") instead of the
+/// key.
+pub(crate) fn item_path(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    expects: Expects,
+) -> syn::Result<syn::Path> {
+    let path = path(meta, key)?;
+    match lone_keyword(&path) {
+        Some(keyword) if !expects.keywords.contains(&keyword.to_string().as_str()) => {
+            Err(syn::Error::new_spanned(
+                &path,
+                format!(
+                    "`{key}` expects {}, found the keyword `{keyword}`",
+                    expects.what
+                ),
+            ))
+        }
+        _ => Ok(path),
+    }
+}
+
+/// The keyword when `path` is only `crate`, `self`, `super` or `Self`.
+pub(crate) fn lone_keyword(path: &syn::Path) -> Option<&syn::Ident> {
+    let ident = path.get_ident()?;
+    ["crate", "self", "super", "Self"]
+        .contains(&ident.to_string().as_str())
+        .then_some(ident)
+}
+
 /// `key = field_name` (or `key = "field_name"`).
 pub(crate) fn ident(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<syn::Ident> {
     match value_expr(meta, key, "field_name")? {
@@ -393,6 +452,62 @@ mod tests {
         let path = read(quote!(with = #module::ts), |m| self::path(m, "with")).unwrap();
         // syn joins the group and the rest into one path.
         assert_eq!(path_to_string(&path), "helpers::ts");
+    }
+
+    #[test]
+    fn a_lone_path_keyword_is_refused_where_it_names_nothing() {
+        for keyword in ["crate", "self", "super", "Self"] {
+            let keyword: TokenStream = keyword.parse().unwrap();
+            for value in [keyword.clone(), fragment(keyword.clone())] {
+                let error = read(quote!(default = #value), |m| {
+                    item_path(m, "default", FUNCTION).map(drop)
+                })
+                .unwrap_err();
+                assert_eq!(
+                    error.to_string(),
+                    format!(
+                        "`default` expects a path to a function, found the keyword `{keyword}`"
+                    )
+                );
+            }
+            let quoted = LitStr::new(&keyword.to_string(), Span::call_site());
+            assert!(
+                read(quote!(default = #quoted), |m| item_path(
+                    m, "default", FUNCTION
+                ))
+                .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn paths_starting_with_a_keyword_and_module_keywords_are_kept() {
+        for value in [
+            quote!(crate::ids::next),
+            quote!(Self::new),
+            quote!(super::f),
+        ] {
+            let path = read(quote!(default = #value), |m| {
+                item_path(m, "default", FUNCTION)
+            });
+            assert!(path.is_ok(), "{value}");
+        }
+        let module = Expects {
+            what: "a module",
+            keywords: MODULE_KEYWORDS,
+        };
+        for keyword in ["crate", "self", "super"] {
+            let keyword: TokenStream = keyword.parse().unwrap();
+            let path = read(quote!(with = #keyword), |m| item_path(m, "with", module)).unwrap();
+            assert_eq!(path_to_string(&path), keyword.to_string());
+        }
+        let error = read(quote!(with = Self), |m| {
+            item_path(m, "with", module).map(drop)
+        });
+        assert_eq!(
+            error.unwrap_err().to_string(),
+            "`with` expects a module, found the keyword `Self`"
+        );
     }
 
     #[test]

@@ -41,7 +41,11 @@ impl Args {
                     }
                 }
                 TABLE => {
-                    if let Some(v) = record(cx, &meta, attr_util::path(&meta, TABLE)) {
+                    if let Some(v) = record(
+                        cx,
+                        &meta,
+                        attr_util::item_path(&meta, TABLE, attr_util::TABLE),
+                    ) {
                         table.set(cx, &meta.path, v);
                     }
                 }
@@ -112,14 +116,27 @@ impl Args {
     }
 }
 
-/// `model = User` (or serde's style, `model = "User"`).
+/// `model = User` (or serde's style, `model = "User"`). syn reads a lone
+/// `crate`, `self` or `super` as a type; none is one. `Self` is: the
+/// controller's impl may be on the model itself.
 fn model_type(meta: &ParseNestedMeta<'_>) -> syn::Result<Type> {
-    attr_util::value(meta, MODEL, "Type", |value| {
+    let model = attr_util::value(meta, MODEL, "Type", |value| {
         if value.peek(LitStr) {
             return value.parse::<LitStr>()?.parse();
         }
         value.parse()
-    })
+    })?;
+    if let Type::Path(path) = &model
+        && path.qself.is_none()
+        && let Some(keyword) = attr_util::lone_keyword(&path.path)
+        && keyword != "Self"
+    {
+        return Err(syn::Error::new_spanned(
+            keyword,
+            format!("`{MODEL}` expects the model's type, found the keyword `{keyword}`"),
+        ));
+    }
+    Ok(model)
 }
 
 /// The event names of a method's `#[on("..")]` attributes, or `None` when it

@@ -4,9 +4,24 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Ident, LitInt, LitStr, Path};
 
-use crate::attr_util::{self, Attr, check_name, check_topic, key_name, record};
+use crate::attr_util::{
+    self, Attr, Expects, FUNCTION, MODULE_KEYWORDS, TABLE, check_name, check_topic, key_name,
+    record,
+};
 use crate::ctxt::Ctxt;
 use crate::symbol::*;
+
+/// `crate = ..`: where `outbox` is; `crate = crate` when the crate root re-exports it.
+const CRATE_PATH: Expects = Expects {
+    what: "a path to the `outbox` crate",
+    keywords: MODULE_KEYWORDS,
+};
+
+/// `with = ..`: a module, as serde's; `with = self` when the functions are beside the model.
+const WITH_MODULE: Expects = Expects {
+    what: "a path to a module with `serialize` and `deserialize` functions",
+    keywords: MODULE_KEYWORDS,
+};
 
 /// What a destroyed message carries.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,9 +123,11 @@ impl ContainerAttrs {
                             }
                         }
                         PARTITION_KEY_WITH => {
-                            if let Some(v) =
-                                record(cx, &meta, attr_util::path(&meta, PARTITION_KEY_WITH))
-                            {
+                            if let Some(v) = record(
+                                cx,
+                                &meta,
+                                attr_util::item_path(&meta, PARTITION_KEY_WITH, FUNCTION),
+                            ) {
                                 partition_key_with.set(cx, &meta.path, v);
                             }
                         }
@@ -128,13 +145,18 @@ impl ContainerAttrs {
                             }
                         }
                         PAYLOAD_WITH => {
-                            if let Some(v) = record(cx, &meta, attr_util::path(&meta, PAYLOAD_WITH))
-                            {
+                            if let Some(v) = record(
+                                cx,
+                                &meta,
+                                attr_util::item_path(&meta, PAYLOAD_WITH, FUNCTION),
+                            ) {
                                 payload_with.set(cx, &meta.path, v);
                             }
                         }
                         CRATE => {
-                            if let Some(v) = record(cx, &meta, attr_util::path(&meta, CRATE)) {
+                            if let Some(v) =
+                                record(cx, &meta, attr_util::item_path(&meta, CRATE, CRATE_PATH))
+                            {
                                 krate.set(cx, &meta.path, v);
                             }
                         }
@@ -156,8 +178,10 @@ impl ContainerAttrs {
                 // Diesel's own derives validate its keys; read two, skip the rest quietly.
                 let parsed = attr.parse_nested_meta(|meta| {
                     if meta.path.is_ident(TABLE_NAME) {
-                        if let Some(v) = record(cx, &meta, attr_util::path(&meta, TABLE_NAME)) {
-                            table_name.set(cx, &meta.path, v);
+                        match record(cx, &meta, attr_util::item_path(&meta, TABLE_NAME, TABLE)) {
+                            Some(v) => table_name.set(cx, &meta.path, v),
+                            // Reported: the route it would give is not "missing" too.
+                            None => attempted.push(ROUTE),
                         }
                     } else if meta.path.is_ident(PRIMARY_KEY) {
                         let mut keys = Vec::new();
@@ -265,13 +289,13 @@ impl FieldAttrs {
                         }
                     }
                     WITH => {
-                        if let Some(v) = record(cx, &meta, attr_util::path(&meta, WITH)) {
+                        if let Some(v) = record(cx, &meta, attr_util::item_path(&meta, WITH, WITH_MODULE)) {
                             with.set(cx, &meta.path, v);
                         }
                     }
                     DEFAULT => {
                         if meta.input.peek(syn::Token![=]) {
-                            if let Some(v) = record(cx, &meta, attr_util::path(&meta, DEFAULT)) {
+                            if let Some(v) = record(cx, &meta, attr_util::item_path(&meta, DEFAULT, FUNCTION)) {
                                 default.set(cx, &meta.path, FieldDefault::Path(v));
                             }
                         } else {
