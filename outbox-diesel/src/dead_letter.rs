@@ -34,7 +34,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +42,7 @@ use chrono::{SecondsFormat, Utc};
 use outbox::kafka::{CHECK_TIMEOUT, Diagnostics, KafkaPublisher};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedHeaders, Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -264,6 +263,11 @@ pub struct Failure<'a> {
 /// in order, then the `outbox.dlq.*` headers describing `failure` (with
 /// [`FAILED_AT`] now).
 ///
+/// The record's headers are read through [`Headers`]. rdkafka's own types
+/// (`OwnedHeaders`, `BorrowedHeaders`) panic there on a header name that is not
+/// UTF-8, which any producer can write: the consumer does not read them this
+/// way, it copies a record's headers byte for byte.
+///
 /// # Examples
 ///
 /// ```
@@ -282,12 +286,43 @@ pub struct Failure<'a> {
 /// let headers = dead_letter::dead_letter_headers(None::<&OwnedHeaders>, &failure);
 /// assert_eq!(headers.get(0).key, dead_letter::ERROR);
 /// ```
-pub fn dead_letter_headers<H: Headers + 'static>(
+pub fn dead_letter_headers<H: Headers>(
     original: Option<&H>,
     failure: &Failure<'_>,
 ) -> OwnedHeaders {
+    let count = original.map_or(0, Headers::count);
+    let mut headers = OwnedHeaders::new_with_capacity(count + FAILURE_HEADERS);
+    if let Some(original) = original {
+        for index in 0..count {
+            if let Some(header) = original.try_get(index) {
+                headers = headers.insert(header);
+            }
+        }
+    }
+    with_failure(headers, failure)
+}
+
+/// The consumer's [`dead_letter_headers`]: the record's headers copied byte for
+/// byte by librdkafka (a name that is not UTF-8 included: the dead letter
+/// keeps the record as it was read), then those of `failure`.
+pub(crate) fn record_dead_letter_headers(
+    original: Option<&OwnedHeaders>,
+    failure: &Failure<'_>,
+) -> OwnedHeaders {
+    let headers = original.map_or_else(
+        || OwnedHeaders::new_with_capacity(FAILURE_HEADERS),
+        OwnedHeaders::clone,
+    );
+    with_failure(headers, failure)
+}
+
+/// How many headers [`with_failure`] adds.
+const FAILURE_HEADERS: usize = 8;
+
+/// `headers` and the `outbox.dlq.*` headers describing `failure`.
+fn with_failure(mut headers: OwnedHeaders, failure: &Failure<'_>) -> OwnedHeaders {
     let failed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-    let added: [(&str, String); 8] = [
+    let added: [(&str, String); FAILURE_HEADERS] = [
         (ERROR, failure.error.to_owned()),
         (ERROR_KIND, failure.kind.to_owned()),
         (TOPIC, failure.topic.to_owned()),
@@ -297,10 +332,6 @@ pub fn dead_letter_headers<H: Headers + 'static>(
         (FAILED_AT, failed_at),
         (ATTEMPTS, failure.attempts.to_string()),
     ];
-    let mut headers = match original {
-        Some(original) => copy_all(original),
-        None => OwnedHeaders::new_with_capacity(added.len()),
-    };
     for (key, value) in &added {
         headers = headers.insert(Header {
             key,
@@ -310,37 +341,15 @@ pub fn dead_letter_headers<H: Headers + 'static>(
     headers
 }
 
-/// A copy of `headers`: byte for byte when they are rdkafka's (a name that is
-/// not UTF-8 included: the dead letter keeps the record as it was), otherwise
-/// those [`copy_headers`] can read.
-fn copy_all<H: Headers + 'static>(headers: &H) -> OwnedHeaders {
-    let any: &dyn Any = headers;
-    if let Some(owned) = any.downcast_ref::<OwnedHeaders>() {
-        return owned.clone();
-    }
-    if let Some(borrowed) = any.downcast_ref::<BorrowedHeaders>() {
-        return borrowed.detach();
-    }
-    copy_headers(
-        OwnedHeaders::new_with_capacity(headers.count()),
-        Some(headers),
-        |_| true,
-    )
-}
-
-/// `headers` and the headers of `from` that `keep` accepts, in order. A
-/// header whose name is not UTF-8 cannot be named to rdkafka: it is left out,
-/// with a warning.
-fn copy_headers<H: Headers>(
-    mut headers: OwnedHeaders,
-    from: Option<&H>,
-    keep: impl Fn(&str) -> bool,
-) -> OwnedHeaders {
+/// The headers of `from` that `keep` accepts, in order. A header whose name is
+/// not UTF-8 cannot be named to rdkafka: it is left out, with a warning.
+fn copy_headers(from: Option<&OwnedHeaders>, keep: impl Fn(&str) -> bool) -> OwnedHeaders {
     let Some(from) = from else {
-        return headers;
+        return OwnedHeaders::new();
     };
+    let mut headers = OwnedHeaders::new_with_capacity(from.count());
     for header in outbox::kafka::read_headers(from) {
-        match header {
+        match header.utf8() {
             Ok(header) if keep(header.key) => headers = headers.insert(header),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "header left out of the copy"),
@@ -593,11 +602,7 @@ impl Replay<'_> {
     async fn send(&mut self, record: &OwnedMessage) -> Result<()> {
         let (partition, offset) = (record.partition(), record.offset());
         let topic = self.destination(record)?;
-        let headers = copy_headers(
-            OwnedHeaders::new_with_capacity(record.headers().map_or(0, Headers::count)),
-            record.headers(),
-            |key| !key.starts_with(HEADER_PREFIX),
-        );
+        let headers = copy_headers(record.headers(), |key| !key.starts_with(HEADER_PREFIX));
         let mut outgoing: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
         if let Some(key) = record.key() {
             outgoing = outgoing.key(key);
@@ -644,8 +649,7 @@ impl Replay<'_> {
         };
         let header = record.headers().and_then(|headers| {
             outbox::kafka::read_headers(headers)
-                .filter_map(Result::ok)
-                .find(|header| header.key == TOPIC)
+                .find(|header| header.name == TOPIC.as_bytes())
                 .map(|header| header.value.unwrap_or_default())
         });
         match header {

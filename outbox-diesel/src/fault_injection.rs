@@ -12,8 +12,10 @@
 //! production does nothing there unless production also sets the variable.
 //!
 //! When on, `run` logs a warning listing the fractions, the delay, the
-//! protected names and the seed; the gauge `outbox_fault_injection_enabled`
-//! is 1; and every fault is counted in `outbox_faults_injected_total`, label
+//! protected names and the seed; the gauge `outbox_fault_injection_enabled`,
+//! label `component` = `relay` or `consumer`, is 1 while that run lasts (the
+//! number of such runs in the process) and back to 0 when it returns; and
+//! every fault is counted in `outbox_faults_injected_total`, label
 //! `kind` = `handler_failure`, `handler_delay` or `publish_failure` (and in
 //! [`FaultInjection::injected`]).
 //!
@@ -33,20 +35,33 @@
 //!   holding its transaction and connection as a slow handler would.
 //! - **publish failure**: the relay's publisher is not called for the row; the
 //!   row fails with a retriable error whose text says `injected`: it counts an
-//!   attempt, its key's later rows wait, and the relay retries it after its
-//!   [`backoff`](crate::RelayBuilder::backoff). It is never parked. An
-//!   injected failure does not mark Kafka not ready in the relay's health.
-//!   A window of batches with any failed row backs off, so a high fraction
-//!   slows the relay down to about one window per backoff cap.
+//!   attempt, its key's later rows wait, and the relay retries it after the
+//!   first delay of its [`backoff`](crate::RelayBuilder::backoff) (an injected
+//!   failure never lengthens the backoff, so the relay keeps its pace). It is
+//!   never parked, does not mark Kafka not ready in the relay's health, and
+//!   does not overwrite the row's `last_error` when a real failure wrote one
+//!   (the real cause stays visible; a row with none gets the injected text).
 //!
 //! [Protected](FaultInjection::protect) names are never touched: a consumer
 //! record whose route (its `to`, the controller's route) or topic is
 //! protected, a relay row whose topic is.
 //!
-//! Choices are a hash of the [seed](FaultInjection::seed), the kind, the
-//! message (or outbox row) and the attempt: the same seed gives the same
-//! faults to the same messages. Without a seed one is picked at random and
-//! logged, to replay a run.
+//! # What a seed reproduces
+//!
+//! Each choice is a hash of the [seed](FaultInjection::seed), the kind and
+//! what is tried:
+//!
+//! - a handler call: the message id, the record's offset, the stop the
+//!   partition was resumed from (if it is the resumed record) and the attempt;
+//! - a publish: the outbox row's id and its attempts so far (stored in the
+//!   row, so a restarted relay goes on drawing anew).
+//!
+//! So the same seed over the same records (or rows) injects the same faults:
+//! a rerun reproduces a run. And nothing stays stuck: a record stopped (or
+//! dead-lettered) because its attempts met injected failures draws anew once
+//! resumed (a new stop each time) or replayed (a new offset), in this process
+//! or after a restart; a row draws anew at each retry. Without a seed one is
+//! picked at random at each `build()` and logged.
 //!
 //! # Examples
 //!
@@ -80,7 +95,8 @@ pub const ENV_VAR: &str = "OUTBOX_FAULT_INJECTION";
 
 /// The counter of injected faults, with label `kind`.
 const COUNTER: &str = "outbox_faults_injected_total";
-/// The gauge that is 1 while a relay or consumer of the process injects faults.
+/// The gauge of relays (label `component="relay"`) or consumers
+/// (`component="consumer"`) of the process running with faults injected.
 const GAUGE: &str = "outbox_fault_injection_enabled";
 
 /// The text of an injected publish failure (the relay's errors are text).
@@ -234,7 +250,9 @@ impl FaultInjection {
     }
 
     /// Makes the choices reproducible: the same seed injects the same faults
-    /// into the same messages and attempts (default: a random seed, logged).
+    /// into the same records and rows, attempt by attempt (default: a random
+    /// seed at each `build()`, logged). A record resumed or replayed, and a row
+    /// retried, draw anew; see [what a seed reproduces](self#what-a-seed-reproduces).
     ///
     /// # Examples
     ///
@@ -292,7 +310,6 @@ impl FaultInjection {
             Gate::On => Some(Arc::new(Injector {
                 settings: self.clone(),
                 seed: self.seed.unwrap_or_else(|| fastrand::u64(..)),
-                draws: AtomicU64::new(0),
             })),
             Gate::Unset => {
                 tracing::warn!(
@@ -334,8 +351,33 @@ fn gate(value: Option<&str>) -> Gate {
 pub(crate) struct Injector {
     settings: FaultInjection,
     seed: u64,
-    /// Draws made for relay rows, numbering each retry's draw.
-    draws: AtomicU64,
+}
+
+/// One try of a handler call, as the draws see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HandlerTry {
+    pub(crate) message_id: uuid::Uuid,
+    /// The record's offset: a replayed dead letter is a new record.
+    pub(crate) offset: i64,
+    /// The stop the partition was resumed from, when this is the resumed
+    /// record: each resume draws anew.
+    pub(crate) resumed_from: Option<i64>,
+    /// 1 for the first attempt.
+    pub(crate) attempt: u32,
+}
+
+/// While alive, counts its component in the gauge; back to 0 when dropped
+/// (the end of the component's run, however it ends).
+#[derive(Debug)]
+#[must_use = "the gauge goes back down when this is dropped"]
+pub(crate) struct Announced {
+    component: &'static str,
+}
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        metrics::gauge!(GAUGE, "component" => self.component).decrement(1.0);
+    }
 }
 
 /// Salts telling the kinds' draws apart.
@@ -345,8 +387,9 @@ const FAIL_PUBLISH: u64 = 3;
 
 impl Injector {
     /// Says loudly, at the start of `component`'s run, that faults are
-    /// injected and which; sets the gauge.
-    pub(crate) fn announce(&self, component: &str) {
+    /// injected and which; counts the run in the gauge until the returned
+    /// value is dropped.
+    pub(crate) fn announce(&self, component: &'static str) -> Announced {
         let s = &self.settings;
         tracing::warn!(
             component,
@@ -358,24 +401,31 @@ impl Injector {
             seed = self.seed,
             "FAULT INJECTION IS ON ({ENV_VAR}=on): faults are injected on purpose; never in production"
         );
-        metrics::gauge!(GAUGE).set(1.0);
+        metrics::gauge!(GAUGE, "component" => component).increment(1.0);
+        Announced { component }
     }
 
-    /// The faults for attempt `attempt` of message `message_id` (read from
-    /// `topic`, for `route`).
+    /// The faults for `try_` of a record read from `topic`, for `route`.
     pub(crate) fn handler_fault(
         &self,
         route: &str,
         topic: &str,
-        message_id: uuid::Uuid,
-        attempt: u32,
+        try_: HandlerTry,
     ) -> HandlerFault<'_> {
         let s = &self.settings;
         if s.protected.contains(route) || s.protected.contains(topic) {
             return HandlerFault::NONE;
         }
-        let subject = message_id.as_u128();
-        let chosen = |kind, fraction| draw(self.seed, kind, subject, u64::from(attempt)) < fraction;
+        let id = try_.message_id.as_u128();
+        let subject = [
+            id as u64,
+            (id >> 64) as u64,
+            try_.offset as u64,
+            // Stop ids are positive: `None` cannot meet one.
+            try_.resumed_from.map_or(0, |stop| stop as u64),
+            u64::from(try_.attempt),
+        ];
+        let chosen = |kind, fraction| draw(self.seed, kind, &subject) < fraction;
         HandlerFault {
             counts: Some(&s.counts),
             delay: chosen(DELAY_HANDLER, s.delay_handlers).then_some(s.delay),
@@ -384,14 +434,19 @@ impl Injector {
     }
 
     /// An injected failure for the publish of outbox row `row_id` of `topic`,
-    /// counted, or `None`.
-    pub(crate) fn publish_fault(&self, topic: &str, row_id: i64) -> Option<PublishError> {
+    /// which failed `attempts` times before, counted; or `None`.
+    pub(crate) fn publish_fault(
+        &self,
+        topic: &str,
+        row_id: i64,
+        attempts: i32,
+    ) -> Option<PublishError> {
         let s = &self.settings;
         if s.fail_publishes <= 0.0 || s.protected.contains(topic) {
             return None;
         }
-        let n = self.draws.fetch_add(1, Ordering::Relaxed);
-        if draw(self.seed, FAIL_PUBLISH, row_id as u128, n) >= s.fail_publishes {
+        let subject = [row_id as u64, attempts as u64];
+        if draw(self.seed, FAIL_PUBLISH, &subject) >= s.fail_publishes {
             return None;
         }
         s.counts.publish_failures.fetch_add(1, Ordering::Relaxed);
@@ -441,13 +496,13 @@ impl HandlerFault<'_> {
     }
 }
 
-/// A number in `[0, 1)` from the seed, the kind, the subject (message or
-/// row) and the attempt (splitmix64 steps).
-fn draw(seed: u64, kind: u64, subject: u128, attempt: u64) -> f64 {
-    let mut h = mix(seed ^ kind.wrapping_mul(0xA076_1D64_78BD_642F));
-    h = mix(h ^ subject as u64);
-    h = mix(h ^ (subject >> 64) as u64);
-    h = mix(h ^ attempt);
+/// A number in `[0, 1)` from the seed, the kind and the parts of what is
+/// tried (splitmix64 steps).
+fn draw(seed: u64, kind: u64, subject: &[u64]) -> f64 {
+    let h = subject.iter().fold(
+        mix(seed ^ kind.wrapping_mul(0xA076_1D64_78BD_642F)),
+        |h, part| mix(h ^ part),
+    );
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -503,28 +558,77 @@ mod tests {
     }
 
     fn injector(settings: FaultInjection) -> Injector {
-        Injector {
-            settings,
-            seed: 7,
-            draws: AtomicU64::new(0),
-        }
+        Injector { settings, seed: 7 }
     }
 
     #[test]
     fn draws_follow_the_fraction_and_the_seed() {
-        let n = 20_000u32;
+        let n = 20_000u64;
         let hits = (0..n)
-            .filter(|i| draw(7, FAIL_HANDLER, u128::from(*i), 1) < 0.3)
+            .filter(|i| draw(7, FAIL_HANDLER, &[*i, 1]) < 0.3)
             .count() as f64;
-        let share = hits / f64::from(n);
+        let share = hits / n as f64;
         assert!((0.28..0.32).contains(&share), "{share}");
         assert_eq!(
-            draw(7, FAIL_HANDLER, 99, 3),
-            draw(7, FAIL_HANDLER, 99, 3),
+            draw(7, FAIL_HANDLER, &[99, 3]),
+            draw(7, FAIL_HANDLER, &[99, 3]),
             "same seed, same draw"
         );
-        assert_ne!(draw(7, FAIL_HANDLER, 99, 3), draw(8, FAIL_HANDLER, 99, 3));
-        assert_ne!(draw(7, FAIL_HANDLER, 99, 3), draw(7, FAIL_HANDLER, 99, 4));
+        assert_ne!(
+            draw(7, FAIL_HANDLER, &[99, 3]),
+            draw(8, FAIL_HANDLER, &[99, 3])
+        );
+        assert_ne!(
+            draw(7, FAIL_HANDLER, &[99, 3]),
+            draw(7, FAIL_HANDLER, &[99, 4])
+        );
+        assert_ne!(
+            draw(7, FAIL_HANDLER, &[99, 3]),
+            draw(7, FAIL_PUBLISH, &[99, 3])
+        );
+    }
+
+    /// The attempts of a record that met its policy, the same after a restart
+    /// with the same seed, differ once resumed, and again at the next resume,
+    /// and once replayed at a new offset.
+    #[test]
+    fn a_resumed_or_replayed_record_draws_anew_and_a_seed_reproduces_the_rest() {
+        let faults = FaultInjection::new().fail_handlers(0.5).fail_publishes(0.5);
+        let (first, restarted) = (injector(faults.clone()), injector(faults));
+        let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef);
+        let pattern = |injector: &Injector, offset: i64, resumed_from: Option<i64>| {
+            (1..=64)
+                .map(|attempt| {
+                    let try_ = HandlerTry {
+                        message_id: id,
+                        offset,
+                        resumed_from,
+                        attempt,
+                    };
+                    injector.handler_fault("users", "t", try_).fail
+                })
+                .collect::<Vec<bool>>()
+        };
+        let stopped = pattern(&first, 10, None);
+        assert_eq!(
+            stopped,
+            pattern(&restarted, 10, None),
+            "same seed, same faults"
+        );
+        let resumed = pattern(&first, 10, Some(1));
+        assert_ne!(stopped, resumed, "a resume draws anew");
+        assert_ne!(resumed, pattern(&first, 10, Some(2)), "each resume does");
+        assert_ne!(stopped, pattern(&first, 11, None), "a replay draws anew");
+
+        // A row: by its attempts, the same in a relay started again.
+        let row = |injector: &Injector| {
+            (0..64)
+                .map(|attempts| injector.publish_fault("events", 42, attempts).is_some())
+                .collect::<Vec<bool>>()
+        };
+        let rows = row(&first);
+        assert_eq!(rows, row(&restarted));
+        assert!(rows.contains(&true) && rows.contains(&false), "{rows:?}");
     }
 
     #[tokio::test]
@@ -537,33 +641,38 @@ mod tests {
                 .protect("payments")
                 .protect("audit"),
         );
-        let id = uuid::Uuid::from_u128(5);
+        let id = HandlerTry {
+            message_id: uuid::Uuid::from_u128(5),
+            offset: 0,
+            resumed_from: None,
+            attempt: 1,
+        };
         assert!(
             injector
-                .handler_fault("payments", "t", id, 1)
+                .handler_fault("payments", "t", id)
                 .inject()
                 .await
                 .is_ok()
         );
         assert!(
             injector
-                .handler_fault("users", "audit", id, 1)
+                .handler_fault("users", "audit", id)
                 .inject()
                 .await
                 .is_ok()
         );
-        assert!(injector.publish_fault("audit", 1).is_none());
+        assert!(injector.publish_fault("audit", 1, 0).is_none());
         assert_eq!(injector.settings.injected(), Injected::default());
 
         let error = injector
-            .handler_fault("users", "t", id, 1)
+            .handler_fault("users", "t", id)
             .inject()
             .await
             .expect_err("fraction 1 fails");
         assert_eq!(error.kind(), outbox::HandlerErrorKind::Retriable);
         assert!(error.chain().contains("injected"), "{}", error.chain());
         let error = injector
-            .publish_fault("events", 1)
+            .publish_fault("events", 1, 0)
             .expect("fraction 1 fails");
         assert!(!error.is_permanent() && is_injected(&error));
         assert_eq!(

@@ -199,10 +199,12 @@ pub enum DecodeError {
     },
     /// A header's name is not UTF-8. Kafka defines header names as strings;
     /// such a header cannot be told from the ones the envelope defines.
-    #[error("the name of header {index} (counting from 0) is not valid UTF-8")]
+    #[error("header name {name} is not valid UTF-8 (header {index}, counting from 0)")]
     HeaderNameNotUtf8 {
         /// The header's position among the record's headers.
         index: usize,
+        /// The name, lossily decoded and truncated.
+        name: Truncated,
     },
     /// A header the envelope defines has a value that is not UTF-8.
     #[error("header `{name}` is not valid UTF-8: {value}")]

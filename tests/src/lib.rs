@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 pub mod broker;
 mod db;
 mod kafka;
@@ -34,6 +35,7 @@ mod reader;
 mod running;
 pub mod secure;
 
+pub use accept::Accept;
 pub use db::TestDb;
 pub use kafka::TestKafka;
 pub use on_topic::OnTopic;

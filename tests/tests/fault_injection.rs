@@ -19,18 +19,21 @@ mod relay_support;
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use diesel::Connection as _;
+use diesel::RunQueryDsl as _;
 use outbox::kafka::KafkaPublisher;
-use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message, Outboxed, Payloads};
+use outbox::{Event, Message, Outboxed, Payloads};
 use outbox_diesel::consumer::{self, Consumer, FailurePolicy};
 use outbox_diesel::fault_injection::{ENV_VAR, FaultInjection, Injected};
+use outbox_diesel::relay::{
+    DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, DEFAULT_BATCH_SIZE, DEFAULT_BATCHES_IN_FLIGHT,
+};
 use outbox_diesel::serve::{Health, MetricsServer};
 use outbox_diesel::{Error, Outbox, Relay};
-use outbox_tests::{OnTopic, RunningConsumer, RunningRelay, logs, relay_test_settings};
+use outbox_tests::{Accept, OnTopic, RunningConsumer, RunningRelay, logs, relay_test_settings};
 
 use consumer_support::{TIMEOUT, User, Users, quick_retries, round};
 
@@ -146,36 +149,6 @@ async fn applied_by(
     consumer
 }
 
-/// A controller of `route` on `topic` that counts its calls and applies nothing.
-struct Counting {
-    route: &'static str,
-    topics: [&'static str; 1],
-    calls: Arc<AtomicUsize>,
-}
-
-impl Controller for Counting {
-    fn route(&self) -> &str {
-        self.route
-    }
-
-    fn topics(&self) -> &[&str] {
-        &self.topics
-    }
-
-    fn handles(&self, _: &Event) -> bool {
-        true
-    }
-
-    fn handle<'a>(
-        &'a self,
-        _: &'a mut Context<'_>,
-        _: &'a Message,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Ok(()) })
-    }
-}
-
 /// Enqueues a message of route `route` on `topic`, key `key`, in one transaction.
 fn enqueue_routed(conn: &mut diesel::PgConnection, route: &str, topic: &str, key: &str) {
     let message = Message::new(
@@ -285,7 +258,16 @@ fn handler_faults_lose_nothing_and_apply_each_message_once_in_order() {
             &outbox_diesel::serve::install_recorder().unwrap().render(),
             injected,
         );
-        assert_eq!(sample(&metrics, "outbox_fault_injection_enabled"), Some(1));
+        // On while the consumer ran, off once it returned.
+        let gauge = "outbox_fault_injection_enabled{component=\"consumer\"}";
+        assert_eq!(sample(&metrics, gauge), Some(1), "{metrics}");
+        assert_eq!(
+            sample(
+                &outbox_diesel::serve::install_recorder().unwrap().render(),
+                gauge
+            ),
+            Some(0)
+        );
         let text = logs::text_since(lines, 0);
         let announced = text
             .lines()
@@ -325,7 +307,8 @@ fn a_protected_route_is_never_touched_and_others_exhaust_their_attempts() {
         producer.write(&round(&keys, 1));
         enqueue_routed(&mut producer.conn, "other", other_topic, "k1");
         let relay = env.relay();
-        let calls = Arc::new(AtomicUsize::new(0));
+        let other = Accept::new("other", other_topic);
+        let calls = other.calls();
         let faults = FaultInjection::new()
             .fail_handlers(1.0)
             .delay_handlers(1.0, Duration::from_millis(5))
@@ -334,11 +317,7 @@ fn a_protected_route_is_never_touched_and_others_exhaust_their_attempts() {
             env.consumer()
                 .failure_policy(quick_retries(FailurePolicy::stop(), 3))
                 .controller(OnTopic::new(Users, &env.topic))
-                .controller(Counting {
-                    route: "other",
-                    topics: [other_topic],
-                    calls: Arc::clone(&calls),
-                })
+                .controller(other)
                 .fault_injection(faults.clone()),
         );
         let mut conn = env.consumer_conn();
@@ -513,7 +492,14 @@ fn publish_faults_keep_per_key_order_and_park_nothing() {
         let mut reader = env.reader();
         reader.read_ids(&ids, relay_support::RECEIVE_TIMEOUT).await;
         relay_support::wait_until_empty(&mut conn, relay_support::RECEIVE_TIMEOUT).await;
+        let gauge = "outbox_fault_injection_enabled{component=\"relay\"}";
+        assert_eq!(sample(&recorder.render(), gauge), Some(1), "while it runs");
         let report = relay.stop().await;
+        assert_eq!(
+            sample(&recorder.render(), gauge),
+            Some(0),
+            "once it returned"
+        );
         reader.read_rest(Duration::from_millis(500)).await;
 
         let received = reader.of(&ids);
@@ -537,15 +523,92 @@ fn publish_faults_keep_per_key_order_and_park_nothing() {
         );
         assert_eq!(report.published, ids.len() as u64, "{report:?}");
         assert_counted(&recorder.render(), injected);
-        assert_eq!(
-            sample(&recorder.render(), "outbox_fault_injection_enabled"),
-            Some(1)
-        );
         let text = logs::text_since(lines, 0);
         assert!(
             text.contains("FAULT INJECTION IS ON") && text.contains("fail_publishes=0.3"),
             "no announcement:\n{text}"
         );
+    });
+}
+
+/// Rows of the throughput test: enough windows that a relay backing off
+/// further at each one would crawl.
+const BACKLOG: usize = 30_000;
+
+/// The least time a relay would take to send `rows` if each window of
+/// batches with a failed row lengthened its backoff: at most
+/// `batch × in_flight` rows a window (a batch with a failure ends its
+/// window's reading; at 2 % every batch of 1,000 has one), each followed by
+/// at least half of the doubling delay (the backoff's jitter).
+fn crawl(rows: usize) -> Duration {
+    let windows = rows.div_ceil(DEFAULT_BATCH_SIZE * DEFAULT_BATCHES_IN_FLIGHT) as u32;
+    (0..windows)
+        .map(|n| (DEFAULT_BACKOFF_BASE * 2u32.pow(n.min(20))).min(DEFAULT_BACKOFF_CAP) / 2)
+        .sum()
+}
+
+/// The README's example fraction with the default batch size and backoff:
+/// injected failures are retried after the first backoff delay and never
+/// lengthen it, so a backlog drains at a relay's pace, not one window per
+/// backoff cap.
+#[test]
+fn publish_faults_at_the_default_settings_keep_the_relay_s_pace() {
+    if !in_child(
+        "publish_faults_at_the_default_settings_keep_the_relay_s_pace",
+        Some("on"),
+    ) {
+        return;
+    }
+    // Not a benchmark: a bound the relay meets with room on two shared
+    // cores, and a crawl could not.
+    let bound = Duration::from_secs(30);
+    let crawl = crawl(BACKLOG);
+    assert!(
+        bound * 3 < crawl,
+        "the bound {bound:?} is not well under {crawl:?}"
+    );
+    runtime().block_on(async {
+        logs::capture();
+        let env = relay_support::Env::new("fi_publish_pace");
+        let (url, topic) = (env.db.url().to_owned(), env.topic.clone());
+        let ids = relay_support::blocking(move || {
+            let mut conn = diesel::PgConnection::establish(&url).expect("connect");
+            let messages: Vec<Message> = (0..BACKLOG as u64)
+                .map(|i| relay_support::message(&topic, &format!("key-{}", i % 500), i / 500))
+                .collect();
+            messages
+                .chunks(1_000)
+                .flat_map(|chunk| relay_support::enqueue(&mut conn, chunk))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let faults = FaultInjection::new().fail_publishes(0.02);
+        let started = Instant::now();
+        let relay = RunningRelay::spawn(
+            env.relay()
+                .batch_size(DEFAULT_BATCH_SIZE)
+                .batches_in_flight(DEFAULT_BATCHES_IN_FLIGHT)
+                .backoff(DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP)
+                .fault_injection(faults.clone())
+                .build()
+                .expect("the relay builds"),
+        );
+        let mut conn = env.conn();
+        relay_support::wait_until_empty(&mut conn, bound).await;
+        let took = started.elapsed();
+        let report = relay.stop().await;
+
+        let injected = faults.injected();
+        println!(
+            "{} rows in {took:?} ({:.0} rows/s; a crawl would take at least {crawl:?}); \
+             injected: {injected}; {report:?}",
+            ids.len(),
+            ids.len() as f64 / took.as_secs_f64()
+        );
+        assert!(injected.publish_failures >= 100, "{injected}");
+        assert_eq!(report.published, ids.len() as u64, "{report:?}");
+        assert_eq!(report.parked, 0, "{report:?}");
+        assert_eq!(report.failed_attempts, injected.publish_failures);
     });
 }
 
@@ -574,6 +637,14 @@ fn a_protected_topic_is_never_touched_and_others_are_retried_not_parked() {
             .map(|seq| relay_support::message(&protected, &format!("p{}", seq % 3), seq))
             .collect();
         let ids = relay_support::enqueue(&mut conn, &messages);
+        // Row `b` failed for a real reason before: the injected failures
+        // count attempts but leave that cause in `last_error`.
+        const REAL: &str = "Message production error: MessageTimedOut (Local: Message timed out)";
+        diesel::sql_query("UPDATE outbox_messages SET attempts = 1, last_error = $2 WHERE id = $1")
+            .bind::<diesel::sql_types::BigInt, _>(relay_support::row_id(&mut conn, exposed[1]))
+            .bind::<diesel::sql_types::Text, _>(REAL)
+            .execute(&mut conn)
+            .expect("record a real failure on row b");
         let faults = FaultInjection::new()
             .fail_publishes(1.0)
             .protect(&protected);
@@ -591,7 +662,7 @@ fn a_protected_topic_is_never_touched_and_others_are_retried_not_parked() {
             relay_support::RECEIVE_TIMEOUT,
             || {
                 let rows = relay_support::stored_rows(&mut conn);
-                rows.len() == exposed.len() && rows[..2].iter().all(|row| row.attempts >= 3)
+                rows.len() == exposed.len() && rows[0].attempts >= 3 && rows[1].attempts >= 4
             },
         )
         .await;
@@ -609,10 +680,13 @@ fn a_protected_topic_is_never_touched_and_others_are_retried_not_parked() {
         // the second row of key `a` waits behind the first, never tried.
         let rows = relay_support::stored_rows(&mut conn);
         assert!(rows.iter().all(|row| row.parked_at.is_none()), "{rows:?}");
-        for row in &rows[..2] {
-            let error = row.last_error.as_deref().unwrap_or_default();
-            assert!(error.contains("injected publish failure"), "{row:?}");
-        }
+        let error = rows[0].last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("injected publish failure"), "{:?}", rows[0]);
+        assert_eq!(
+            rows[1].last_error.as_deref(),
+            Some(REAL),
+            "the real cause stays"
+        );
         assert_eq!((rows[2].attempts, rows[2].last_error.as_deref()), (0, None));
         assert_eq!(report.parked, 0, "{report:?}");
         assert_eq!(report.published, ids.len() as u64, "{report:?}");

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use diesel::Connection;
 use outbox::kafka::KafkaPublisher;
-use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message, Payloads};
+use outbox::{Event, Message, Payloads};
 use outbox_diesel::consumer::{self, Consumer};
 use outbox_diesel::serve::{Health, MetricsServer};
 use outbox_diesel::{Outbox, Relay};
 use outbox_tests::{
-    RunningConsumer, RunningRelay, TestDb, TestKafka, consumer_test_settings, relay_test_settings,
+    Accept, RunningConsumer, RunningRelay, TestDb, TestKafka, consumer_test_settings,
+    relay_test_settings,
 };
 use serde_json::json;
 
@@ -194,30 +195,6 @@ async fn a_relay_without_its_database_is_live_but_not_ready_and_says_why() {
     running.stop().await;
 }
 
-/// A controller that accepts every record of `topic`.
-struct Accept {
-    topics: Vec<&'static str>,
-}
-
-impl Controller for Accept {
-    fn route(&self) -> &str {
-        "things"
-    }
-    fn topics(&self) -> &[&str] {
-        &self.topics
-    }
-    fn handles(&self, _: &Event) -> bool {
-        true
-    }
-    fn handle<'a>(
-        &'a self,
-        _: &'a mut Context<'_>,
-        _: &'a Message,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
 /// A TCP forwarder to PostgreSQL that the test can cut: the database goes
 /// away for whoever connects through it, without touching the real server.
 struct Proxy {
@@ -272,9 +249,7 @@ async fn a_consumer_is_ready_while_it_reaches_its_database() {
         &kafka.group("health"),
         pool,
     ))
-    .controller(Accept {
-        topics: vec![topic],
-    })
+    .controller(Accept::new("things", topic))
     .serve_metrics(addr);
     let running = RunningConsumer::spawn(builder);
 

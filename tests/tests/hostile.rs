@@ -150,11 +150,14 @@ fn nested(depth: usize) -> String {
     "[".repeat(depth) + &"]".repeat(depth)
 }
 
-/// Every hostile kind, case `i` about user [`user_on`]`(i)` (its round 1,
-/// between rounds 0 and 2).
-fn cases(topic: &str) -> Vec<Case> {
+/// Every hostile kind (without the 10 MB ones unless `large`), case `i` about
+/// user [`user_on`]`(i)` (its round 1, between rounds 0 and 2).
+fn cases(topic: &str, large: bool) -> Vec<Case> {
     let mut out = Vec::new();
-    let mut add = |name, build: &dyn Fn(&Message) -> RawRecord, expect| {
+    let mut add = |name: &'static str, build: &dyn Fn(&Message) -> RawRecord, expect| {
+        if !large && name.contains("10 MB") {
+            return;
+        }
         let message = message_of(&User::new(user_on(out.len()), 1), Event::Updated, topic);
         out.push(Case {
             name,
@@ -223,7 +226,7 @@ fn cases(topic: &str) -> Vec<Case> {
     add(
         "a header name that is not UTF-8",
         &|m| plus_header(sent(m), b"x-\xff\xfe", b"value"),
-        decode("the name of header 7 (counting from 0) is not valid UTF-8"),
+        decode("header name \"x-\u{fffd}\u{fffd}\" is not valid UTF-8 (header 7, counting from 0)"),
     );
     add(
         "a duplicate header with another value",
@@ -348,11 +351,11 @@ fn user_on(partition: usize) -> i64 {
 
 async fn setup(test_name: &str) -> Setup {
     // The cases' messages name the topic: made before it, with its name.
-    let kinds = cases("probe").len() as i32;
+    let kinds = cases("probe", true).len() as i32;
     let mut env = Env::with_partitions(test_name, kinds);
     let dlq = env.dead_letter_topic();
     allow_large_records(&env.kafka, &[&env.topic]).await;
-    let cases = cases(&env.topic);
+    let cases = cases(&env.topic, true);
     let mut offsets = Vec::new();
     let mut good = BTreeMap::new();
     for (partition, case) in cases.iter().enumerate() {
@@ -395,10 +398,24 @@ fn consumer(setup: &Setup, policy: FailurePolicy) -> RunningConsumer {
 fn dlq_header(record: &OwnedMessage, name: &str) -> Option<String> {
     let headers = record.headers()?;
     outbox::kafka::read_headers(headers)
-        .filter_map(Result::ok)
-        .find(|h| h.key == name)
+        .find(|h| h.name == name.as_bytes())
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The first `count` headers of `record`, names and values as bytes.
+fn header_bytes(record: &OwnedMessage, count: usize) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    record.headers().map_or_else(Vec::new, |headers| {
+        outbox::kafka::read_headers(headers)
+            .take(count)
+            .map(|h| (h.name.to_vec(), h.value.map(<[u8]>::to_vec)))
+            .collect()
+    })
+}
+
+/// `name` up to its first NUL: how librdkafka hands a header name out.
+fn up_to_nul(name: &[u8]) -> &[u8] {
+    name.split(|&b| b == 0).next().unwrap_or_default()
 }
 
 /// The dead letters read from `dlq`, by original partition, once there are `count`.
@@ -511,6 +528,15 @@ async fn hostile_records_are_dead_lettered_with_their_typed_errors() {
             "{what}: every original header kept, and the eight of the dead letter"
         );
         assert_eq!(
+            header_bytes(letter, case.record.headers.len()),
+            case.record
+                .headers
+                .iter()
+                .map(|(name, value)| (up_to_nul(name).to_vec(), value.clone()))
+                .collect::<Vec<_>>(),
+            "{what}: the original headers kept byte for byte, names that are not UTF-8 included"
+        );
+        assert_eq!(
             dlq_header(letter, dead_letter::ERROR_KIND).as_deref(),
             Some(kind),
             "{what}"
@@ -611,20 +637,38 @@ fn quick_retries_dead_letter() -> FailurePolicy {
     support::quick_retries(FailurePolicy::dead_letter(), 2)
 }
 
-/// Records in the memory test's stream.
+/// Records in the memory test's larger stream; the smaller one has half as
+/// many.
 const STREAM: usize = 1_000;
 
-/// The bound on the consumer process's peak resident memory. The stream
-/// holds about 100 MB in ten 10 MB records; the process holds far less than
-/// its backlog: librdkafka's read-ahead (`queued.max.messages.kbytes`, 64 MiB
-/// by default), and per partition applying at once (up to `concurrency`) its
-/// read-ahead (`partition_buffer`, 4 MiB, overshot by one record) and the
-/// record in hand, a 10 MB one held several times over (the bytes, the parsed
-/// JSON, the model, the statement's parameters or the dead-letter copy).
-/// Measured (debug build, 4 partitions, 2 cores): 276 MB with the 10 MB
-/// records on one partition, 334 MB with them spread over all four as here;
-/// twice as many 10 MB records (200 MB of backlog) also peaked at 334 MB.
+/// The 10 MB records among the larger stream's (320 MB of backlog); the
+/// smaller one has half as many (160 MB), as densely.
+const BIG: usize = 32;
+
+/// The bound on the consumer process's peak resident memory. The process
+/// holds far less than its backlog: librdkafka's read-ahead
+/// (`queued.max.messages.kbytes`, 64 MiB by default), and per partition
+/// applying at once (up to `concurrency`) its read-ahead (`partition_buffer`,
+/// 4 MiB, overshot by one record) and the record in hand, a 10 MB one held
+/// several times over (the bytes, the parsed JSON, the model, the statement's
+/// parameters or the dead-letter copy).
 const PEAK_RSS_BOUND_MB: u64 = 400;
+
+/// librdkafka's read-ahead in the memory test (`queued.max.messages.kbytes`;
+/// 64 MiB by default), and what one fetch may bring (`fetch.max.bytes`; 50 MiB
+/// by default), both [`LARGE`]. Lowered so that the smaller stream already
+/// fills what the consumer holds at once: at the defaults, most of a 100 MB
+/// backlog fits in the read-ahead, and the peak varies with how much of it is
+/// read ahead.
+const READ_AHEAD_KIB: u32 = 16 * 1024;
+
+/// How much higher the larger stream's peak may be than the smaller one's.
+/// A consumer whose memory grew with its backlog would hold the 160 MB more
+/// (the 10 MB records are read far faster than they are applied); a bounded
+/// one peaks a little higher by chance (twice as many groups of four 10 MB
+/// records, twice the chances that the four are held at their largest at the
+/// same time as a fetch).
+const PEAK_RSS_SLACK_MB: u64 = 80;
 
 /// Peak resident memory of process `pid` (`VmHWM` of `/proc/<pid>/status`), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -636,37 +680,51 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("a VmHWM line")
 }
 
+/// What a consumer process did with one hostile stream.
+struct StreamRun {
+    /// Its records.
+    records: usize,
+    /// Its 10 MB records.
+    big: usize,
+    /// Its records that fail (dead-lettered).
+    failing: usize,
+    /// The process's peak resident memory.
+    peak_mb: u64,
+    /// From the process's start to the last record handled.
+    took: Duration,
+}
+
 /// A consumer process (`consumer-process --dead-letter`) reads a backlog of
-/// 1,000 records of every kind, ten of them 10 MB (five garbage, five valid):
-/// every valid one applies, every other is dead-lettered, and its peak
-/// resident memory stays under [`PEAK_RSS_BOUND_MB`] (printed).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_consumer_process_reading_a_hostile_stream_stays_bounded() {
-    let mut env = Env::with_partitions("hostile_memory", 4);
+/// `records` records of every kind, `big` of them 10 MB (alternately garbage
+/// and valid), spread over four partitions so they are read at the same time:
+/// every valid one applies, every other is dead-lettered. Returns its peak
+/// resident memory.
+async fn consume_hostile_stream(test_name: &str, records: usize, big: usize) -> StreamRun {
+    let mut env = Env::with_partitions(test_name, 4);
     let dlq = env.dead_letter_topic();
     allow_large_records(&env.kafka, &[&env.topic, &dlq]).await;
-    let kinds: Vec<Case> = cases(&env.topic)
-        .into_iter()
-        .filter(|c| !c.name.contains("10 MB"))
-        .collect();
+    let kinds = cases(&env.topic, false);
+    assert_eq!(big % 4, 0, "10 MB records come four at a time");
+    // Four at a time, one on each partition, at the same place in each period:
+    // read ahead together and applied at the same time, in both streams.
+    let period = records / (big / 4);
     let mut producer = raw::RawProducer::default();
-    let (mut good, mut failing, mut big) = (std::collections::BTreeSet::new(), 0, 0);
-    for i in 0..STREAM {
-        // Shifted every hundred records, so the 10 MB ones (at 50, 150, …)
-        // land on every partition and are read at the same time.
-        let partition = ((i + i / 100) % 4) as i32;
+    let (mut good, mut failing, mut made) = (std::collections::BTreeSet::new(), 0, 0);
+    for i in 0..records {
+        let in_group = (i % period).checked_sub(period / 2).filter(|at| *at < 4);
+        let partition = in_group.unwrap_or(i % 4) as i32;
         let user = 1_000 + i as i64;
-        let record = if i % 100 == 50 {
-            // Ten 10 MB records, alternately garbage and valid.
-            big += 1;
-            let mut model = User::new(user, 0);
-            model.name = Some("x".repeat(TEN_MB));
-            let message = message_of(&model, Event::Created, &env.topic);
-            if big % 2 == 0 {
+        let record = if in_group.is_some() {
+            made += 1;
+            if made % 2 == 0 {
+                let mut model = User::new(user, 0);
+                model.name = Some("x".repeat(TEN_MB));
+                let message = message_of(&model, Event::Created, &env.topic);
                 good.insert(message.id.as_uuid());
                 sent(&message)
             } else {
                 failing += 1;
+                let message = message_of(&User::new(user, 0), Event::Created, &env.topic);
                 RawRecord {
                     value: Some(b"\x00\xffgarbage ".repeat(TEN_MB / 10)),
                     ..sent(&message)
@@ -689,8 +747,9 @@ async fn a_consumer_process_reading_a_hostile_stream_stays_bounded() {
         producer.produce(&env.kafka, &env.topic, partition, &record);
     }
     drop(kinds);
+    assert_eq!(made, big);
 
-    let name = "hostile-memory";
+    let name = test_name.replace('_', "-");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consumer-process"));
     command
         .args([
@@ -699,10 +758,18 @@ async fn a_consumer_process_reading_a_hostile_stream_stays_bounded() {
             "--brokers",
             env.kafka.brokers(),
         ])
-        .args(["--group", &env.group, "--topic", &env.topic, "--name", name])
+        .args([
+            "--group", &env.group, "--topic", &env.topic, "--name", &name,
+        ])
         .args(["--set", &format!("message.max.bytes={LARGE}")])
+        .args([
+            "--set",
+            &format!("queued.max.messages.kbytes={READ_AHEAD_KIB}"),
+        ])
+        .args(["--set", &format!("fetch.max.bytes={LARGE}")])
         .args(["--dead-letter", "--stop-on-stdin-close"]);
-    let process = outbox_tests::process::ChildProcess::start(name, &mut command);
+    let started = std::time::Instant::now();
+    let process = outbox_tests::process::ChildProcess::start(&name, &mut command);
     let pid = process.id();
     let mut conn = env.consumer_conn();
     let mut reader = outbox_tests::TopicReader::from_start(&env.kafka, &dlq);
@@ -717,18 +784,10 @@ async fn a_consumer_process_reading_a_hostile_stream_stays_bounded() {
         count_inbox(&mut conn) == good.len() as i64
     })
     .await;
-    let peak_kib = peak_rss_kib(pid);
+    let took = started.elapsed();
+    let peak_mb = peak_rss_kib(pid) / 1024;
     let out = process.terminate(TIMEOUT).await;
 
-    let peak_mb = peak_kib / 1024;
-    println!(
-        "hostile stream: {STREAM} records ({big} of 10 MB, {failing} failing), \
-         consumer-process peak RSS (VmHWM) {peak_mb} MB; {out}"
-    );
-    assert!(
-        peak_mb < PEAK_RSS_BOUND_MB,
-        "peak RSS {peak_mb} MB, bound {PEAK_RSS_BOUND_MB} MB"
-    );
     assert_eq!(
         reader.records.len(),
         failing,
@@ -742,5 +801,52 @@ async fn a_consumer_process_reading_a_hostile_stream_stays_bounded() {
     assert!(
         out.contains(&format!("dead_lettered={failing} stopped=0")),
         "{out}"
+    );
+    StreamRun {
+        records,
+        big,
+        failing,
+        peak_mb,
+        took,
+    }
+}
+
+/// The consumer's memory does not grow with its backlog: a consumer process
+/// reading a stream of 500 hostile records, 16 of them 10 MB, then one of
+/// 1,000 records with twice as many, peaks within [`PEAK_RSS_SLACK_MB`] of the
+/// first and under [`PEAK_RSS_BOUND_MB`] (figures printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_process_reading_a_hostile_stream_stays_bounded() {
+    let runs = [
+        consume_hostile_stream("hostile_memory", STREAM / 2, BIG / 2).await,
+        consume_hostile_stream("hostile_memory_2x", STREAM, BIG).await,
+    ];
+    for run in &runs {
+        println!(
+            "hostile stream: {} records ({} of 10 MB, {} failing): consumer-process \
+             peak RSS (VmHWM) {} MB, handled in {:.1} s",
+            run.records,
+            run.big,
+            run.failing,
+            run.peak_mb,
+            run.took.as_secs_f64()
+        );
+    }
+    let [small, large] = &runs;
+    for run in &runs {
+        assert!(
+            run.peak_mb < PEAK_RSS_BOUND_MB,
+            "{} records of 10 MB: peak RSS {} MB, bound {PEAK_RSS_BOUND_MB} MB",
+            run.big,
+            run.peak_mb
+        );
+    }
+    assert!(
+        large.peak_mb <= small.peak_mb + PEAK_RSS_SLACK_MB,
+        "twice the backlog of 10 MB records ({} MB more) raised the peak RSS from {} MB \
+         to {} MB: more than {PEAK_RSS_SLACK_MB} MB, so memory grows with the backlog",
+        (large.big - small.big) * 10,
+        small.peak_mb,
+        large.peak_mb
     );
 }

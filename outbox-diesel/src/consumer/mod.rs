@@ -326,9 +326,11 @@ impl Consumer {
             kafka_config: _,
         } = self;
         let observed = settings.observe.start("consumer").await?;
-        if let Some(faults) = &shared.faults {
-            faults.announce("consumer");
-        }
+        // Counted in the gauge until this run returns.
+        let _injecting = shared
+            .faults
+            .as_ref()
+            .map(|faults| faults.announce("consumer"));
         let _probes = crate::serve::probe_consumer(&shared, &observed.component);
         let topics: Vec<&str> = shared.routes.topics().iter().map(String::as_str).collect();
         shared.consumer.subscribe(&topics).map_err(|source| {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use outbox::kafka::RawHeader;
 use rdkafka::Message as _;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::OwnedMessage;
@@ -22,7 +23,7 @@ use super::{Shared, checkout};
 use crate::backoff::Backoff;
 use crate::dead_letter;
 use crate::error::error_chain;
-use crate::fault_injection::HandlerFault;
+use crate::fault_injection::{HandlerFault, HandlerTry};
 use crate::stopped::{self, NewStop};
 
 /// What a queued record weighs against the partition buffer: its key and
@@ -82,20 +83,25 @@ struct Failure {
 enum Next {
     /// Done with it (applied, skipped, dead-lettered): its offset is stored.
     Done,
-    /// The partition stopped on it.
-    Stopped,
+    /// The partition stopped on it: the stop's id.
+    Stopped(i64),
     /// Shutdown or revocation came first: neither applied nor acknowledged.
     Abandoned,
 }
 
 enum State {
     Running,
-    /// Stopped: records are dropped until the partition is resumed.
-    Stopped,
-    /// Resumed from `offset`: the dispatcher sought there before sending the
-    /// marker, so every record after it was read after the seek.
+    /// Stopped (stop `stop_id`): records are dropped until the partition is
+    /// resumed.
+    Stopped {
+        stop_id: i64,
+    },
+    /// Resumed from `offset` (after stop `from`): the dispatcher sought there
+    /// before sending the marker, so every record after it was read after the
+    /// seek.
     Resuming {
         offset: i64,
+        from: Option<i64>,
     },
 }
 
@@ -119,8 +125,8 @@ impl PartitionTask {
             let _ = previous.await;
         }
         let mut state = match self.active_stop().await {
-            Some(true) => State::Stopped,
-            Some(false) => State::Running,
+            Some(Some(stop_id)) => State::Stopped { stop_id },
+            Some(None) => State::Running,
             None => return,
         };
         while let Some(item) = self.items.recv().await {
@@ -128,24 +134,35 @@ impl PartitionTask {
                 return;
             }
             match item {
-                Item::Resume { offset } => state = State::Resuming { offset },
+                Item::Resume { offset } => {
+                    let from = match state {
+                        State::Stopped { stop_id } => Some(stop_id),
+                        _ => None,
+                    };
+                    state = State::Resuming { offset, from };
+                }
                 Item::Record(record) => {
                     self.dequeued(weight(&record));
-                    match state {
-                        State::Stopped => continue,
-                        State::Resuming { offset } if record.offset() > offset => {
-                            // Only when the record is gone from the topic (retention).
-                            tracing::warn!(partition = %self.tp, expected = offset,
-                                first = record.offset(), "resumed past the stopped record: it no longer exists");
+                    // The resumed record draws other injected faults than
+                    // those that stopped it.
+                    let resumed_from = match state {
+                        State::Stopped { .. } => continue,
+                        State::Resuming { offset, from } => {
+                            if record.offset() > offset {
+                                // Only when the record is gone from the topic (retention).
+                                tracing::warn!(partition = %self.tp, expected = offset,
+                                    first = record.offset(), "resumed past the stopped record: it no longer exists");
+                            }
+                            from
                         }
-                        _ => {}
-                    }
+                        State::Running => None,
+                    };
                     state = State::Running;
                     self.queue.in_hand.store(record.offset(), Ordering::SeqCst);
-                    let next = self.process(&record).await;
+                    let next = self.process(&record, resumed_from).await;
                     match next {
                         Next::Done => self.store_offset(record.offset()),
-                        Next::Stopped => state = State::Stopped,
+                        Next::Stopped(stop_id) => state = State::Stopped { stop_id },
                         Next::Abandoned => return,
                     }
                     self.queue.in_hand.store(-1, Ordering::SeqCst);
@@ -154,9 +171,9 @@ impl PartitionTask {
         }
     }
 
-    /// Whether this partition has an active stop (recorded by any consumer of
+    /// The active stop of this partition, if any (recorded by any consumer of
     /// the group); tells the dispatcher so it pauses it. `None` on shutdown.
-    async fn active_stop(&mut self) -> Option<bool> {
+    async fn active_stop(&mut self) -> Option<Option<i64>> {
         let group = self.shared.group.clone();
         let tp = self.tp.clone();
         let found = self
@@ -167,13 +184,10 @@ impl PartitionTask {
                 })
             })
             .await?;
-        Some(match found {
-            Some(stop) => {
-                self.announce_stop(stop.id, stop.kafka_offset);
-                true
-            }
-            None => false,
-        })
+        Some(found.map(|stop| {
+            self.announce_stop(stop.id, stop.kafka_offset);
+            stop.id
+        }))
     }
 
     fn dequeued(&self, weight: usize) {
@@ -243,20 +257,26 @@ impl PartitionTask {
         }
     }
 
-    async fn process(&mut self, record: &OwnedMessage) -> Next {
+    /// Applies `record` (the record a resume from stop `resumed_from` starts
+    /// at, if so).
+    async fn process(&mut self, record: &OwnedMessage, resumed_from: Option<i64>) -> Next {
         let span = tracing::info_span!("outbox.consume",
             topic = %self.tp.topic, partition = self.tp.partition, offset = record.offset(),
             message_id = tracing::field::Empty, event = tracing::field::Empty);
         let shared = Arc::clone(&self.shared);
         async {
-            let message = match outbox::kafka::decode_record(record) {
+            // Read once, as bytes: a header name that is not UTF-8 is data.
+            let headers: Vec<RawHeader<'_>> = record
+                .headers()
+                .map_or_else(Vec::new, |headers| outbox::kafka::read_headers(headers).collect());
+            let message = match outbox::kafka::decode_record_with(record, &headers) {
                 Ok(message) => message,
                 Err(error) => {
-                    let route = raw_header(record, outbox::headers::TO);
+                    let route = raw_header(&headers, outbox::headers::TO);
                     let failure = Failure {
                         kind: dead_letter::KIND_DECODE,
                         error: error_chain(&error),
-                        message_id: raw_header(record, outbox::headers::MESSAGE_ID)
+                        message_id: raw_header(&headers, outbox::headers::MESSAGE_ID)
                             .and_then(|id| id.parse().ok()),
                         attempts: 1,
                         policy: shared.routes.policy_for(route.as_deref()),
@@ -306,7 +326,13 @@ impl PartitionTask {
                     match checkout(&shared.pool).await {
                         Ok(mut conn) => {
                             let fault = shared.faults.as_deref().map_or(HandlerFault::NONE, |faults| {
-                                faults.handler_fault(&message.to, &self.tp.topic, message.id.into(), attempts)
+                                let try_ = HandlerTry {
+                                    message_id: message.id.into(),
+                                    offset: record.offset(),
+                                    resumed_from,
+                                    attempt: attempts,
+                                };
+                                faults.handler_fault(&message.to, &self.tp.topic, try_)
                             });
                             let result = apply(&mut conn, &*route.controller, &shared.follow_ups,
                                 &message, self.tp.partition, record.offset(), fault).await;
@@ -425,7 +451,7 @@ impl PartitionTask {
         failure: &Failure,
     ) -> Result<(), Option<String>> {
         let topic = dead_letter::dlq_topic(&self.tp.topic);
-        let headers = dead_letter::dead_letter_headers(
+        let headers = dead_letter::record_dead_letter_headers(
             record.headers(),
             &dead_letter::Failure {
                 topic: &self.tp.topic,
@@ -506,7 +532,7 @@ impl PartitionTask {
         tracing::error!(partition = %tp, offset = stop.kafka_offset, stop_id = stop.id,
             "partition stopped; resume with `outbox partitions resume` once the cause is fixed");
         self.announce_stop(stop.id, stop.kafka_offset);
-        Next::Stopped
+        Next::Stopped(stop.id)
     }
 
     /// Marks stop `stop_id` resumed; best effort (a stop left behind is shown
@@ -535,12 +561,10 @@ impl PartitionTask {
 }
 
 /// A header's value as text, if present and UTF-8.
-fn raw_header(record: &OwnedMessage, name: &str) -> Option<String> {
-    let headers = record.headers()?;
-    // Not `headers.iter()`: rdkafka panics on a header name that is not UTF-8.
-    outbox::kafka::read_headers(headers)
-        .filter_map(Result::ok)
-        .find(|header| header.key == name)
+fn raw_header(headers: &[RawHeader<'_>], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|header| header.name == name.as_bytes())
         .and_then(|header| header.value)
         .and_then(|value| std::str::from_utf8(value).ok())
         .map(str::to_owned)

@@ -231,9 +231,8 @@ impl<P: Publisher> Relay<P> {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RelayReport> {
         let observed = self.settings.observe.start("relay").await?;
         let health = &observed.component;
-        if let Some(faults) = &self.faults {
-            faults.announce("relay");
-        }
+        // Counted in the gauge until this run returns.
+        let _injecting = self.faults.as_ref().map(|faults| faults.announce("relay"));
         let _probe = self.probe_kafka(health);
         let mut shutdown = Shutdown::new(shutdown);
         let mut report = RelayReport::default();
@@ -321,10 +320,10 @@ impl<P: Publisher> Relay<P> {
                 .run_window(session, shutdown, &mut window, report)
                 .await?;
             // A failure holds Kafka not ready (whatever the metadata probe
-            // says) until a record goes through or none is left to send.
+            // says) until a record goes through or none is left to send. An
+            // injected failure says nothing about the broker: only the
+            // progress made counts then.
             match &ended {
-                // An injected failure says nothing about the broker.
-                WindowEnd::Failed(error) if crate::fault_injection::is_injected(error) => {}
                 WindowEnd::Failed(error) => health.publish_failed(format!("publishing: {error}")),
                 WindowEnd::CaughtUp => health.publish_ok(),
                 _ if report.published > published => health.publish_ok(),
@@ -335,10 +334,17 @@ impl<P: Publisher> Relay<P> {
                     backoff.reset();
                     session
                         .wait_for_work(settings.poll_interval, shutdown)
-                        .await;
+                        .await?;
                 }
                 WindowEnd::Interrupted => backoff.reset(),
                 WindowEnd::Parked => {}
+                WindowEnd::Injected => {
+                    // Retried like a transient failure, but after the first
+                    // delay only: a fraction of injected failures must not
+                    // slow the relay down to one window per backoff cap.
+                    tracing::debug!(delay = ?settings.backoff_base, "relay: injected publish failures; retrying");
+                    shutdown.sleep(settings.backoff_base).await;
+                }
                 WindowEnd::Failed(error) => {
                     // The broker is down or slow: the rows stay; wait, then retry.
                     let delay = backoff.next_delay();
@@ -414,6 +420,8 @@ impl<P: Publisher> Relay<P> {
             report.parked += failures.parked;
             end = match (failures.first_retriable, end) {
                 (Some(error), _) | (None, WindowEnd::Failed(error)) => WindowEnd::Failed(error),
+                (None, _) if failures.injected => WindowEnd::Injected,
+                (None, WindowEnd::Injected) => WindowEnd::Injected,
                 (None, _) => WindowEnd::Parked,
             };
         }
@@ -444,6 +452,9 @@ enum WindowEnd {
     Parked,
     /// A publish failed and may succeed later: back off.
     Failed(PublishError),
+    /// Publishes failed by fault injection only (and rows may have been
+    /// parked): retry after the first backoff delay, without lengthening it.
+    Injected,
 }
 
 /// Batches sent and not yet settled, oldest first.
@@ -508,7 +519,8 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
                 headers: &headers,
                 value: &row.payload,
             };
-            let injected = faults.and_then(|faults| faults.publish_fault(&row.topic, row.id));
+            let injected =
+                faults.and_then(|faults| faults.publish_fault(&row.topic, row.id, row.attempts));
             match injected.map_or_else(|| publisher.send(&record), Err) {
                 Ok(ack) => pending.push((index, ack)),
                 Err(error) => {
@@ -806,27 +818,50 @@ impl Session {
 
     /// Returns on a notification (one already received counts), after `poll`,
     /// or on shutdown.
-    async fn wait_for_work(&mut self, poll: Duration, shutdown: &mut Shutdown<'_>) {
+    ///
+    /// # Errors
+    ///
+    /// When the session has ended (its notifications with it, e.g. under
+    /// `pg_terminate_backend`): the caller reconnects. Not left to the next
+    /// query: a relay holding no shard makes none, and would come straight
+    /// back here.
+    async fn wait_for_work(
+        &mut self,
+        poll: Duration,
+        shutdown: &mut Shutdown<'_>,
+    ) -> diesel::QueryResult<()> {
         let mut notifications = std::pin::pin!(self.conn.notifications_stream());
         let mut pending = false;
         loop {
+            // Polling the ended stream again would panic: return at its end.
             match notifications.next().now_or_never() {
-                Some(Some(_)) => pending = true,
-                // Ended: the session is gone (the next query says so). Polling
-                // the ended stream again would panic.
-                Some(None) => return,
+                Some(Some(Ok(_))) => pending = true,
+                Some(Some(Err(error))) => return Err(error),
+                Some(None) => return Err(session_ended()),
                 None => break,
             }
         }
         if pending {
-            return;
+            return Ok(());
         }
         tokio::select! {
-            _ = notifications.next() => {}
-            _ = tokio::time::sleep(poll) => {}
-            _ = shutdown.wait() => {}
+            notification = notifications.next() => match notification {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(error)) => Err(error),
+                None => Err(session_ended()),
+            },
+            _ = tokio::time::sleep(poll) => Ok(()),
+            _ = shutdown.wait() => Ok(()),
         }
     }
+}
+
+/// The error of a session whose notifications ended: its connection is gone.
+fn session_ended() -> diesel::result::Error {
+    diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::ClosedConnection,
+        Box::new("the session listening for notifications ended".to_owned()),
+    )
 }
 
 /// With libpq's `sslmode` and certificates (diesel-async's own `establish` has no TLS).
@@ -861,12 +896,16 @@ fn mark_failed_keys(
 /// What [`record_failures`] recorded.
 struct Failures {
     parked: u64,
+    /// The first retriable failure that was not injected.
     first_retriable: Option<PublishError>,
+    /// Whether any failure was injected.
+    injected: bool,
 }
 
 /// Counts an attempt and the error on each failed row; parks those that can
 /// never be published. One update per distinct error: a batch usually fails
-/// for one reason.
+/// for one reason. An injected failure leaves a real earlier error in the
+/// row's `last_error` (it writes its own only on a row with none).
 async fn record_failures(
     conn: &mut AsyncPgConnection,
     failed: &[(i64, PublishError)],
@@ -881,16 +920,25 @@ async fn record_failures(
     let mut result = Failures {
         parked: 0,
         first_retriable: None,
+        injected: false,
     };
     for (error, ids) in groups {
         let park = error.is_permanent();
+        let injected = crate::fault_injection::is_injected(error);
         if park {
             result.parked += ids.len() as u64;
             tracing::error!(ids = ?ids, %error, "relay: parked rows that can never be published");
+        } else if injected {
+            result.injected = true;
         } else if result.first_retriable.is_none() {
             result.first_retriable = Some(error.clone());
         }
-        store::record_failure(conn, &ids, &error.to_string(), park).await?;
+        let failure = store::Failure {
+            error: &error.to_string(),
+            park,
+            keep_error: injected,
+        };
+        store::record_failure(conn, &ids, failure).await?;
     }
     metrics::counter!("outbox_relay_failed_total").increment(failed.len() as u64);
     metrics::counter!("outbox_relay_parked_total").increment(result.parked);

@@ -23,6 +23,9 @@ pub(crate) struct Row {
     pub(crate) headers: Headers,
     #[diesel(sql_type = Bytea)]
     pub(crate) payload: Vec<u8>,
+    /// Failed attempts so far (fault injection draws on them).
+    #[diesel(sql_type = Integer)]
+    pub(crate) attempts: i32,
 }
 
 impl Row {
@@ -78,7 +81,7 @@ impl QueryFragment<Pg> for ReadBatch<'_> {
         out.push_sql("WITH acknowledged AS (DELETE FROM outbox_messages WHERE id = ANY(");
         out.push_bind_param::<Array<BigInt>, _>(&self.delete)?;
         out.push_sql(
-            ")) SELECT m.id, m.topic, m.partition_key, m.headers, m.payload \
+            ")) SELECT m.id, m.topic, m.partition_key, m.headers, m.payload, m.attempts \
              FROM outbox_messages m WHERE m.id NOT IN (SELECT unnest(",
         );
         out.push_bind_param::<Array<BigInt>, _>(&self.exclude)?;
@@ -116,21 +119,31 @@ pub(crate) async fn delete(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryRe
         .await
 }
 
-/// Counts an attempt on each row with its error; `park` sets them aside.
+/// A failure to record on rows.
+pub(crate) struct Failure<'a> {
+    pub(crate) error: &'a str,
+    /// Set the rows aside.
+    pub(crate) park: bool,
+    /// Keep an error already recorded (`error` only fills an empty one).
+    pub(crate) keep_error: bool,
+}
+
+/// Counts an attempt on each row with its error.
 pub(crate) async fn record_failure(
     conn: &mut AsyncPgConnection,
     ids: &[i64],
-    error: &str,
-    park: bool,
+    failure: Failure<'_>,
 ) -> QueryResult<usize> {
     diesel::sql_query(
-        "UPDATE outbox_messages SET attempts = attempts + 1, last_error = $2, \
+        "UPDATE outbox_messages SET attempts = attempts + 1, \
+         last_error = CASE WHEN $4 THEN coalesce(last_error, $2) ELSE $2 END, \
          parked_at = CASE WHEN $3 THEN now() ELSE parked_at END \
          WHERE id = ANY($1)",
     )
     .bind::<Array<BigInt>, _>(ids)
-    .bind::<Text, _>(error)
-    .bind::<Bool, _>(park)
+    .bind::<Text, _>(failure.error)
+    .bind::<Bool, _>(failure.park)
+    .bind::<Bool, _>(failure.keep_error)
     .execute(conn)
     .await
 }

@@ -28,7 +28,7 @@ pub use client::{
 };
 pub use diagnostics::Diagnostics;
 pub use publisher::{KafkaAck, KafkaPublisher, KafkaPublisherBuilder, PRODUCER_DEFAULTS};
-pub use read_headers::{header_at, read_headers};
+pub use read_headers::{NativeHeaders, RawHeader, header_at, read_headers};
 pub use secrets::{MASK, MaskedSettings, is_secret_setting, mask_setting, without_secrets};
 pub use summary::{Repeats, SUMMARY_WINDOW, Summarizer, steady_text};
 
@@ -71,7 +71,8 @@ pub(crate) fn owned_headers<'a>(
 ///
 /// # Errors
 ///
-/// A [`DecodeError`] naming the header or field at fault (see [`Message::decode`]).
+/// A [`DecodeError`] naming the header or field at fault (see [`Message::decode`]);
+/// [`DecodeError::HeaderNameNotUtf8`] for a header name that is not UTF-8.
 ///
 /// # Examples
 ///
@@ -82,13 +83,48 @@ pub(crate) fn owned_headers<'a>(
 /// println!("{} {}", message.id, message.event);
 /// # Ok(()) }
 /// ```
-pub fn decode_record<M: rdkafka::Message>(record: &M) -> Result<Message, DecodeError> {
-    // Read first: a header name that is not UTF-8 is an error, not a panic.
-    let headers = match record.headers() {
-        Some(headers) => read_headers(headers)
-            .map(|header| header.map(|h| (h.key, h.value)))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => Vec::new(),
-    };
+pub fn decode_record<M>(record: &M) -> Result<Message, DecodeError>
+where
+    M: rdkafka::Message,
+    M::Headers: NativeHeaders,
+{
+    let headers: Vec<RawHeader<'_>> = record
+        .headers()
+        .map_or_else(Vec::new, |headers| read_headers(headers).collect());
+    decode_record_with(record, &headers)
+}
+
+/// Decodes a record whose headers were read already (by [`read_headers`]),
+/// for a caller that looks at them too: the headers are read once.
+///
+/// # Errors
+///
+/// As [`decode_record`].
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{Event, Message, Payloads};
+/// use rdkafka::message::{OwnedMessage, Timestamp};
+///
+/// let message = Message::new(Event::Created, "accounts", "users", "accounts", "42",
+///     Payloads::new(1, serde_json::json!({"id": 42}))?)?;
+/// let encoded = message.encode();
+/// let record = OwnedMessage::new(Some(encoded.value.clone()), Some(encoded.key.clone()),
+///     "accounts".into(), Timestamp::NotAvailable, 0, 0,
+///     Some(outbox::kafka::record_headers(&encoded)));
+/// let headers: Vec<_> = outbox::kafka::read_headers(rdkafka::Message::headers(&record).unwrap())
+///     .collect();
+/// assert_eq!(outbox::kafka::decode_record_with(&record, &headers)?, message);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn decode_record_with<M: rdkafka::Message>(
+    record: &M,
+    headers: &[RawHeader<'_>],
+) -> Result<Message, DecodeError> {
+    let headers = headers
+        .iter()
+        .map(|header| header.utf8().map(|h| (h.key, h.value)))
+        .collect::<Result<Vec<_>, _>>()?;
     Message::decode(record.topic(), record.key(), headers, record.payload())
 }

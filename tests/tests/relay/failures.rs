@@ -513,3 +513,107 @@ async fn a_row_for_a_topic_that_does_not_exist_is_parked_until_it_exists() {
     wait_until_empty(&mut conn, RECEIVE_TIMEOUT).await;
     relay.stop().await;
 }
+
+/// The pids of the sessions named `name` that hold a relay's membership lock
+/// (its main session, not the one its gauges are read on).
+fn member_pids(conn: &mut PgConnection, name: &str) -> Vec<i32> {
+    locked_by(conn, name, 1)
+}
+
+/// The pids of the sessions named `name` that hold a shard's lock.
+fn shard_pids(conn: &mut PgConnection, name: &str) -> Vec<i32> {
+    locked_by(conn, name, 2)
+}
+
+/// Advisory locks granted to sessions named `name`: `objsubid` 1 for a
+/// bigint key (membership), 2 for a pair of ints (a shard).
+fn locked_by(conn: &mut PgConnection, name: &str, objsubid: i16) -> Vec<i32> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    diesel::sql_query(
+        "SELECT DISTINCT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE a.application_name = $1 AND l.locktype = 'advisory' AND l.granted \
+           AND l.objsubid = $2",
+    )
+    .bind::<diesel::sql_types::Text, _>(name)
+    .bind::<diesel::sql_types::SmallInt, _>(objsubid)
+    .load::<Pid>(conn)
+    .expect("read pg_locks")
+    .into_iter()
+    .map(|p| p.pid)
+    .collect()
+}
+
+/// A relay's notifications end with its session (`pg_terminate_backend`):
+/// it reconnects, also when it holds no shard and so makes no query that
+/// would notice (it used to spin until its next rebalance), and rows enqueued
+/// afterwards are published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_listening_session_ends_reconnects_even_holding_no_shard() {
+    let env = Env::new("relay_listen_ended");
+    let mut conn = env.conn();
+    // One shard: the first relay holds it; the second, rebalancing only
+    // every 10 minutes, holds none and waits for notifications between
+    // windows that read nothing.
+    let relay = |name: &str, rebalance: Duration| {
+        RunningRelay::spawn(
+            env.relay_named(name)
+                .shards(1)
+                .rebalance_interval(rebalance)
+                .build()
+                .unwrap(),
+        )
+    };
+    let (holder, idle) = (
+        env.kafka.unique_name("holder"),
+        env.kafka.unique_name("idle"),
+    );
+    let first = relay(&holder, Duration::from_secs(1));
+    wait_until("the first relay holds the shard", RECEIVE_TIMEOUT, || {
+        !shard_pids(&mut conn, &holder).is_empty()
+    })
+    .await;
+    let second = relay(&idle, Duration::from_secs(600));
+    wait_until("the second relay joins", RECEIVE_TIMEOUT, || {
+        !member_pids(&mut conn, &idle).is_empty()
+    })
+    .await;
+    // Its first rebalance (at once on joining) finds the shard taken.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(shard_pids(&mut conn, &idle).is_empty(), "it holds no shard");
+
+    let old = member_pids(&mut conn, &idle);
+    assert!(terminate_sessions(&mut conn, &idle) >= 1);
+    // Well before its next rebalance, the only query it would make.
+    wait_until(
+        "the relay holding no shard has a new session",
+        Duration::from_secs(20),
+        || {
+            let pids = member_pids(&mut conn, &idle);
+            !pids.is_empty() && pids.iter().all(|pid| !old.contains(pid))
+        },
+    )
+    .await;
+    assert!(!second.is_finished(), "the relay holding no shard runs on");
+
+    // The relay holding the shard: the same, then it publishes.
+    let old = member_pids(&mut conn, &holder);
+    assert!(terminate_sessions(&mut conn, &holder) >= 1);
+    let after = env.message("k", 0);
+    enqueue(&mut conn, std::slice::from_ref(&after));
+    let mut reader = env.reader();
+    reader.read_ids(&[after.id], RECEIVE_TIMEOUT).await;
+    let pids = member_pids(&mut conn, &holder);
+    assert!(
+        !pids.is_empty() && pids.iter().all(|pid| !old.contains(pid)),
+        "published on a new session: {pids:?} (terminated {old:?})"
+    );
+    wait_until_empty(&mut conn, RECEIVE_TIMEOUT).await;
+    let (report, idle_report) = (first.stop().await, second.stop().await);
+    assert_eq!(report.published, 1, "{report:?}");
+    assert_eq!(idle_report.published, 0, "{idle_report:?}");
+}
