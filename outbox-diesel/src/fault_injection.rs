@@ -23,7 +23,7 @@
 //!
 //! - **handler failure**: inside the record's transaction, after the inbox
 //!   claim and before the controller runs, the apply fails with a retriable
-//!   [`HandlerError`](outbox::HandlerError) whose text says `injected`. The
+//!   [`HandlerError`] whose text says `injected`. The
 //!   transaction rolls back (the claim with it), so nothing is lost or applied
 //!   twice; the consumer's [`FailurePolicy`](crate::FailurePolicy) treats it
 //!   as any transient handler error: retries with backoff, then stops the
