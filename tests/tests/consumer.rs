@@ -8,6 +8,7 @@
 //! `retention` the deletion of old inbox rows.
 
 mod consumer {
+    mod batches;
     mod failures;
     mod flow;
     mod processes;

@@ -55,7 +55,7 @@ impl From<diesel::result::Error> for ApplyError {
     }
 }
 
-fn panic_text(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_text(panic: &(dyn Any + Send)) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .copied()
@@ -103,10 +103,15 @@ pub(crate) async fn apply(
             Ok(Applied::Processed)
         })
         .await;
-    match result {
-        Err(ApplyError::Handler(error)) if error.kind() == HandlerErrorKind::Refused => {
+    result.or_else(refused_or)
+}
+
+/// A failed attempt as an outcome: a refusal is acknowledged, not a failure.
+pub(crate) fn refused_or(error: ApplyError) -> Result<Applied, ApplyError> {
+    match error {
+        ApplyError::Handler(error) if error.kind() == HandlerErrorKind::Refused => {
             Ok(Applied::Refused(error.chain()))
         }
-        other => other,
+        other => Err(other),
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use outbox::kafka::RawHeader;
+use outbox::{Controller, Message};
 use rdkafka::Message as _;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::OwnedMessage;
@@ -15,7 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::apply::{Applied, ApplyError, apply};
+use super::apply::{Applied, ApplyError, apply, refused_or};
+use super::batch::{BatchError, Entry, apply_batch};
 use super::kafka::{Control, Tp};
 use super::policy::{FailurePolicy, OnFailure};
 use super::report::Outcome;
@@ -129,7 +131,16 @@ impl PartitionTask {
             Some(None) => State::Running,
             None => return,
         };
-        while let Some(item) = self.items.recv().await {
+        // An item taken from the queue while gathering a batch, not a record.
+        let mut held: Option<Item> = None;
+        loop {
+            let item = match held.take() {
+                Some(item) => item,
+                None => match self.items.recv().await {
+                    Some(item) => item,
+                    None => return,
+                },
+            };
             if self.gone() {
                 return;
             }
@@ -158,14 +169,217 @@ impl PartitionTask {
                         State::Running => None,
                     };
                     state = State::Running;
-                    self.queue.in_hand.store(record.offset(), Ordering::SeqCst);
-                    let next = self.process(&record, resumed_from).await;
+                    let mut records = vec![record];
+                    if resumed_from.is_none() {
+                        held = self.gather(&mut records);
+                    }
+                    let next = if records.len() == 1 {
+                        let record = &records[0];
+                        self.queue.in_hand.store(record.offset(), Ordering::SeqCst);
+                        let next = self.process(record, resumed_from, None).await;
+                        if let Next::Done = next {
+                            self.store_offset(record.offset());
+                        }
+                        next
+                    } else {
+                        self.process_batch(&records).await
+                    };
                     match next {
-                        Next::Done => self.store_offset(record.offset()),
+                        Next::Done => {}
                         Next::Stopped(stop_id) => state = State::Stopped { stop_id },
                         Next::Abandoned => return,
                     }
                     self.queue.in_hand.store(-1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// Adds the records already queued behind `records`' first one, up to the
+    /// batch size; never waits for more (live traffic keeps its latency).
+    /// Returns the item that ended the gathering if it is not a record.
+    fn gather(&mut self, records: &mut Vec<OwnedMessage>) -> Option<Item> {
+        while records.len() < self.shared.batch_size {
+            match self.items.try_recv() {
+                Ok(Item::Record(record)) => {
+                    self.dequeued(weight(&record));
+                    records.push(record);
+                }
+                Ok(other) => return Some(other),
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Applies `records` (in offset order), as many at a time as can go in
+    /// one transaction: a run of records the batch path takes (decoded, with
+    /// a controller that handles their event), and each other record alone.
+    /// A record that fails in a batch is found and given alone to
+    /// [`process`](Self::process): the records before it are applied, those
+    /// after it not yet. Stores each applied record's offset.
+    async fn process_batch(&mut self, records: &[OwnedMessage]) -> Next {
+        let mut rest = records;
+        while let Some(first) = rest.first() {
+            if self.gone() {
+                return Next::Abandoned;
+            }
+            let messages = self.batchable(rest);
+            let (alone, first_attempt) = if messages.len() <= 1 {
+                (Some(first), None)
+            } else {
+                let run = &rest[..messages.len()];
+                let Some((applied, failed)) = self.apply_run(run, messages).await else {
+                    return Next::Abandoned;
+                };
+                if applied > 0 {
+                    self.store_offset(run[applied - 1].offset());
+                }
+                rest = &rest[applied..];
+                ((applied < run.len()).then(|| &rest[0]), failed)
+            };
+            if let Some(record) = alone {
+                self.queue.in_hand.store(record.offset(), Ordering::SeqCst);
+                match self.process(record, None, first_attempt).await {
+                    Next::Done => self.store_offset(record.offset()),
+                    other => return other,
+                }
+                rest = &rest[1..];
+            }
+        }
+        Next::Done
+    }
+
+    /// The messages of the longest run at the start of `records` that the
+    /// batch path takes: decoded, routed to a controller that handles them.
+    fn batchable(&self, records: &[OwnedMessage]) -> Vec<(Message, Arc<dyn Controller>)> {
+        let mut messages = Vec::new();
+        for record in records {
+            let headers: Vec<RawHeader<'_>> = record.headers().map_or_else(Vec::new, |headers| {
+                outbox::kafka::read_headers(headers).collect()
+            });
+            let Ok(message) = outbox::kafka::decode_record_with(record, &headers) else {
+                break;
+            };
+            match self.shared.routes.get(&message.to) {
+                Some(route) if route.controller.handles(&message.event) => {
+                    messages.push((message, Arc::clone(&route.controller)));
+                }
+                _ => break,
+            }
+        }
+        messages
+    }
+
+    /// Applies `run` (decoded as `messages`) in one transaction, retried while
+    /// the database is unavailable. Returns how many records at its start are
+    /// applied (all of them, or those before the record that failed) and the
+    /// error of the record that failed, when it was tried; `None` on shutdown
+    /// or revocation.
+    async fn apply_run(
+        &mut self,
+        run: &[OwnedMessage],
+        messages: Vec<(Message, Arc<dyn Controller>)>,
+    ) -> Option<(usize, Option<ApplyError>)> {
+        let shared = Arc::clone(&self.shared);
+        let span = tracing::info_span!("outbox.consume_batch",
+            topic = %self.tp.topic, partition = self.tp.partition,
+            first_offset = run[0].offset(), records = run.len());
+        self.queue.in_hand.store(run[0].offset(), Ordering::SeqCst);
+        let mut entries: Vec<Entry<'_>> = Vec::with_capacity(run.len());
+        for (record, (message, controller)) in run.iter().zip(messages) {
+            let fault = shared
+                .faults
+                .as_deref()
+                .map_or(HandlerFault::NONE, |faults| {
+                    let try_ = HandlerTry {
+                        message_id: message.id.into(),
+                        offset: record.offset(),
+                        resumed_from: None,
+                        attempt: 1,
+                    };
+                    faults.handler_fault(&message.to, &self.tp.topic, try_)
+                });
+            entries.push(Entry {
+                controller,
+                message,
+                offset: record.offset(),
+                fault,
+            });
+        }
+        let (base, cap) = INFRASTRUCTURE_BACKOFF;
+        let mut infrastructure = Backoff::new(base, cap);
+        let mut end = entries.len();
+        let mut failed = None;
+        loop {
+            let result = {
+                let _permit = shared.permits.acquire().await;
+                match checkout(&shared.pool).await {
+                    Ok(mut conn) => {
+                        let result = apply_batch(
+                            &mut conn,
+                            &shared.follow_ups,
+                            &self.tp.topic,
+                            self.tp.partition,
+                            &mut entries[..end],
+                        )
+                        .instrument(span.clone())
+                        .await;
+                        if matches!(
+                            result,
+                            Err(BatchError::At {
+                                error: ApplyError::Panicked(_),
+                                ..
+                            })
+                        ) {
+                            // Not back to the pool: it may be mid-query.
+                            drop(diesel_async::pooled_connection::deadpool::Object::take(
+                                conn,
+                            ));
+                        }
+                        result
+                    }
+                    Err(error) => Err(BatchError::Infrastructure(error.into())),
+                }
+            };
+            match result {
+                Ok(claimed) => {
+                    metrics::histogram!("outbox_consumer_batch_records").record(end as f64);
+                    for new in claimed {
+                        let outcome = if new {
+                            Outcome::Processed
+                        } else {
+                            Outcome::Duplicate
+                        };
+                        shared.counters.count(outcome, &self.tp.topic);
+                    }
+                    let failed = failed.take();
+                    return Some((end, failed));
+                }
+                Err(BatchError::Infrastructure(error)) => {
+                    let error = error_chain(&*error);
+                    if let Some(repeats) = shared.warnings.admit(&format!("database|{error}")) {
+                        tracing::warn!(partition = %self.tp, %error, "database unavailable; retrying{repeats}");
+                    }
+                    if !self.pause(infrastructure.next_delay()).await {
+                        return None;
+                    }
+                }
+                // The records before it go again as a batch; it goes alone,
+                // its first attempt made.
+                Err(BatchError::At { index, error }) => {
+                    failed = Some(error);
+                    if index == 0 {
+                        return Some((0, failed));
+                    }
+                    end = index;
+                }
+                Err(BatchError::Unattributed(error)) => {
+                    // No record to blame: the first goes alone (retries and
+                    // failure policy), the others form the next batch.
+                    tracing::warn!(partition = %self.tp, %error, records = end,
+                        "batch failed as a whole; applying its first record alone");
+                    return Some((0, None));
                 }
             }
         }
@@ -258,8 +472,14 @@ impl PartitionTask {
     }
 
     /// Applies `record` (the record a resume from stop `resumed_from` starts
-    /// at, if so).
-    async fn process(&mut self, record: &OwnedMessage, resumed_from: Option<i64>) -> Next {
+    /// at, if so); `first_attempt` is how its first attempt failed when it
+    /// was made in a batch.
+    async fn process(
+        &mut self,
+        record: &OwnedMessage,
+        resumed_from: Option<i64>,
+        mut first_attempt: Option<ApplyError>,
+    ) -> Next {
         let span = tracing::info_span!("outbox.consume",
             topic = %self.tp.topic, partition = self.tp.partition, offset = record.offset(),
             message_id = tracing::field::Empty, event = tracing::field::Empty);
@@ -321,7 +541,9 @@ impl PartitionTask {
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                let result = {
+                let result = if let Some(error) = first_attempt.take() {
+                    refused_or(error)
+                } else {
                     let _permit = shared.permits.acquire().await;
                     match checkout(&shared.pool).await {
                         Ok(mut conn) => {
