@@ -62,10 +62,9 @@ pub(crate) async fn relay(args: RelayArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A consumer of the run's group with the run's controller, serving its
-/// metrics, with the library's handler failures injected.
-pub(crate) async fn consumer(args: ConsumerArgs) -> Result<(), BoxError> {
-    log_to_stderr();
+/// The consumer of a child: the run's group and controller, its metrics
+/// served, the library's handler failures injected.
+fn build_consumer(args: &ConsumerArgs) -> Result<Consumer, BoxError> {
     let pool = consumer::pool(&args.database_url, 8)?;
     let controller = OnTopic::new(
         Items {
@@ -82,25 +81,44 @@ pub(crate) async fn consumer(args: ConsumerArgs) -> Result<(), BoxError> {
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500");
     let builder = handler_failures(builder, args.handler_failure_rate, args.fault_seed);
-    let consumer = builder.build()?;
-    let stop = shutdown()?;
+    Ok(builder.build()?)
+}
+
+/// A consumer child: waits until it can start, runs until told to stop.
+pub(crate) async fn consumer(args: ConsumerArgs) -> Result<(), BoxError> {
+    log_to_stderr();
+    let mut stop = Box::pin(shutdown()?);
     // `run` refuses to start while the database or the brokers are down (it
     // says so at once, by design); a child started during an outage waits
-    // for them instead, as a supervisor restarting it would.
-    let mut waited = 0;
-    while let Err(error) = consumer.check().await {
-        if waited % 10 == 0 {
-            eprintln!("chaos consumer {}: waiting to start: {error}", args.name);
+    // for them instead, as a supervisor restarting it would. `run` checks
+    // again as it starts, and a fault may land between the two checks: then
+    // it is built and started again.
+    let report = loop {
+        let consumer = build_consumer(&args)?;
+        let mut waited = 0;
+        while let Err(error) = consumer.check().await {
+            if waited % 10 == 0 {
+                eprintln!("chaos consumer {}: waiting to start: {error}", args.name);
+            }
+            waited += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        waited += 1;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    eprintln!(
-        "chaos consumer {}: running (pid {})",
-        args.name,
-        std::process::id()
-    );
-    let report = consumer.run(stop).await?;
+        eprintln!(
+            "chaos consumer {}: running (pid {})",
+            args.name,
+            std::process::id()
+        );
+        match consumer.run(&mut stop).await {
+            Err(error @ outbox_diesel::Error::NotReady { .. }) => {
+                eprintln!(
+                    "chaos consumer {}: could not start after its check: {error}; trying again",
+                    args.name
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => break other?,
+        }
+    };
     println!(
         "processed={} duplicates={} retries={} failed={} stopped={} dead_lettered={}",
         report.processed,
