@@ -1,25 +1,34 @@
-//! The consumer's throughput against a hand-written consumer doing the same
-//! work, on the real PostgreSQL and Kafka of `scripts/services.sh` (or
-//! `DATABASE_URL` / `KAFKA_BROKERS`).
+//! The consumer against a hand-written consumer doing the same work, on the
+//! real PostgreSQL and Kafka of `scripts/services.sh` (or `DATABASE_URL` /
+//! `KAFKA_BROKERS`): catching up a backlog, and the latency of live traffic.
 //!
 //! ```sh
-//! cargo bench -p outbox-examples --bench consumer
+//! cargo bench -p outbox-examples --bench consumer              # both parts
 //! OUTBOX_BENCH_MESSAGES=20000 OUTBOX_BENCH_ROUNDS=3 cargo bench -p outbox-examples --bench consumer
+//! cargo bench -p outbox-examples --bench consumer -- live      # one part
 //! cargo bench -p outbox-examples --bench consumer -- outbox hand outbox-fast-pool  # some sides
 //! ```
 //!
-//! A fresh 4-partition topic is preloaded once with `OUTBOX_BENCH_MESSAGES`
-//! records (default 50,000): real outbox envelopes (`Message::encode_model`,
-//! headers from `outbox::kafka::record_headers`) of an account model, ~210
-//! bytes of JSON, 1,000 keys, created then updated, produced straight with
-//! rdkafka. Then `OUTBOX_BENCH_ROUNDS` rounds (default 5); in each, every side
-//! consumes the whole topic in a fresh consumer group into its own schema
-//! (accounts table and inbox truncated first) until all records are applied,
-//! the sides in an order rotated each round so a busy machine slows them alike:
+//! Parts (both by default; `OUTBOX_BENCH_PARTS=catchup,live` or arguments;
+//! naming sides and no part runs `catchup` only):
 //!
-//! - `outbox`: the outbox `Consumer`, default settings, with a
+//! `catchup`: a fresh 4-partition topic is preloaded once with
+//! `OUTBOX_BENCH_MESSAGES` records (default 200,000): real outbox envelopes
+//! (`Message::encode_model`, headers from `outbox::kafka::record_headers`) of
+//! an account model, ~210 bytes of JSON, 1,000 keys, created then updated,
+//! produced straight with rdkafka. Then `OUTBOX_BENCH_ROUNDS` rounds (default
+//! 5); in each, every side consumes the whole topic in a fresh consumer group
+//! into its own schema (accounts table and inbox truncated first) until all
+//! records are applied, the sides in an order rotated each round so a busy
+//! machine slows them alike:
+//!
+//! - `outbox`: the outbox `Consumer`, default settings (batched apply:
+//!   `batch_size` `OUTBOX_BENCH_BATCH`, default
+//!   `outbox_diesel::consumer::DEFAULT_BATCH_SIZE`), with a
 //!   `#[message_controller(model = Account, table = bench_accounts)]`
 //!   controller (its generated upsert), on a pool from `consumer::pool` of 8;
+//! - `outbox-per-record`: the same with `batch_size(1)`, one transaction per
+//!   record;
 //! - `hand`: a hand-written rdkafka `StreamConsumer` + diesel-async consumer:
 //!   a task per partition reading its own partition queue and holding a
 //!   pooled connection, one transaction per record with the same inbox insert
@@ -28,12 +37,12 @@
 //! - `hand-no-inbox`: the same without the inbox insert: the inbox's cost.
 //!
 //! Diagnostics, by name only (`OUTBOX_BENCH_SIDES=outbox,hand,outbox-fast-pool`
-//! or arguments): `outbox-fast-pool` (the outbox consumer on a pool that does
-//! not ping connections on checkout) and `hand-pool-per-record` (the
+//! or arguments): `outbox-fast-pool` (the batched outbox consumer on a pool
+//! that does not ping connections on checkout) and `hand-pool-per-record` (the
 //! hand-written consumer checking a connection out per record).
 //! `OUTBOX_BENCH_OUTBOX_SET=fetch.wait.max.ms=100,...` passes librdkafka
-//! settings to the outbox consumer; `OUTBOX_BENCH_STALL` (30 s) ends a run
-//! that applies nothing for that long.
+//! settings to the outbox consumer (both parts); `OUTBOX_BENCH_STALL` (30 s)
+//! ends a run that applies nothing for that long.
 //!
 //! Every side decodes with `outbox::kafka::decode_record` and runs the same
 //! upsert. The clock runs from the first record's upsert to the commit of the
@@ -43,13 +52,22 @@
 //! upserts is counted (time it had no record to apply: flow control, fetch
 //! latency). After each run the table is checked: 1,000 accounts, each at
 //! its last message (per-key order held), and one inbox row per record. Ends
-//! with msg/s per side, medians, and the ratios outbox ÷ hand and hand ÷
-//! hand-no-inbox (per round, paired, then median and best). The schemas, the
-//! topic and the consumer groups are deleted at the end.
+//! with msg/s per side, medians, and the ratios outbox ÷ hand (target ≥ 3),
+//! outbox-per-record ÷ hand, outbox ÷ outbox-per-record and hand ÷
+//! hand-no-inbox (per round, paired, then median and best).
+//!
+//! `live`: see `consumer/live.rs`: `OUTBOX_BENCH_LIVE_RATE` msg/s (1,000) for
+//! `OUTBOX_BENCH_LIVE_SECS` (15) to a fresh topic while the outbox consumer
+//! applies them, batched against `batch_size(1)` in `OUTBOX_BENCH_LIVE_ROUNDS`
+//! (3) alternating rounds each; per record, produce → commit.
+//!
+//! The schemas, the topic and the consumer groups are deleted at the end.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // parts of it serve only the relay benchmark
 mod common;
+#[path = "consumer/live.rs"]
+mod live;
 #[path = "consumer/measure.rs"]
 mod measure;
 #[path = "consumer/model.rs"]
@@ -65,81 +83,176 @@ use std::time::{Duration, Instant};
 
 use common::data::KEYS;
 use common::db::{Db, Schema};
-use common::env::{env_list, env_or, named};
+use common::env::{env_list, env_or};
 use common::kafka::PARTITIONS;
 use common::report::{self, group};
 use common::stats::{best, median};
 use measure::Ending;
+use outbox_diesel::consumer::DEFAULT_BATCH_SIZE;
 use setup::TOPIC;
-use sides::{Run, SIDES, Side};
+use sides::{Run, SIDES, Side, Tuning};
 
-const DEFAULT_SIDES: [Side; 3] = [Side::Outbox, Side::Hand, Side::HandNoInbox];
-/// The outbox consumer's target against the hand-written one (issue 8).
-const TARGET: f64 = 0.8;
+const DEFAULT_SIDES: [Side; 4] = [
+    Side::Outbox,
+    Side::OutboxPerRecord,
+    Side::Hand,
+    Side::HandNoInbox,
+];
+/// The batched outbox consumer's catch-up target against the hand-written
+/// one (issue 14).
+const TARGET: f64 = 3.0;
+/// The one-record-per-transaction outbox consumer's target against the
+/// hand-written one (issue 8).
+const PER_RECORD_TARGET: f64 = 0.8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Catchup,
+    Live,
+}
+
+/// Every part, in the order they run, with its name.
+const PARTS: [(Part, &str); 2] = [(Part::Catchup, "catchup"), (Part::Live, "live")];
+
+impl Part {
+    fn parse(name: &str) -> Option<Part> {
+        PARTS.iter().find(|(_, n)| *n == name).map(|(p, _)| *p)
+    }
+
+    fn name(self) -> &'static str {
+        PARTS.iter().find(|(p, _)| *p == self).unwrap().1
+    }
+}
+
+/// The live part's settings.
+struct LiveConfig {
+    /// Records per second produced.
+    rate: u64,
+    /// For how long.
+    secs: f64,
+    /// Rounds of each variant.
+    rounds: usize,
+}
 
 struct Config {
     server_url: String,
     brokers: String,
+    parts: Vec<Part>,
     messages: u64,
     rounds: usize,
     sides: Vec<Side>,
     stall: Duration,
-    /// librdkafka settings for the outbox consumer (`OUTBOX_BENCH_OUTBOX_SET`).
-    outbox_settings: Vec<(String, String)>,
+    /// The outbox sides' batch size and librdkafka settings.
+    tuning: Tuning,
+    live: LiveConfig,
+}
+
+fn unknown(name: &str) -> ! {
+    let parts: Vec<&str> = PARTS.iter().map(|(_, n)| *n).collect();
+    let sides: Vec<&str> = SIDES.iter().map(|(_, n, _)| *n).collect();
+    panic!(
+        "unknown part or side `{name}`; parts: {}; sides: {}",
+        parts.join(", "),
+        sides.join(", ")
+    )
 }
 
 impl Config {
     fn new(args: &[String]) -> Config {
-        let mut sides = Vec::new();
-        for name in named(args, "OUTBOX_BENCH_SIDES") {
-            let side = Side::parse(&name).unwrap_or_else(|| {
-                let all: Vec<&str> = SIDES.iter().map(|(_, n, _)| *n).collect();
-                panic!("unknown side `{name}`; sides: {}", all.join(", "))
-            });
-            if !sides.contains(&side) {
-                sides.push(side);
+        let (mut parts, mut sides) = (Vec::new(), Vec::new());
+        let names = args
+            .iter()
+            .map(|arg| arg.trim())
+            .filter(|arg| !arg.starts_with('-') && !arg.is_empty());
+        for name in names {
+            match (Part::parse(name), Side::parse(name)) {
+                (Some(part), _) => parts.push(part),
+                (None, Some(side)) => sides.push(side),
+                (None, None) => unknown(name),
             }
+        }
+        for name in env_list("OUTBOX_BENCH_PARTS") {
+            parts.push(Part::parse(&name).unwrap_or_else(|| unknown(&name)));
+        }
+        for name in env_list("OUTBOX_BENCH_SIDES") {
+            sides.push(Side::parse(&name).unwrap_or_else(|| unknown(&name)));
+        }
+        if parts.is_empty() {
+            parts = match sides.is_empty() {
+                true => PARTS.iter().map(|(p, _)| *p).collect(),
+                false => vec![Part::Catchup],
+            };
         }
         if sides.is_empty() {
             sides = DEFAULT_SIDES.to_vec();
         }
+        parts.dedup();
+        let mut unique = Vec::new();
+        for side in sides {
+            if !unique.contains(&side) {
+                unique.push(side);
+            }
+        }
         Config {
             server_url: common::env::database_url(),
             brokers: common::env::brokers(),
-            messages: env_or("OUTBOX_BENCH_MESSAGES", 50_000u64).max(1),
+            parts,
+            messages: env_or("OUTBOX_BENCH_MESSAGES", 200_000u64).max(1),
             rounds: env_or("OUTBOX_BENCH_ROUNDS", 5usize).max(1),
-            sides,
+            sides: unique,
             stall: Duration::from_secs_f64(env_or("OUTBOX_BENCH_STALL", 30.0f64)),
-            outbox_settings: env_list("OUTBOX_BENCH_OUTBOX_SET")
-                .iter()
-                .map(|kv| {
-                    let (key, value) = kv
-                        .split_once('=')
-                        .expect("OUTBOX_BENCH_OUTBOX_SET: key=value,key=value");
-                    (key.trim().to_owned(), value.trim().to_owned())
-                })
-                .collect(),
+            tuning: Tuning {
+                settings: env_list("OUTBOX_BENCH_OUTBOX_SET")
+                    .iter()
+                    .map(|kv| {
+                        let (key, value) = kv
+                            .split_once('=')
+                            .expect("OUTBOX_BENCH_OUTBOX_SET: key=value,key=value");
+                        (key.trim().to_owned(), value.trim().to_owned())
+                    })
+                    .collect(),
+                batch: env_or("OUTBOX_BENCH_BATCH", DEFAULT_BATCH_SIZE).max(1),
+            },
+            live: LiveConfig {
+                rate: env_or("OUTBOX_BENCH_LIVE_RATE", 1_000u64).max(1),
+                secs: env_or("OUTBOX_BENCH_LIVE_SECS", 15.0f64).max(0.1),
+                rounds: env_or("OUTBOX_BENCH_LIVE_ROUNDS", 3usize).max(1),
+            },
         }
+    }
+
+    fn has(&self, part: Part) -> bool {
+        self.parts.contains(&part)
     }
 
     /// The command that repeats this run.
     fn command(&self) -> String {
-        let sides: Vec<&str> = self.sides.iter().map(|s| s.name()).collect();
+        let parts: Vec<&str> = self.parts.iter().map(|p| p.name()).collect();
+        let mut vars = vec![format!("OUTBOX_BENCH_PARTS={}", parts.join(","))];
+        if self.has(Part::Catchup) {
+            let sides: Vec<&str> = self.sides.iter().map(|s| s.name()).collect();
+            vars.push(format!("OUTBOX_BENCH_MESSAGES={}", self.messages));
+            vars.push(format!("OUTBOX_BENCH_ROUNDS={}", self.rounds));
+            vars.push(format!("OUTBOX_BENCH_SIDES={}", sides.join(",")));
+        }
+        if self.has(Part::Live) {
+            vars.push(format!("OUTBOX_BENCH_LIVE_RATE={}", self.live.rate));
+            vars.push(format!("OUTBOX_BENCH_LIVE_SECS={}", self.live.secs));
+            vars.push(format!("OUTBOX_BENCH_LIVE_ROUNDS={}", self.live.rounds));
+        }
+        vars.push(format!("OUTBOX_BENCH_BATCH={}", self.tuning.batch));
         let settings: Vec<String> = self
-            .outbox_settings
+            .tuning
+            .settings
             .iter()
             .map(|(key, value)| format!("{key}={value}"))
             .collect();
-        let settings = match settings.is_empty() {
-            true => String::new(),
-            false => format!("OUTBOX_BENCH_OUTBOX_SET={} ", settings.join(",")),
-        };
+        if !settings.is_empty() {
+            vars.push(format!("OUTBOX_BENCH_OUTBOX_SET={}", settings.join(",")));
+        }
         format!(
-            "OUTBOX_BENCH_MESSAGES={} OUTBOX_BENCH_ROUNDS={} OUTBOX_BENCH_SIDES={} {settings}\
-             cargo bench -p outbox-examples --bench consumer",
-            self.messages,
-            self.rounds,
-            sides.join(",")
+            "{} cargo bench -p outbox-examples --bench consumer",
+            vars.join(" ")
         )
     }
 }
@@ -151,6 +264,8 @@ struct Bench {
     schemas: HashMap<Side, Schema>,
     /// Per side, its runs in round order.
     runs: HashMap<Side, Vec<Run>>,
+    /// The live part's runs, in the order they ran.
+    live_runs: Vec<live::LiveRun>,
     groups: Vec<String>,
     problems: Vec<String>,
 }
@@ -178,6 +293,27 @@ impl Bench {
         );
     }
 
+    /// The `catchup` part: the backlog, then the rounds.
+    fn catchup(&mut self) {
+        for side in self.config.sides.clone() {
+            let schema = setup::schema(&self.db, &side.name().replace('-', "_"));
+            self.schemas.insert(side, schema);
+        }
+        self.preload();
+        let order: Vec<&str> = self.config.sides.iter().map(|s| s.name()).collect();
+        println!(
+            "\n== catch-up: {} rounds of: {} (order rotated each round; pool {} connections; \
+             outbox batch_size {}) ==",
+            self.config.rounds,
+            order.join(", "),
+            sides::POOL_SIZE,
+            self.config.tuning.batch,
+        );
+        for round in 0..self.config.rounds {
+            self.round(round);
+        }
+    }
+
     fn round(&mut self, round: usize) {
         let mut order = self.config.sides.clone();
         let shift = round % order.len();
@@ -198,15 +334,22 @@ impl Bench {
                 &consumer_group,
                 self.config.messages,
                 self.config.stall,
-                &self.config.outbox_settings,
+                &self.config.tuning,
             ));
             self.check(side, round, &run);
             let [process, postgres, broker, busy] = run.cpu;
+            let per_transaction = match side.is_outbox() {
+                true => format!(
+                    "; {:.1} records per transaction",
+                    run.timing.per_transaction()
+                ),
+                false => String::new(),
+            };
             println!(
                 "  round {} {:<20} {:>7} msg/s  {:.2} s (startup {:.2} s, shutdown {:.2} s)\n    \
                  per 1k msgs: CPU ms bench {process:.0}, PostgreSQL {postgres:.0}, broker {broker:.0}; \
                  machine busy {busy:.0}%; \
-                 a partition idle > 20 ms: {} times, {:.2} s in all",
+                 a partition idle > 20 ms: {} times, {:.2} s in all{per_transaction}",
                 round + 1,
                 side.name(),
                 group(run.rate()),
@@ -287,18 +430,32 @@ impl Bench {
 
     fn summary(&self) {
         report::summary_heading();
+        if self.config.has(Part::Catchup) {
+            self.catchup_summary();
+        }
+        if self.config.has(Part::Live) {
+            self.live_summary();
+        }
+        report::problems(&self.problems);
+        println!("\nreproduce: {}", self.config.command());
+    }
+
+    fn catchup_summary(&self) {
         println!(
-            "{} records, {} rounds, {PARTITIONS} partitions, {KEYS} keys; msg/s from the first upsert to the last commit\n",
+            "catch-up: {} records, {} rounds, {PARTITIONS} partitions, {KEYS} keys, outbox batch_size {}; \
+             msg/s from the first upsert to the last commit\n",
             group(self.config.messages as f64),
             self.config.rounds,
+            self.config.tuning.batch,
         );
         let rounds: Vec<String> = (1..=self.config.rounds).map(|r| format!("r{r}")).collect();
         println!(
-            "  {:<20} {:>8} {:>8}  {:>8}  {}",
+            "  {:<20} {:>8} {:>8}  {:>8}  {:>5}  {}",
             "side",
             "median",
             "best",
             "CPU/1k",
+            "r/txn",
             rounds
                 .iter()
                 .map(|r| format!("{r:>7}"))
@@ -307,10 +464,19 @@ impl Bench {
         );
         for side in &self.config.sides {
             let rates = self.rates(*side);
-            let runs = &self.runs[side];
+            let Some(runs) = self.runs.get(side) else {
+                continue;
+            };
             let cpu: Vec<f64> = runs.iter().map(|r| r.cpu[0] + r.cpu[1]).collect();
+            let per_transaction = match side.is_outbox() {
+                true => {
+                    let per: Vec<f64> = runs.iter().map(|r| r.timing.per_transaction()).collect();
+                    format!("{:>5.1}", median(&per))
+                }
+                false => format!("{:>5}", 1),
+            };
             println!(
-                "  {:<20} {:>8} {:>8}  {:>6.0}ms  {}",
+                "  {:<20} {:>8} {:>8}  {:>6.0}ms  {per_transaction}  {}",
                 side.name(),
                 group(median(&rates)),
                 group(best(&rates)),
@@ -322,41 +488,62 @@ impl Bench {
                     .join(" ")
             );
         }
-        println!("  (CPU/1k: median CPU ms per 1,000 records of this process + PostgreSQL)\n");
+        println!(
+            "  (CPU/1k: median CPU ms per 1,000 records of this process + PostgreSQL; \
+             r/txn: median records per transaction)\n"
+        );
         for side in &self.config.sides {
             println!("  {:<20} {}", side.name(), side.description());
         }
         println!();
         let pairs = [
-            (Side::Outbox, Side::Hand, "outbox ÷ hand-written", true),
-            (Side::Hand, Side::HandNoInbox, "with inbox ÷ without", false),
+            (
+                Side::Outbox,
+                Side::Hand,
+                "outbox ÷ hand-written",
+                Some(TARGET),
+            ),
+            (
+                Side::OutboxPerRecord,
+                Side::Hand,
+                "outbox-per-record ÷ hand-written",
+                Some(PER_RECORD_TARGET),
+            ),
+            (
+                Side::Outbox,
+                Side::OutboxPerRecord,
+                "outbox ÷ outbox-per-record",
+                None,
+            ),
+            (Side::Hand, Side::HandNoInbox, "with inbox ÷ without", None),
             (
                 Side::OutboxFastPool,
                 Side::Hand,
                 "outbox (fast pool) ÷ hand-written",
-                false,
+                None,
             ),
             (
                 Side::Outbox,
                 Side::HandPoolPerRecord,
                 "outbox ÷ hand (pool per record)",
-                false,
+                None,
             ),
             (
                 Side::HandPoolPerRecord,
                 Side::Hand,
                 "hand: pool per record ÷ held",
-                false,
+                None,
             ),
         ];
-        for (a, b, name, targeted) in pairs {
+        println!("  ratios of msg/s, median of the paired per-round ratios (best):");
+        for (a, b, name, target) in pairs {
             let Some(ratio) = self.ratio(a, b) else {
                 continue;
             };
-            let verdict = match (targeted, ratio.median >= TARGET) {
-                (false, _) => String::new(),
-                (true, true) => format!("  target ≥ {TARGET}: PASS"),
-                (true, false) => format!("  target ≥ {TARGET}: MISS"),
+            let verdict = match target {
+                None => String::new(),
+                Some(target) if ratio.median >= target => format!("  target ≥ {target}: PASS"),
+                Some(target) => format!("  target ≥ {target}: MISS"),
             };
             println!(
                 "  {name:<34} median {:.2}  best {:.2}  (ratio of medians {:.2}; per round {}){verdict}",
@@ -371,8 +558,6 @@ impl Bench {
                     .join(" ")
             );
         }
-        report::problems(&self.problems);
-        println!("\nreproduce: {}", self.config.command());
     }
 
     fn cleanup(&self) {
@@ -402,6 +587,7 @@ fn main() {
     let mut bench = Bench {
         schemas: HashMap::new(),
         runs: HashMap::new(),
+        live_runs: Vec::new(),
         groups: Vec::new(),
         problems: Vec::new(),
         db,
@@ -410,20 +596,11 @@ fn main() {
     };
     let started = Instant::now();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for side in bench.config.sides.clone() {
-            let schema = setup::schema(&bench.db, &side.name().replace('-', "_"));
-            bench.schemas.insert(side, schema);
+        if bench.config.has(Part::Catchup) {
+            bench.catchup();
         }
-        bench.preload();
-        let order: Vec<&str> = bench.config.sides.iter().map(|s| s.name()).collect();
-        println!(
-            "\n== {} rounds of: {} (order rotated each round; pool {} connections) ==",
-            bench.config.rounds,
-            order.join(", "),
-            sides::POOL_SIZE
-        );
-        for round in 0..bench.config.rounds {
-            bench.round(round);
+        if bench.config.has(Part::Live) {
+            bench.live();
         }
     }));
     bench.cleanup();

@@ -1,19 +1,24 @@
 //! Measuring a run from the outside: when the first record was applied, when
-//! the last one committed, how much CPU went where.
+//! the last one committed, how much CPU went where, how many records the
+//! outbox consumer applied per transaction, and (live part) each record's
+//! latency from its produce time to its handler and to its commit.
 //!
 //! One run at a time: the state is global, reset before each run. The outbox
-//! consumer is seen through its `outbox_consumer_*_total` counters (a
-//! `metrics` recorder), the hand-written ones call [`applied`] themselves,
-//! right after their commit, where the outbox consumer counts too.
+//! consumer is seen through its `outbox_consumer_*_total` counters and its
+//! `outbox_consumer_batch_records` histogram (a `metrics` recorder), the
+//! hand-written ones call [`applied`] themselves, right after their commit,
+//! where the outbox consumer counts too.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use metrics::Counter;
+use chrono::{DateTime, Utc};
+use metrics::{Counter, Histogram};
 
 use crate::common::cpu;
-use crate::common::recorder::{OnIncrement, Watch};
+use crate::common::recorder::{OnIncrement, OnRecord, Watch};
 
 // ------------------------------------------------------------------ progress
 
@@ -32,6 +37,10 @@ struct Progress {
     /// many, and their summed length.
     idles: AtomicU64,
     idle_ns: AtomicU64,
+    /// Transactions of more than one record the outbox consumer committed,
+    /// and the records in them (`outbox_consumer_batch_records`).
+    batches: AtomicU64,
+    batched: AtomicU64,
 }
 
 const MAX_PARTITIONS: usize = 64;
@@ -49,6 +58,8 @@ static PROGRESS: LazyLock<Progress> = LazyLock::new(|| Progress {
     last_ns: [const { AtomicU64::new(0) }; MAX_PARTITIONS],
     idles: AtomicU64::new(0),
     idle_ns: AtomicU64::new(0),
+    batches: AtomicU64::new(0),
+    batched: AtomicU64::new(0),
 });
 
 fn now_ns() -> u64 {
@@ -69,6 +80,8 @@ pub(crate) fn reset(target: u64) {
         &p.done_ns,
         &p.idles,
         &p.idle_ns,
+        &p.batches,
+        &p.batched,
     ];
     for counter in counters.into_iter().chain(&p.last_ns) {
         counter.store(0, Relaxed);
@@ -99,6 +112,18 @@ pub(crate) fn applied(n: u64) {
     if p.applied.fetch_add(n, Relaxed) + n >= p.target.load(Relaxed) {
         let _ = p.done_ns.compare_exchange(0, now_ns(), Relaxed, Relaxed);
     }
+}
+
+/// Records committed so far in this run.
+pub(crate) fn applied_count() -> u64 {
+    PROGRESS.applied.load(Relaxed)
+}
+
+/// A batch of `records` committed by the outbox consumer.
+fn batch(records: f64) {
+    let p = &*PROGRESS;
+    p.batches.fetch_add(1, Relaxed);
+    p.batched.fetch_add(records as u64, Relaxed);
 }
 
 /// How a wait for the target ended.
@@ -140,6 +165,19 @@ pub(crate) struct Timing {
     /// summed seconds: time a partition had nothing to apply.
     pub(crate) idles: u64,
     pub(crate) idle_secs: f64,
+    /// Transactions of more than one record (outbox consumer), and the
+    /// records in them.
+    pub(crate) batches: u64,
+    pub(crate) batched: u64,
+}
+
+impl Timing {
+    /// Records per transaction: of the outbox consumer, its batches and the
+    /// records it applied alone; 1.0 for the hand-written sides.
+    pub(crate) fn per_transaction(&self) -> f64 {
+        let alone = self.applied.saturating_sub(self.batched);
+        (self.batched + alone) as f64 / (self.batches + alone) as f64
+    }
 }
 
 /// The run that started at `start`, as measured so far.
@@ -161,13 +199,27 @@ pub(crate) fn timing(start: Instant) -> Timing {
         startup,
         idles: p.idles.load(Relaxed),
         idle_secs: p.idle_ns.load(Relaxed) as f64 / 1e9,
+        batches: p.batches.load(Relaxed),
+        batched: p.batched.load(Relaxed),
     }
 }
 
 // ------------------------------------------------------------------ the outbox consumer's counters
 
 static PROCESSED: LazyLock<Counter> =
-    LazyLock::new(|| Counter::from_arc(Arc::new(OnIncrement(applied))));
+    LazyLock::new(|| Counter::from_arc(Arc::new(OnIncrement(processed))));
+static BATCH: LazyLock<Histogram> =
+    LazyLock::new(|| Histogram::from_arc(Arc::new(OnRecord(batch))));
+
+/// The outbox consumer counted `n` records processed: right after their
+/// commit, in the partition's task.
+fn processed(n: u64) {
+    applied(n);
+    if LIVE.on.load(Relaxed) {
+        committed(n);
+    }
+}
+
 static OTHER: LazyLock<Counter> = LazyLock::new(|| {
     Counter::from_arc(Arc::new(OnIncrement(|n| {
         PROGRESS.other.fetch_add(n, Relaxed);
@@ -185,8 +237,113 @@ pub(crate) const RECORDER: Watch = Watch {
         | "outbox_consumer_failed_total" => Some(OTHER.clone()),
         _ => None,
     },
-    histogram: |_| None,
+    histogram: |name| match name {
+        "outbox_consumer_batch_records" => Some(BATCH.clone()),
+        _ => None,
+    },
 };
+
+// ------------------------------------------------------------------ live latency
+
+/// One live record's latency, from its produce time (carried as the
+/// message's `occurred_at`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    pub(crate) produced: DateTime<Utc>,
+    /// To its controller's `after_update` hook (upsert done, not committed).
+    pub(crate) handled_ms: f64,
+    /// To its transaction's commit: when it is applied.
+    pub(crate) committed_ms: f64,
+}
+
+/// A record whose hook ran, waiting for its commit.
+struct Pending {
+    offset: i64,
+    produced: DateTime<Utc>,
+    handled: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    /// Per partition task of the outbox consumer (one tokio task each, where
+    /// both its hooks and its counters run), its records in offset order.
+    pending: HashMap<tokio::task::Id, VecDeque<Pending>>,
+    samples: Vec<Sample>,
+    /// Commits counted with no hook seen in their task (0 expected).
+    unmatched: u64,
+}
+
+struct Live {
+    on: AtomicBool,
+    state: Mutex<LiveState>,
+}
+
+static LIVE: LazyLock<Live> = LazyLock::new(|| Live {
+    on: AtomicBool::new(false),
+    state: Mutex::new(LiveState::default()),
+});
+
+/// Starts recording the latency of every record applied.
+pub(crate) fn live_start() {
+    *LIVE.state.lock().unwrap() = LiveState::default();
+    LIVE.on.store(true, Relaxed);
+}
+
+/// Stops recording; the samples, and the commits that matched no hook.
+pub(crate) fn live_stop() -> (Vec<Sample>, u64) {
+    LIVE.on.store(false, Relaxed);
+    let state = std::mem::take(&mut *LIVE.state.lock().unwrap());
+    (state.samples, state.unmatched)
+}
+
+/// The controller's `after_update` hook ran for the record at `offset`,
+/// produced at `produced`.
+pub(crate) fn handled(offset: i64, produced: DateTime<Utc>) {
+    if !LIVE.on.load(Relaxed) {
+        return;
+    }
+    let handled = Utc::now();
+    let Some(task) = tokio::task::try_id() else {
+        return;
+    };
+    let mut state = LIVE.state.lock().unwrap();
+    let queue = state.pending.entry(task).or_default();
+    // A batch rolled back and applied again runs its hooks again.
+    while queue.back().is_some_and(|last| last.offset >= offset) {
+        queue.pop_back();
+    }
+    queue.push_back(Pending {
+        offset,
+        produced,
+        handled,
+    });
+}
+
+/// `n` records committed in the current task: the oldest `n` of its
+/// pending records.
+fn committed(n: u64) {
+    let now = Utc::now();
+    let task = tokio::task::try_id();
+    let mut state = LIVE.state.lock().unwrap();
+    let state = &mut *state;
+    let mut queue = task.and_then(|task| state.pending.get_mut(&task));
+    for _ in 0..n {
+        match queue.as_mut().and_then(|q| q.pop_front()) {
+            Some(record) => state.samples.push(Sample {
+                produced: record.produced,
+                handled_ms: ms_between(record.produced, record.handled),
+                committed_ms: ms_between(record.produced, now),
+            }),
+            None => state.unmatched += 1,
+        }
+    }
+}
+
+fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from)
+        .num_microseconds()
+        .map_or(f64::NAN, |us| us as f64 / 1e3)
+}
 
 // ------------------------------------------------------------------ CPU
 

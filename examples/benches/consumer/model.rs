@@ -78,18 +78,29 @@ fn account(seq: i64) -> Account {
 /// Message `seq` as a Kafka record (key, headers, value), as the relay would
 /// send it: created for each account's first message, updated after.
 pub(crate) fn record(seq: i64) -> EncodedMessage {
+    let account = account(seq);
+    let occurred_at = account.updated_at;
+    encode(seq, &account, occurred_at)
+}
+
+/// Message `seq` as [`record`] makes it, with `occurred_at` set to
+/// `produced` (the live part's send time, read back by the consumer's hook).
+pub(crate) fn record_at(seq: i64, produced: DateTime<Utc>) -> EncodedMessage {
+    encode(seq, &account(seq), produced)
+}
+
+fn encode(seq: i64, account: &Account, occurred_at: DateTime<Utc>) -> EncodedMessage {
     let event = if seq < KEYS {
         Event::Created
     } else {
         Event::Updated
     };
-    let account = account(seq);
     Message::encode_model(
-        &account,
+        account,
         &event,
         PRODUCER,
         MessageId::new(),
-        account.updated_at,
+        occurred_at,
         None,
     )
     .expect("encode a bench message")

@@ -1,8 +1,9 @@
 //! The sides compared: the outbox consumer with a `#[message_controller]`
-//! controller, and a hand-written rdkafka + diesel-async consumer, with and
-//! without the inbox. All decode with `outbox::kafka::decode_record` and run
-//! the same upsert statement (the macro's, written out in [`model::upsert`]
-//! for the hand-written side); the sides differ only in what is around it.
+//! controller (batched, and one record per transaction), and a hand-written
+//! rdkafka + diesel-async consumer, with and without the inbox. All decode
+//! with `outbox::kafka::decode_record` and run the same upsert statement (the
+//! macro's, written out in [`model::upsert`] for the hand-written side); the
+//! sides differ only in what is around it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,8 +33,11 @@ pub(crate) const POOL_SIZE: usize = DEFAULT_CONCURRENCY;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Side {
-    /// (a) `outbox_diesel::consumer::Consumer`, pool from `consumer::pool`.
+    /// (a) `outbox_diesel::consumer::Consumer`, pool from `consumer::pool`,
+    /// batched apply ([`Tuning::batch`]).
     Outbox,
+    /// (a) with `batch_size(1)`: one transaction per record.
+    OutboxPerRecord,
     /// (b) hand-written, inbox insert and upsert in one transaction per record.
     Hand,
     /// (c) as (b) without the inbox insert.
@@ -46,11 +50,16 @@ pub(crate) enum Side {
 }
 
 /// Every side: what `OUTBOX_BENCH_SIDES` names it, and what it is.
-pub(crate) const SIDES: [(Side, &str, &str); 5] = [
+pub(crate) const SIDES: [(Side, &str, &str); 6] = [
     (
         Side::Outbox,
         "outbox",
-        "outbox Consumer + #[message_controller] (pool: consumer::pool)",
+        "outbox Consumer + #[message_controller] (pool: consumer::pool), batched apply",
+    ),
+    (
+        Side::OutboxPerRecord,
+        "outbox-per-record",
+        "the same with batch_size(1): one transaction per record",
     ),
     (
         Side::Hand,
@@ -90,10 +99,26 @@ impl Side {
             .map(|(side, _, _)| *side)
     }
 
+    /// Whether this side is the outbox consumer.
+    pub(crate) fn is_outbox(self) -> bool {
+        matches!(
+            self,
+            Side::Outbox | Side::OutboxPerRecord | Side::OutboxFastPool
+        )
+    }
+
     /// Whether this side writes the inbox.
     pub(crate) fn inbox(self) -> bool {
         self != Side::HandNoInbox
     }
+}
+
+/// How the outbox sides are set up.
+pub(crate) struct Tuning {
+    /// librdkafka settings (`OUTBOX_BENCH_OUTBOX_SET`).
+    pub(crate) settings: Vec<(String, String)>,
+    /// The batched sides' `batch_size` (`OUTBOX_BENCH_BATCH`).
+    pub(crate) batch: usize,
 }
 
 /// What one run of a side measured.
@@ -123,7 +148,7 @@ pub(crate) async fn run(
     group: &str,
     messages: u64,
     stall: Duration,
-    outbox_settings: &[(String, String)],
+    tuning: &Tuning,
 ) -> Run {
     measure::reset(messages);
     let end: Arc<Mutex<Option<(Ending, Cpu, Instant)>>> = Arc::default();
@@ -137,12 +162,17 @@ pub(crate) async fn run(
     let cpu = Cpu::now();
     let start = Instant::now();
     let report = match side {
-        Side::Outbox | Side::OutboxFastPool => {
+        Side::Outbox | Side::OutboxPerRecord | Side::OutboxFastPool => {
             let pool = match side {
-                Side::Outbox => default_pool(url),
-                _ => fast_pool(url),
+                Side::OutboxFastPool => fast_pool(url),
+                _ => default_pool(url),
             };
-            Some(outbox(brokers, group, pool, outbox_settings, shutdown).await)
+            let batch = match side {
+                Side::OutboxPerRecord => 1,
+                _ => tuning.batch,
+            };
+            let settings = &tuning.settings;
+            Some(outbox(brokers, group, pool, settings, batch, shutdown).await)
         }
         Side::Hand | Side::HandNoInbox | Side::HandPoolPerRecord => {
             let mode = Mode {
@@ -167,7 +197,7 @@ pub(crate) async fn run(
 
 /// The pool a user gets from the convenience constructor (deadpool,
 /// diesel-async's default `RecyclingMethod::Verified`).
-fn default_pool(url: &str) -> Pool {
+pub(crate) fn default_pool(url: &str) -> Pool {
     outbox_diesel::consumer::pool(url, POOL_SIZE).expect("pool")
 }
 
@@ -185,8 +215,10 @@ fn fast_pool(url: &str) -> Pool {
 // ------------------------------------------------------------------ (a) the outbox consumer
 
 /// Upserts accounts on created and updated (and deletes them on destroyed),
-/// as `#[message_controller]` writes it. The hook only starts the clock and
-/// counts idle partitions, as the hand-written side does before its upsert.
+/// as `#[message_controller]` writes it. The hooks only measure: the
+/// `before_` one starts the clock and counts idle partitions, as the
+/// hand-written side does before its upsert; the `after_` one notes when the
+/// record was handled (the live part's latency; nothing otherwise).
 struct AccountsController;
 
 #[message_controller(model = Account, table = bench_accounts)]
@@ -199,16 +231,30 @@ impl AccountsController {
         measure::started(ctx.partition());
         Ok(account)
     }
+
+    async fn after_update(
+        &self,
+        ctx: &mut Context<'_>,
+        _account: &Account,
+    ) -> Result<(), HandlerError> {
+        measure::handled(ctx.offset(), ctx.occurred_at());
+        Ok(())
+    }
 }
 
-async fn outbox(
+/// Runs the outbox consumer, applying up to `batch` records per transaction,
+/// until `shutdown`.
+pub(crate) async fn outbox(
     brokers: &str,
     group: &str,
     pool: Pool,
     settings: &[(String, String)],
+    batch: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> ConsumerReport {
-    let mut builder = Consumer::builder(brokers, group, pool).controller(AccountsController);
+    let mut builder = Consumer::builder(brokers, group, pool)
+        .controller(AccountsController)
+        .batch_size(batch);
     for (key, value) in settings {
         builder = builder.set(key, value);
     }
