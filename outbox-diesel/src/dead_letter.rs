@@ -452,7 +452,11 @@ pub async fn replay(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true");
-    let mut publisher = KafkaPublisher::builder(brokers).client_name("dlq replay producer");
+    // A command: a broker that does not answer fails the replay (the records
+    // not acknowledged stay in the dead-letter topic) rather than hang it.
+    let mut publisher = KafkaPublisher::builder(brokers)
+        .client_name("dlq replay producer")
+        .set("message.timeout.ms", "30000");
     for (key, value) in settings {
         config.set(key, value);
         publisher = publisher.set(key, value);

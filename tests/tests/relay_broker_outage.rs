@@ -1,5 +1,7 @@
 //! The broker stops for several seconds while the relay runs and producers keep
-//! writing; once it is back, everything is sent with per-key order kept.
+//! writing; once it is back, everything is sent with per-key order kept. Then
+//! it stops again, and a relay asked to stop meanwhile stops within its grace,
+//! leaving its unacknowledged rows to the next relay.
 //!
 //! This test stops the shared Kafka broker and starts it again
 //! ([`outbox_tests::broker`]): this binary holds this one test and nothing
@@ -15,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use outbox::MessageId;
-use outbox::kafka::KafkaPublisher;
 
 use support::{
     Env, RunningRelay, assert_key_order, blocking, count_rows, enqueue, id_counts, message,
@@ -24,20 +25,17 @@ use support::{
 
 const KEYS: u64 = 10;
 const OUTAGE: Duration = Duration::from_secs(6);
+const GRACE: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_outage_mid_run_everything_is_sent_in_key_order() {
     let env = Env::new("relay_broker_outage");
-    // Records not acknowledged within 3 s fail (the default is 30 s, longer
-    // than the outage, which librdkafka would then simply wait out): the relay
-    // records the failures and sends the rows again once the broker is back.
-    let publisher = KafkaPublisher::builder(env.kafka.brokers())
-        .set("message.timeout.ms", "3000")
-        .build()
-        .expect("a publisher with a 3 s delivery timeout");
+    // The publisher's defaults: records never time out in the producer, which
+    // holds them while the broker is away and sends them in order after.
     let relay = RunningRelay::spawn(
-        env.relay_with(publisher)
+        env.relay()
             .backoff(Duration::from_millis(100), Duration::from_secs(1))
+            .shutdown_grace(GRACE)
             .build()
             .unwrap(),
     );
@@ -69,7 +67,7 @@ async fn broker_outage_mid_run_everything_is_sent_in_key_order() {
                 ids.extend(enqueue(&mut conn, &batch));
                 std::thread::sleep(Duration::from_millis(20));
             }
-            ids
+            (ids, next)
         })
     };
     let mut reader = env.reader();
@@ -98,12 +96,49 @@ async fn broker_outage_mid_run_everything_is_sent_in_key_order() {
     // Keep writing a little after the broker returns, then stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_writing.store(true, Ordering::Relaxed);
-    let ids = blocking(move || writer.join().expect("the writer panicked")).await;
+    let (mut ids, mut next) = blocking(move || writer.join().expect("the writer panicked")).await;
 
     wait_until_empty(&mut conn, Duration::from_secs(90)).await;
     reader.read_ids(&ids, Duration::from_secs(90)).await;
-    reader.read_rest(Duration::from_secs(2)).await;
     let report = relay.stop().await;
+    assert_eq!(
+        report.failed_attempts, 0,
+        "the producer held the records through the outage: {report:?}"
+    );
+
+    // The broker goes away again, with rows in flight, and the relay is asked
+    // to stop: it stops within its grace, its rows stay for the next relay.
+    let relay = RunningRelay::spawn(env.relay().shutdown_grace(GRACE).build().unwrap());
+    let outage = blocking(outbox_tests::broker::stop).await;
+    let batch: Vec<_> = (0..KEYS)
+        .map(|key| {
+            let seq = next.entry(key).or_insert(0);
+            *seq += 1;
+            message(&env.topic, &format!("key-{key}"), *seq - 1)
+        })
+        .collect();
+    ids.extend(enqueue(&mut conn, &batch));
+    // Long enough for the relay to read the rows and hand them to the producer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stop_asked = Instant::now();
+    let second = relay.stop().await;
+    let stopping = stop_asked.elapsed();
+    eprintln!("outage: the relay stopped {stopping:?} after being asked, report {second:?}");
+    assert!(
+        stopping < GRACE + Duration::from_secs(5),
+        "the relay stops within its grace while the broker is down: {stopping:?}"
+    );
+    assert_eq!(
+        count_rows(&mut conn),
+        KEYS as i64,
+        "the unacknowledged rows stay in the outbox"
+    );
+    blocking(move || outage.start()).await;
+    let relay = RunningRelay::spawn(env.relay().build().unwrap());
+    wait_until_empty(&mut conn, Duration::from_secs(90)).await;
+    reader.read_ids(&ids, Duration::from_secs(90)).await;
+    reader.read_rest(Duration::from_secs(2)).await;
+    relay.stop().await;
 
     let counts = id_counts(&reader.received);
     assert!(
@@ -117,10 +152,6 @@ async fn broker_outage_mid_run_everything_is_sent_in_key_order() {
         let expected: Vec<u64> = (0..seqs.len() as u64).collect();
         assert!(*seqs == expected, "key {key}: {seqs:?}");
     }
-    assert!(
-        report.failed_attempts > 0,
-        "sends failed while the broker was down: {report:?}"
-    );
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!(
         "outage: {} messages, {duplicates} duplicates, relay report {report:?}",

@@ -14,8 +14,8 @@ use super::kafka_args::KafkaArgs;
 use super::{Failure, db};
 use crate::error::Error;
 use crate::relay::{
-    DEFAULT_BATCH_SIZE, DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_POLL_INTERVAL, DEFAULT_SHARDS, Relay,
-    RelayReport,
+    DEFAULT_BATCH_SIZE, DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_POLL_INTERVAL, DEFAULT_SHARDS,
+    DEFAULT_SHUTDOWN_GRACE, Relay, RelayReport,
 };
 
 #[derive(Debug, Args)]
@@ -45,6 +45,12 @@ pub(super) struct RelayArgs {
     /// re-sends at most this many batches
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCHES_IN_FLIGHT)]
     batches_in_flight: usize,
+
+    /// Once asked to stop (Ctrl-C, SIGTERM), how long to wait for the
+    /// broker to acknowledge the batches in flight, in seconds; rows still
+    /// unacknowledged then stay in the outbox for the next relay
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs())]
+    shutdown_grace_secs: u64,
 
     /// Serve /metrics (Prometheus), /health/live and /health/ready on this
     /// address while the relay runs, e.g. 127.0.0.1:9464 (a host name is
@@ -93,6 +99,7 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
         .poll_interval(Duration::from_millis(args.poll_interval_ms))
         .shards(args.shards)
         .batches_in_flight(args.batches_in_flight)
+        .shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))
         .build()
         .map_err(|e| Failure::from_error(None, &e))?;
 

@@ -586,6 +586,10 @@ impl ConsumerBuilder {
         for (key, value) in outbox::kafka::PRODUCER_DEFAULTS {
             producer_config.set(*key, *value);
         }
+        // Dead letters go one at a time, each awaited and retried by the
+        // worker: a timeout reorders nothing here, and lets those retries
+        // (and a shutdown) go on while the broker is away.
+        producer_config.set("message.timeout.ms", "30000");
         for (key, value) in &self.kafka {
             config.set(key, value);
             if kafka::shared_with_producer(key) {

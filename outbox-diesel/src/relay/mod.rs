@@ -58,6 +58,11 @@ pub const DEFAULT_SHARDS: u32 = 64;
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Default longest backoff.
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Default time given to the batches in flight once shutdown is asked for.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a batch may wait for its acknowledgements before the relay says so
+/// in its log (and again each time that much more has passed).
+const STALL_WARNING: Duration = Duration::from_secs(30);
 /// Default interval between checks of the share of shards.
 pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Default number of batches sent and not yet acknowledged at once.
@@ -106,6 +111,7 @@ struct Settings {
     rebalance_interval: Duration,
     gauge_interval: Duration,
     batches_in_flight: usize,
+    shutdown_grace: Duration,
     /// Metrics and health over HTTP, when asked for.
     observe: crate::serve::Observe,
     fault_injection: Option<crate::fault_injection::FaultInjection>,
@@ -149,6 +155,7 @@ impl<P: Publisher> Relay<P> {
                 rebalance_interval: DEFAULT_REBALANCE_INTERVAL,
                 gauge_interval: DEFAULT_GAUGE_INTERVAL,
                 batches_in_flight: DEFAULT_BATCHES_IN_FLIGHT,
+                shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 observe: crate::serve::Observe::default(),
                 fault_injection: None,
             },
@@ -219,9 +226,11 @@ impl<P: Publisher> Relay<P> {
         }
     }
 
-    /// Runs until `shutdown` completes, then finishes the batch in flight and
-    /// returns what it did. A lost database connection or a broker that is down
-    /// is retried with backoff, forever; neither ends the loop.
+    /// Runs until `shutdown` completes, then waits for the batches in flight
+    /// (at most [`shutdown_grace`](RelayBuilder::shutdown_grace); rows still
+    /// unacknowledged then stay in the table and are sent again by the next
+    /// relay) and returns what it did. A lost database connection or a broker
+    /// that is down is retried with backoff, forever; neither ends the loop.
     ///
     /// # Errors
     ///
@@ -367,6 +376,8 @@ impl<P: Publisher> Relay<P> {
         report: &mut RelayReport,
     ) -> diesel::QueryResult<WindowEnd> {
         let limit = self.settings.batch_size as i64;
+        let grace = self.settings.shutdown_grace;
+        let mut shutdown_deadline = None;
         let mut reading = session.shards.held() > 0;
         let mut end = if reading {
             WindowEnd::Interrupted
@@ -402,7 +413,19 @@ impl<P: Publisher> Relay<P> {
             let Some(batch) = window.batches.pop_front() else {
                 return Ok(end);
             };
-            let outcome = batch.acknowledged(window).await;
+            let acknowledged = batch.acknowledged(window);
+            let Some(outcome) = settle(acknowledged, shutdown, &mut shutdown_deadline, grace).await
+            else {
+                // Shutdown, and the broker did not answer within the grace:
+                // the rows not acknowledged stay in the table.
+                tracing::warn!(
+                    batches = window.batches.len() + 1,
+                    ?grace,
+                    "relay: stopping with batches unacknowledged; their rows stay in the outbox and are sent again"
+                );
+                window.batches.clear();
+                return Ok(WindowEnd::Interrupted);
+            };
             report.batches += 1;
             report.published += outcome.acked as u64;
             if outcome.failed.is_empty() {
@@ -440,6 +463,37 @@ impl<P: Publisher> Relay<P> {
             health.clone(),
         )
     }
+}
+
+/// Waits for a batch's outcome. The producer never times a record out (see
+/// [`PRODUCER_DEFAULTS`](outbox::kafka::PRODUCER_DEFAULTS)), so while the
+/// broker is away this waits: it says so in the log every [`STALL_WARNING`],
+/// and gives up `grace` after shutdown is asked for (`None`; the deadline is
+/// shared by the batches of the window).
+async fn settle(
+    acknowledged: impl Future<Output = Outcome>,
+    shutdown: &mut Shutdown<'_>,
+    deadline: &mut Option<Instant>,
+    grace: Duration,
+) -> Option<Outcome> {
+    let started = Instant::now();
+    tokio::pin!(acknowledged);
+    if deadline.is_none() {
+        loop {
+            tokio::select! {
+                outcome = &mut acknowledged => return Some(outcome),
+                () = shutdown.wait() => break,
+                () = tokio::time::sleep(STALL_WARNING) => {
+                    tracing::warn!(waited = ?started.elapsed(),
+                        "relay: the broker has not acknowledged a batch yet; waiting for it");
+                }
+            }
+        }
+    }
+    let deadline = *deadline.get_or_insert_with(|| Instant::now() + grace);
+    tokio::time::timeout_at(deadline.into(), acknowledged)
+        .await
+        .ok()
 }
 
 /// Why a window of batches ended.
@@ -701,6 +755,27 @@ impl<P: Publisher> RelayBuilder<P> {
     /// stopped abruptly re-sends at most this many batches.
     pub fn batches_in_flight(mut self, batches: usize) -> Self {
         self.settings.batches_in_flight = batches;
+        self
+    }
+
+    /// How long the batches in flight may take to be acknowledged once
+    /// shutdown is asked for (default 10 s). The producer does not time
+    /// records out, so with the broker away a relay would otherwise wait for
+    /// it; past the grace it stops, and the rows not acknowledged stay in the
+    /// table, to be sent again (a duplicate at most per row in flight).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use outbox::kafka::KafkaPublisher;
+    /// # fn f(publisher: KafkaPublisher) -> Result<(), outbox_diesel::Error> {
+    /// let relay = outbox_diesel::Relay::builder("postgres://localhost/app", publisher)
+    ///     .shutdown_grace(std::time::Duration::from_secs(25)) // under a 30 s terminationGracePeriod
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.settings.shutdown_grace = grace;
         self
     }
 

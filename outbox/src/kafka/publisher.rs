@@ -26,14 +26,22 @@ use crate::publish::{Delivery, OutgoingRecord, PublishError, Publisher};
 ///
 /// `linger.ms=1` because the relay hands over whole batches at once: waiting for
 /// more records only delays the acknowledgement the relay waits for.
-/// `message.timeout.ms=30000`: a broker that is down longer than that fails the
-/// batch, which the relay records and retries with backoff.
+/// `message.timeout.ms=0` (records never time out in the producer, as Kafka
+/// Connect's `delivery.timeout.ms=MAX`): with a finite timeout, a broker that
+/// comes back just as the oldest queued records expire takes the younger
+/// records of the same partition and fails the older ones, so a key's later
+/// message lands before its earlier one, whatever the relay does next. With
+/// none, the producer holds the records while the broker is away and sends
+/// them in order when it returns; the relay waits for them (its
+/// `shutdown_grace` bounds that wait on shutdown). Set a finite timeout only
+/// where order does not matter: the relay then counts a row acknowledged
+/// after an earlier row of its key failed (`outbox_relay_overtaken_total`).
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("partitioner", "murmur2_random"),
     ("linger.ms", "1"),
-    ("message.timeout.ms", "30000"),
+    ("message.timeout.ms", "0"),
     ("socket.connection.setup.timeout.ms", "10000"),
 ];
 

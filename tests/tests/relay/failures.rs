@@ -473,7 +473,6 @@ async fn a_row_for_a_topic_that_does_not_exist_is_parked_until_it_exists() {
     let publisher = || {
         outbox::kafka::KafkaPublisher::builder(env.kafka.brokers())
             .set("allow.auto.create.topics", "false")
-            .set("message.timeout.ms", "5000")
             .build()
             .expect("a publisher that creates no topic")
     };
