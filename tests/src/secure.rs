@@ -126,7 +126,8 @@ pub fn kafka_ssl_ca_location() -> PathBuf {
     }
 }
 
-/// The `SASL_SSL` bootstrap servers: `KAFKA_SASL_SSL_BROKERS`, or the script's listener.
+/// The `SASL_SSL` bootstrap servers: `KAFKA_SASL_SSL_BROKERS`, or the script's
+/// listener (on `KAFKA_SASL_PORT` when set, as the script reads it).
 ///
 /// # Examples
 ///
@@ -134,7 +135,16 @@ pub fn kafka_ssl_ca_location() -> PathBuf {
 /// assert!(!outbox_tests::secure::kafka_sasl_ssl_brokers().is_empty());
 /// ```
 pub fn kafka_sasl_ssl_brokers() -> String {
-    env_or("KAFKA_SASL_SSL_BROKERS", DEFAULT_KAFKA_SASL_SSL_BROKERS)
+    if let Some(brokers) = std::env::var("KAFKA_SASL_SSL_BROKERS")
+        .ok()
+        .filter(|b| !b.is_empty())
+    {
+        return brokers;
+    }
+    match std::env::var("KAFKA_SASL_PORT") {
+        Ok(port) if !port.is_empty() => format!("127.0.0.1:{port}"),
+        _ => DEFAULT_KAFKA_SASL_SSL_BROKERS.to_owned(),
+    }
 }
 
 /// The SASL user: `KAFKA_SASL_USERNAME`, or `outbox`.
