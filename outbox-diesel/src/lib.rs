@@ -55,5 +55,6 @@ pub use outbox;
 pub use pg::connect::{establish, establish_setup};
 pub use pg::enqueue::Outbox;
 pub use pg::realtime::{REALTIME_EVENT, Realtime, RealtimeMessage};
+pub use pg::transaction::{NulInText, Pending, TransactionFn};
 pub use relay::{Relay, RelayBuilder, RelayReport};
 pub use stopped::StoppedPartition;

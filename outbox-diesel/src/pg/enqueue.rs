@@ -15,7 +15,7 @@ use crate::pg::realtime::Realtime;
 use crate::schema::outbox_messages;
 
 /// PostgreSQL allows 65,535 bind parameters per statement; a row takes 5.
-const ROWS_PER_INSERT: usize = 10_000;
+pub(super) const ROWS_PER_INSERT: usize = 10_000;
 
 /// Writes messages into `outbox_messages` in the caller's transaction, for the
 /// relay to publish once it commits.
@@ -27,6 +27,10 @@ const ROWS_PER_INSERT: usize = 10_000;
 /// value, written by the model's generated serializers straight into bytes). The
 /// table's trigger issues `NOTIFY outbox_messages` in the same transaction, so the
 /// relay wakes when it commits and never for a rollback.
+///
+/// [`Outbox::transaction`] (and [`Outbox::transaction_async`]) runs the
+/// transaction itself and writes the messages it collects in the round trip of
+/// its `COMMIT`: the enqueue then costs no round trip of its own.
 ///
 /// # Examples
 ///
@@ -260,7 +264,7 @@ impl Outbox {
         Ok(row.id)
     }
 
-    fn model_rows<'m, M: Outboxed + 'm>(
+    pub(super) fn model_rows<'m, M: Outboxed + 'm>(
         &self,
         models: impl IntoIterator<Item = &'m M>,
         event: &Event,
@@ -271,7 +275,7 @@ impl Outbox {
             .collect()
     }
 
-    fn model_row<M: Outboxed>(&self, model: &M, event: &Event) -> Result<Row> {
+    pub(super) fn model_row<M: Outboxed>(&self, model: &M, event: &Event) -> Result<Row> {
         let id = MessageId::new();
         let encoded = Message::encode_model(
             model,
@@ -286,17 +290,18 @@ impl Outbox {
 }
 
 /// A message as stored: what the relay sends.
-struct Row {
-    id: MessageId,
-    topic: String,
-    partition_key: String,
-    headers: Vec<String>,
-    payload: Vec<u8>,
+pub(super) struct Row {
+    pub(super) id: MessageId,
+    pub(super) topic: String,
+    pub(super) partition_key: String,
+    /// Name, value, name, value, …
+    pub(super) headers: Vec<String>,
+    pub(super) payload: Vec<u8>,
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = outbox_messages)]
-struct NewRow<'a> {
+pub(super) struct NewRow<'a> {
     message_id: uuid::Uuid,
     topic: &'a str,
     partition_key: &'a str,
@@ -323,11 +328,11 @@ impl Row {
         }
     }
 
-    fn from_message(message: &Message) -> Self {
+    pub(super) fn from_message(message: &Message) -> Self {
         Row::new(message.id, message.topic.clone(), message.encode())
     }
 
-    fn as_new(&self) -> NewRow<'_> {
+    pub(super) fn as_new(&self) -> NewRow<'_> {
         NewRow {
             message_id: self.id.as_uuid(),
             topic: &self.topic,
@@ -338,7 +343,7 @@ impl Row {
     }
 }
 
-fn insert<'a>(
+pub(super) fn insert<'a>(
     rows: &'a [NewRow<'a>],
 ) -> diesel::query_builder::InsertStatement<
     outbox_messages::table,
@@ -353,7 +358,7 @@ fn enqueue_span(topic: &str, event: &Event, rows: &[Row]) -> tracing::Span {
 }
 
 /// The message ids of rows, formatted only when a subscriber records them.
-struct Ids<'a>(&'a [Row]);
+pub(super) struct Ids<'a>(pub(super) &'a [Row]);
 
 impl std::fmt::Debug for Ids<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
