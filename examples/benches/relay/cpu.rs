@@ -62,7 +62,7 @@ pub(crate) fn cpu_snapshot(broker: Option<u32>) -> CpuSnapshot {
 pub(crate) struct CpuUse {
     /// This process, by [`GROUPS`].
     pub(crate) groups: [f64; 4],
-    /// The relay's PostgreSQL backend (its whole life: one relay session).
+    /// The relay's PostgreSQL backends (their whole life: the relay's session and its gauges').
     pub(crate) backend: f64,
     pub(crate) broker: f64,
     pub(crate) machine_busy: f64,

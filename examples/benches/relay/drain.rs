@@ -238,15 +238,21 @@ impl Bench {
                 .iter()
                 .map(|r| r.relay.rate() * r.raw.secs / rows as f64)
                 .collect();
-            self.summary.check(
-                format!("  relay ÷ raw, batch {batch}: median÷median (best÷best, paired median)"),
-                format!(
-                    "{ratio_median:.3} ({ratio_best:.3}, {:.3})",
-                    upper_median(&paired)
-                ),
-                ">= 0.4 (aim 0.5)",
-                ratio_median >= 0.4,
-            );
+            // Judged by the median of the per-round ratios: each round's relay
+            // and raw runs follow each other, so a busy machine slows both.
+            let paired_median = upper_median(&paired);
+            let line =
+                format!("  relay ÷ raw, batch {batch}: paired median (median÷median, best÷best)");
+            let figure = format!("{paired_median:.3} ({ratio_median:.3}, {ratio_best:.3})");
+            match batch {
+                1000 => self
+                    .summary
+                    .check(line, figure, ">= 0.5", paired_median >= 0.5),
+                100 => self
+                    .summary
+                    .check(line, figure, ">= 0.3", paired_median >= 0.3),
+                _ => self.summary.add(line, figure),
+            }
             let med = |f: &dyn Fn(&DrainRound) -> f64| {
                 upper_median(&rounds.iter().map(f).collect::<Vec<_>>())
             };

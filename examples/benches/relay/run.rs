@@ -54,6 +54,37 @@ pub(crate) struct DrainRun {
     pub(crate) report: Option<RelayReport>,
     pub(crate) left: i64,
     pub(crate) problem: Option<String>,
+    /// Table and index blocks PostgreSQL touched during the run (hits and
+    /// reads, from `pg_statio_user_tables`).
+    blocks: Blocks,
+}
+
+/// Blocks touched in `outbox_messages`: its heap, and its indexes.
+#[derive(Clone, Copy, Default)]
+struct Blocks {
+    heap: i64,
+    index: i64,
+}
+
+/// The blocks touched so far in the `outbox_messages` of the schema at `url`.
+fn blocks(url: &str) -> Blocks {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        heap: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        index: i64,
+    }
+    diesel::sql_query(
+        "SELECT (coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0))::int8 AS heap, \
+                (coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0))::int8 AS index \
+         FROM pg_statio_user_tables WHERE relid = 'outbox_messages'::regclass",
+    )
+    .get_result::<Row>(&mut pg(url))
+    .map_or(Blocks::default(), |r| Blocks {
+        heap: r.heap,
+        index: r.index,
+    })
 }
 
 impl DrainRun {
@@ -68,13 +99,15 @@ impl DrainRun {
             String::new()
         };
         format!(
-            "{capped}{:.2} s, {} batches (mean outbox_relay_batch_seconds {:.2} ms), start-up {:.0} ms, send {:.2} us/record\n      {}",
+            "{capped}{:.2} s, {} batches (mean outbox_relay_batch_seconds {:.2} ms), start-up {:.0} ms, send {:.2} us/record\n      {}\n      PG blocks touched per 1k msgs: table {:.0}, indexes {:.0}",
             self.secs,
             self.batches,
             self.batch_mean * 1e3,
             self.startup * 1e3,
             self.send_us,
-            self.cpu.describe(self.published as usize)
+            self.cpu.describe(self.published as usize),
+            self.blocks.heap as f64 * 1e3 / self.published.max(1) as f64,
+            self.blocks.index as f64 * 1e3 / self.published.max(1) as f64,
         )
     }
 }
@@ -93,6 +126,21 @@ pub(crate) fn backend_pid(server_url: &str, application: &str) -> Option<u32> {
         .get_result::<Pid>(&mut pg(server_url))
         .ok()
         .map(|p| p.pid as u32)
+}
+
+/// The PostgreSQL backends serving the sessions named `application` (a relay
+/// has two: its own, and its gauges').
+fn backend_pids(server_url: &str, application: &str) -> Vec<u32> {
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    diesel::sql_query("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+        .bind::<Text, _>(application)
+        .load::<Pid>(&mut pg(server_url))
+        .map(|pids| pids.into_iter().map(|p| p.pid as u32).collect())
+        .unwrap_or_default()
 }
 
 /// Runs a relay on the schema at `url` until it has published `rows` rows (or
@@ -117,11 +165,20 @@ where
         RUNS.fetch_add(1, Relaxed)
     );
     let relay_url = format!("{url}&application_name={application}");
-    let relay = Relay::builder(relay_url, Instrumented(publisher))
-        .batch_size(batch)
-        .build()
-        .expect("relay settings");
+    let mut builder = Relay::builder(relay_url, Instrumented(publisher)).batch_size(batch);
+    // Relay defaults unless asked for (to explore the window).
+    let in_flight = crate::common::env::env_or("OUTBOX_BENCH_IN_FLIGHT", 0usize);
+    if in_flight > 0 {
+        builder = builder.batches_in_flight(in_flight);
+    }
+    let relay = builder.build().expect("relay settings");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let blocks_before = {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || blocks(&url))
+            .await
+            .unwrap_or_default()
+    };
     let cpu_before = cpu_snapshot(broker);
     let start = Instant::now();
     let start_ns = now_ns();
@@ -131,20 +188,19 @@ where
     let mut problem = None;
     let mut last = 0;
     let mut last_change = Instant::now();
-    let mut backend = None;
+    let mut backends = Vec::new();
     let mut lookups = 0;
     let mut capped = false;
     loop {
         tokio::time::sleep(Duration::from_millis(1)).await;
         let published = STATS.published.load(Relaxed);
-        // Once the relay has a session, find its backend (a few tries at most).
-        if backend.is_none() && published > 0 && lookups < 5 {
+        // Once the relay has a session, find its backends (a few tries at most).
+        if backends.len() < 2 && published > 0 && lookups < 5 {
             lookups += 1;
             let (url, application) = (url.to_owned(), application.clone());
-            backend = tokio::task::spawn_blocking(move || backend_pid(&url, &application))
+            backends = tokio::task::spawn_blocking(move || backend_pids(&url, &application))
                 .await
-                .ok()
-                .flatten();
+                .unwrap_or_default();
         }
         if published >= rows {
             break;
@@ -170,7 +226,10 @@ where
             break;
         }
     }
-    let backend_cpu = backend.and_then(pid_cpu);
+    let backend_cpu = backends
+        .iter()
+        .map(|pid| pid_cpu(*pid))
+        .sum::<Option<f64>>();
     let cpu = CpuUse::between(&cpu_before, &cpu_snapshot(broker), backend_cpu);
     let reached = STATS.reached_at.load(Relaxed);
     let secs = if reached == 0 {
@@ -202,9 +261,18 @@ where
         }
     };
     let url = url.to_owned();
-    let left = tokio::task::spawn_blocking(move || count_rows(&url))
-        .await
-        .unwrap_or(-1);
+    let (left, blocks_after) = tokio::task::spawn_blocking(move || {
+        // The relay's session has ended: its statistics are flushed as it exits.
+        std::thread::sleep(Duration::from_millis(300));
+        let blocks = blocks(&url);
+        (count_rows(&url), blocks)
+    })
+    .await
+    .unwrap_or((-1, Blocks::default()));
+    let blocks = Blocks {
+        heap: blocks_after.heap - blocks_before.heap,
+        index: blocks_after.index - blocks_before.index,
+    };
     if problem.is_none() && !capped {
         if left != 0 {
             problem = Some(format!(
@@ -231,5 +299,6 @@ where
         report,
         left,
         problem,
+        blocks,
     }
 }

@@ -14,8 +14,8 @@ use super::kafka_args::KafkaArgs;
 use super::{Failure, db};
 use crate::error::Error;
 use crate::relay::{
-    DEFAULT_BATCH_SIZE, DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_POLL_INTERVAL, DEFAULT_SHARDS,
-    DEFAULT_SHUTDOWN_GRACE, Relay, RelayReport,
+    DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_GRACE, Relay,
+    RelayReport,
 };
 
 #[derive(Debug, Args)]
@@ -42,9 +42,10 @@ pub(super) struct RelayArgs {
     shards: u32,
 
     /// Batches sent before the oldest is acknowledged (1 to 64); an abrupt stop
-    /// re-sends at most this many batches
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCHES_IN_FLIGHT)]
-    batches_in_flight: usize,
+    /// re-sends at most this many batches [default: enough batches for 800
+    /// rows, at least 2: 2 at the default batch size, 8 at 100]
+    #[arg(long, value_name = "N")]
+    batches_in_flight: Option<usize>,
 
     /// Once asked to stop (Ctrl-C, SIGTERM), how long to wait for the
     /// broker to acknowledge the batches in flight, in seconds; rows still
@@ -94,11 +95,14 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
     if let Some(addr) = args.metrics_addr {
         relay = relay.serve_metrics(addr);
     }
-    let relay = relay
+    let mut relay = relay
         .batch_size(args.batch_size)
         .poll_interval(Duration::from_millis(args.poll_interval_ms))
-        .shards(args.shards)
-        .batches_in_flight(args.batches_in_flight)
+        .shards(args.shards);
+    if let Some(batches) = args.batches_in_flight {
+        relay = relay.batches_in_flight(batches);
+    }
+    let relay = relay
         .shutdown_grace(Duration::from_secs(args.shutdown_grace_secs))
         .build()
         .map_err(|e| Failure::from_error(None, &e))?;

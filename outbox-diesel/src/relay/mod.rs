@@ -9,15 +9,19 @@
 //!    keys held back by a parked row and the rows already in flight;
 //! 3. hand every record of the batch to the publisher at once; while the broker
 //!    acknowledges it, read and send the next batches, up to a window of
-//!    `batches_in_flight`;
+//!    `batches_in_flight` (by default as many as [`DEFAULT_ROWS_IN_FLIGHT`]
+//!    rows take, at least 2);
 //! 4. delete exactly the acknowledged rows (with the next read, one statement);
 //!    count an attempt and the error on the failed ones, parking those that can
 //!    never be published.
 //!
 //! A key whose row fails is not sent further in that window: its later rows wait
-//! for the retry, so they never overtake it. No cursor is kept: every read starts
-//! from the oldest row, so a row with a lower id that commits late is still sent,
-//! and before any row of its key that committed after it.
+//! for the retry, so they never overtake it. No cursor is kept: a read starts
+//! from the oldest row, or after the rows known to be settled (the `Floor`: ids
+//! no transaction still open can commit below), so a row with a lower id that
+//! commits late is still sent, and before any row of its key that committed
+//! after it. The floor assumes ids come from the table's sequence as created
+//! (`bigserial`, no `CACHE` above 1).
 
 mod headers;
 mod shards;
@@ -65,8 +69,14 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const STALL_WARNING: Duration = Duration::from_secs(30);
 /// Default interval between checks of the share of shards.
 pub const DEFAULT_REBALANCE_INTERVAL: Duration = Duration::from_secs(1);
-/// Default number of batches sent and not yet acknowledged at once.
+/// Default number of batches sent and not yet acknowledged at once: the
+/// least, raised for small batches to [`DEFAULT_ROWS_IN_FLIGHT`].
 pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 2;
+/// Rows the default number of batches in flight covers at least: small
+/// batches are acknowledged no faster than large ones, so more of them go
+/// out at once (2 batches of 1,000 rows, 8 of 100). See
+/// [`RelayBuilder::batches_in_flight`].
+pub const DEFAULT_ROWS_IN_FLIGHT: usize = 800;
 /// Default interval between updates of the gauges (rows waiting, lag, parked).
 pub const DEFAULT_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -110,11 +120,24 @@ struct Settings {
     backoff_cap: Duration,
     rebalance_interval: Duration,
     gauge_interval: Duration,
-    batches_in_flight: usize,
+    /// `None`: the default for the batch size.
+    batches_in_flight: Option<usize>,
     shutdown_grace: Duration,
     /// Metrics and health over HTTP, when asked for.
     observe: crate::serve::Observe,
     fault_injection: Option<crate::fault_injection::FaultInjection>,
+}
+
+impl Settings {
+    /// Batches sent and not yet acknowledged at once: the setting, or the
+    /// default for the batch size.
+    fn batches_in_flight(&self) -> usize {
+        self.batches_in_flight.unwrap_or_else(|| {
+            DEFAULT_ROWS_IN_FLIGHT
+                .div_ceil(self.batch_size.max(1))
+                .clamp(DEFAULT_BATCHES_IN_FLIGHT, 64)
+        })
+    }
 }
 
 /// Settings of a [`Relay`], each with a default.
@@ -154,7 +177,7 @@ impl<P: Publisher> Relay<P> {
                 backoff_cap: DEFAULT_BACKOFF_CAP,
                 rebalance_interval: DEFAULT_REBALANCE_INTERVAL,
                 gauge_interval: DEFAULT_GAUGE_INTERVAL,
-                batches_in_flight: DEFAULT_BATCHES_IN_FLIGHT,
+                batches_in_flight: None,
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 observe: crate::serve::Observe::default(),
                 fault_injection: None,
@@ -323,6 +346,13 @@ impl<P: Publisher> Relay<P> {
             }
             if session.shards.rebalance_due() {
                 session.shards.rebalance(&mut session.conn).await?;
+                // Read from the oldest row again, with the shards now held.
+                window.floor.reset();
+            }
+            if window.floor.cap.is_none() && session.shards.held() > 0 {
+                let parked =
+                    store::first_parked(&mut session.conn, session.shards.filter()).await?;
+                window.floor.cap = Some(parked.map_or(i64::MAX, |id| id - 1));
             }
             let published = report.published;
             let ended = self
@@ -385,23 +415,21 @@ impl<P: Publisher> Relay<P> {
             WindowEnd::CaughtUp
         };
         loop {
-            while reading && window.batches.len() < self.settings.batches_in_flight {
+            let in_flight = self.settings.batches_in_flight();
+            while reading && window.batches.len() < in_flight {
                 if !window.batches.is_empty()
                     && (session.shards.rebalance_due() || shutdown.requested())
                 {
                     reading = false;
                     break;
                 }
-                let exclude = window.in_window();
-                let delete = std::mem::take(&mut window.to_delete);
-                let read = store::ReadBatch {
-                    delete: &delete,
-                    exclude: &exclude,
-                    limit,
-                    shards: session.shards.filter(),
-                };
-                let rows = store::delete_and_fetch(&mut session.conn, read).await?;
-                if (rows.len() as i64) < limit {
+                let next = window.next_read();
+                let rows = store::delete_and_fetch(
+                    &mut session.conn,
+                    next.query(limit, session.shards.filter()),
+                )
+                .await?;
+                if !window.read_done(&rows, limit) {
                     reading = false;
                     end = WindowEnd::CaughtUp;
                 }
@@ -519,6 +547,35 @@ struct Window<A> {
     /// Keys a row was refused or failed for: their later rows are not sent in
     /// this window, and one acknowledged anyway is reported as overtaken.
     failed_keys: HashSet<(String, String)>,
+    /// The ids reads can skip; kept from one window to the next until a
+    /// failure or a rebalance.
+    floor: Floor,
+}
+
+/// What the next read deletes and skips.
+struct NextRead {
+    delete: Vec<i64>,
+    after: i64,
+    exclude: Vec<i64>,
+    /// Whether a row of the shards held may be parked (see [`Floor::cap`]).
+    parked: bool,
+}
+
+impl NextRead {
+    fn query<'a>(
+        &'a self,
+        limit: i64,
+        shards: Option<store::ShardFilter<'a>>,
+    ) -> store::ReadBatch<'a> {
+        store::ReadBatch {
+            delete: &self.delete,
+            after: self.after,
+            exclude: &self.exclude,
+            limit,
+            shards,
+            parked: self.parked,
+        }
+    }
 }
 
 impl<A> Default for Window<A> {
@@ -527,7 +584,80 @@ impl<A> Default for Window<A> {
             batches: VecDeque::new(),
             to_delete: Vec::new(),
             failed_keys: HashSet::new(),
+            floor: Floor::default(),
         }
+    }
+}
+
+/// The ids at or below which no row is left to read: what lets a read start
+/// after the rows already settled (sent, deleted, or in flight) instead of at
+/// the oldest row, without a cursor's flaw (passing over a row whose lower id
+/// commits late).
+///
+/// A read with snapshot `S` returning rows up to id `last` also samples the
+/// sessions writing to the table (`W`, after `S` was taken). Ids up to `last`
+/// were handed out before `S` (the sequence hands them out in order, and
+/// `last` had committed); a transaction holding one of them and still open
+/// after `S` held its write lock then (taken before `nextval`), so it is in
+/// `W`. Once a later read's sample shows none of `W` (every one of them has
+/// ended), every row up to `last` that will ever be visible is visible to the
+/// reads after that one: the first of them that reads from the floor through
+/// `last` has seen all there is, and the floor moves there. An empty `W`
+/// settles at once, for the next read. The floor also stays below every row
+/// parked when it started (`cap`): a parked row and the rows of its key behind
+/// it are hidden from reads, and must be read again from there when it is
+/// retried or discarded. Rows parked later are parked by this relay, whose
+/// failures reset the floor; shards taken over reset it too (rebalance).
+///
+/// Between reads the floor lags one batch: a read still walks the batch
+/// before it (in flight), not the deleted rows and older batches (PostgreSQL
+/// walks the index entries of deleted rows until vacuum removes them).
+#[derive(Debug, Default)]
+struct Floor {
+    /// Reads skip ids up to this one (0: from the oldest row).
+    after: i64,
+    /// The highest the floor may go: below the first parked row of the
+    /// shards held when the floor started (`None`: not read yet, so the floor
+    /// stays where it is).
+    cap: Option<i64>,
+    /// Ids up to this one are settled for the next read.
+    settled: Option<i64>,
+    /// A read's last id, with the writers it saw still to end.
+    waiting: Option<(i64, Vec<String>)>,
+}
+
+impl Floor {
+    /// Starts again from the oldest row.
+    fn reset(&mut self) {
+        *self = Floor::default();
+    }
+
+    /// After a read from `self.after` that returned rows up to `last` (and
+    /// every one there was when it was not `full`), having seen `writers`.
+    fn read(&mut self, last: i64, full: bool, writers: Option<&str>) {
+        // This read saw every row up to `settled` that will ever be visible,
+        // and read all of them from the floor through `last` (or through the
+        // end, when it was not full).
+        if let (Some(settled), Some(cap)) = (self.settled.take(), self.cap) {
+            let covered = if full { last } else { i64::MAX };
+            self.after = self.after.max(settled.min(covered).min(cap));
+        }
+        let writers: Vec<&str> = writers
+            .map(|w| w.split(',').filter(|w| !w.is_empty()).collect())
+            .unwrap_or_default();
+        let mut settled = None;
+        if let Some((through, earlier)) = &self.waiting
+            && !earlier.iter().any(|w| writers.contains(&w.as_str()))
+        {
+            settled = Some(*through);
+            self.waiting = None;
+        }
+        if writers.is_empty() {
+            settled = Some(last);
+        } else if self.waiting.is_none() {
+            self.waiting = Some((last, writers.iter().map(|w| (*w).to_owned()).collect()));
+        }
+        self.settled = settled;
     }
 }
 
@@ -591,9 +721,36 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
         });
     }
 
-    /// Ids the next read must skip: rows in flight, and acknowledged rows not
-    /// yet deleted (the read's own delete does not hide them from its snapshot).
-    fn in_window(&self) -> Vec<i64> {
+    /// The next read: it deletes the acknowledged rows and skips the rows in
+    /// the window.
+    fn next_read(&mut self) -> NextRead {
+        let after = self.floor.after;
+        let exclude = self.in_window(after);
+        NextRead {
+            delete: std::mem::take(&mut self.to_delete),
+            after,
+            exclude,
+            // Known at the start of a window; only this relay parks rows of
+            // its shards, and doing so resets the floor (`cap` unknown again).
+            parked: self.floor.cap != Some(i64::MAX),
+        }
+    }
+
+    /// Takes note of a read's rows (for the floor); whether it was full.
+    fn read_done(&mut self, rows: &[Row], limit: i64) -> bool {
+        let full = rows.len() as i64 == limit;
+        if let Some(last) = rows.last() {
+            // One row carries the writers seen (the first; any, to be safe).
+            let writers = rows.iter().find_map(|row| row.writers.as_deref());
+            self.floor.read(last.id, full, writers);
+        }
+        full
+    }
+
+    /// Ids above `after` the next read must skip: rows in flight, and
+    /// acknowledged rows not yet deleted (the read's own delete does not hide
+    /// them from its snapshot).
+    fn in_window(&self, after: i64) -> Vec<i64> {
         let in_flight = self
             .batches
             .iter()
@@ -603,9 +760,10 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
         ids.extend(
             self.batches
                 .iter()
-                .flat_map(|batch| batch.rows.iter().map(|row| row.id)),
+                .flat_map(|batch| batch.rows.iter().map(|row| row.id))
+                .filter(|id| *id > after),
         );
-        ids.extend_from_slice(&self.to_delete);
+        ids.extend(self.to_delete.iter().filter(|id| **id > after));
         ids
     }
 
@@ -621,7 +779,11 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
     async fn close(&mut self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         debug_assert!(self.batches.is_empty());
         self.flush_deletes(conn).await?;
-        self.failed_keys.clear();
+        if !self.failed_keys.is_empty() {
+            // Failed rows stay, possibly below the floor: read them again.
+            self.floor.reset();
+            self.failed_keys.clear();
+        }
         Ok(())
     }
 }
@@ -750,11 +912,19 @@ impl<P: Publisher> RelayBuilder<P> {
         self
     }
 
-    /// Batches sent before the oldest is acknowledged (default 2): while the
+    /// Batches sent before the oldest is acknowledged (1 to 64): while the
     /// broker acknowledges one batch, the next ones are read and sent. A relay
     /// stopped abruptly re-sends at most this many batches.
+    ///
+    /// Default: [`DEFAULT_BATCHES_IN_FLIGHT`] (2), or as many batches as
+    /// [`DEFAULT_ROWS_IN_FLIGHT`] (800) rows take when that is more: 2 at the
+    /// default batch size, 8 at 100 rows a batch, 64 at most. An
+    /// acknowledgement takes a few milliseconds whatever the batch size, so
+    /// small batches need more of them in flight to keep the broker busy;
+    /// either way a relay stopped abruptly re-sends at most 2,000 rows at the
+    /// default batch size, or about 800 rows at a smaller one.
     pub fn batches_in_flight(mut self, batches: usize) -> Self {
-        self.settings.batches_in_flight = batches;
+        self.settings.batches_in_flight = Some(batches);
         self
     }
 
@@ -845,7 +1015,7 @@ impl<P: Publisher> RelayBuilder<P> {
         if !(1..=100_000).contains(&s.batch_size) {
             return invalid("batch_size", "must be between 1 and 100000");
         }
-        if !(1..=64).contains(&s.batches_in_flight) {
+        if !(1..=64).contains(&s.batches_in_flight()) {
             return invalid("batches_in_flight", "must be between 1 and 64");
         }
         if !(1..=4096).contains(&s.shards) {
@@ -1054,6 +1224,119 @@ impl<'a> Shutdown<'a> {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = self.wait() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A floor whose cap is known (nothing parked).
+    fn floor() -> Floor {
+        Floor {
+            cap: Some(i64::MAX),
+            ..Floor::default()
+        }
+    }
+
+    #[test]
+    fn without_writers_the_floor_follows_one_read_behind() {
+        let mut f = floor();
+        f.read(1000, true, None);
+        assert_eq!(f.after, 0, "the first read settles its rows for the next");
+        f.read(2000, true, None);
+        assert_eq!(f.after, 1000);
+        f.read(3000, true, None);
+        assert_eq!(f.after, 2000);
+        // A read that was not full read everything above the floor.
+        f.read(3500, false, None);
+        assert_eq!(f.after, 3000);
+    }
+
+    #[test]
+    fn the_floor_waits_until_every_writer_seen_has_ended() {
+        let mut f = floor();
+        f.read(1000, true, Some("3/7,4/2"));
+        f.read(2000, true, Some("4/2,5/1"));
+        assert_eq!(f.after, 0);
+        // 4/2 was still open at the second read: nothing settled yet.
+        f.read(3000, true, Some("5/1"));
+        assert_eq!(f.after, 0, "settled only for the reads after this one");
+        f.read(4000, true, Some("5/1"));
+        assert_eq!(f.after, 1000, "the writers of the first read had ended");
+        f.read(5000, true, None);
+        assert_eq!(f.after, 1000, "5/1 (seen by the third read) ended just now");
+        f.read(6000, true, None);
+        assert_eq!(f.after, 5000, "no writer at the fifth read");
+    }
+
+    #[test]
+    fn the_floor_stays_below_parked_rows_and_does_not_move_before_they_are_known() {
+        let mut f = Floor::default();
+        f.read(1000, true, None);
+        f.read(2000, true, None);
+        assert_eq!(f.after, 0, "the first parked row is not known yet");
+        let mut f = Floor {
+            cap: Some(1499),
+            ..Floor::default()
+        };
+        for last in [1000, 2000, 3000, 4000] {
+            f.read(last, true, None);
+        }
+        assert_eq!(f.after, 1499);
+        f.reset();
+        assert_eq!((f.after, f.cap, f.settled), (0, None, None));
+    }
+
+    #[test]
+    fn a_read_short_of_the_settled_ids_moves_the_floor_to_its_last_row() {
+        let mut f = floor();
+        f.read(1000, false, None);
+        // The next read (say, another window) stops at 600: only that far.
+        f.read(600, true, None);
+        assert_eq!(f.after, 600);
+    }
+
+    #[test]
+    fn small_batches_get_more_in_flight_by_default() {
+        let settings = |batch_size, batches_in_flight| Settings {
+            batch_size,
+            batches_in_flight,
+            ..Relay::builder("postgres://x", NoPublisher).settings
+        };
+        assert_eq!(settings(1000, None).batches_in_flight(), 2);
+        assert_eq!(settings(400, None).batches_in_flight(), 2);
+        assert_eq!(settings(100, None).batches_in_flight(), 8);
+        assert_eq!(settings(1, None).batches_in_flight(), 64);
+        assert_eq!(settings(100, Some(1)).batches_in_flight(), 1);
+    }
+
+    type Ack = std::future::Ready<std::result::Result<outbox::Delivery, PublishError>>;
+
+    #[test]
+    fn reads_leave_out_the_parked_check_only_when_no_row_is_parked() {
+        let mut window = Window::<Ack>::default();
+        assert!(window.next_read().parked, "not looked up yet");
+        window.floor.cap = Some(i64::MAX);
+        assert!(!window.next_read().parked, "none parked");
+        window.floor.cap = Some(41);
+        assert!(window.next_read().parked, "row 42 parked");
+        window.floor.reset();
+        assert!(window.next_read().parked, "after a reset");
+    }
+
+    struct NoPublisher;
+
+    impl Publisher for NoPublisher {
+        type Ack = Ack;
+
+        fn send(&self, _: &OutgoingRecord<'_>) -> std::result::Result<Self::Ack, PublishError> {
+            Err(PublishError::retriable("not sending"))
+        }
+
+        fn flush(&self, _: Duration) -> std::result::Result<(), PublishError> {
+            Ok(())
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use diesel::PgConnection;
 use outbox::{Event, Message, MessageId, Payloads};
 use outbox_diesel::ops::{self, Selection};
-use outbox_diesel::relay::DEFAULT_BATCHES_IN_FLIGHT;
+use outbox_diesel::relay::{DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_ROWS_IN_FLIGHT};
 use outbox_tests::process::ChildProcess;
 use serde_json::json;
 
@@ -60,9 +60,13 @@ async fn wait_for_first_batches(conn: &mut PgConnection) {
 }
 
 /// What a relay stopped mid-batch left: the rows it may have had in flight
-/// (the `window × BATCH` oldest rows left, since a lone relay reads from the
+/// (the `window × batch` oldest rows left, since a lone relay reads from the
 /// oldest, `window` batches at a time), and how many rows were left.
-fn rows_left_after_the_stop(conn: &mut PgConnection, window: usize) -> (HashSet<MessageId>, usize) {
+fn rows_left_after_the_stop(
+    conn: &mut PgConnection,
+    window: usize,
+    batch: usize,
+) -> (HashSet<MessageId>, usize) {
     let rows = stored_rows(conn);
     assert!(
         !rows.is_empty(),
@@ -70,7 +74,7 @@ fn rows_left_after_the_stop(conn: &mut PgConnection, window: usize) -> (HashSet<
     );
     let in_flight = rows
         .iter()
-        .take(window * BATCH)
+        .take(window * batch)
         .map(|r| MessageId::from_uuid(r.message_id).expect("a UUIDv7"))
         .collect();
     (in_flight, rows.len())
@@ -85,6 +89,7 @@ fn check_at_least_once(
     received: &[Received],
     in_flight: &HashSet<MessageId>,
     window: usize,
+    batch: usize,
 ) -> usize {
     let counts = id_counts(received);
     let missing = ids.iter().filter(|id| !counts.contains_key(id)).count();
@@ -105,7 +110,7 @@ fn check_at_least_once(
         .collect();
     assert!(
         strays.is_empty(),
-        "{} of {} duplicated messages were not among the {window} batch(es) of {BATCH} \
+        "{} of {} duplicated messages were not among the {window} batch(es) of {batch} \
          that may have been in flight, e.g. {:?}",
         strays.len(),
         duplicated.len(),
@@ -113,8 +118,8 @@ fn check_at_least_once(
     );
     let extra: usize = counts.values().map(|n| n - 1).sum();
     assert!(
-        extra <= window * BATCH,
-        "{extra} duplicates; at most {window} batch(es) of {BATCH} may be sent twice"
+        extra <= window * batch,
+        "{extra} duplicates; at most {window} batch(es) of {batch} may be sent twice"
     );
     let all: Vec<&Received> = received.iter().collect();
     let per_key = assert_key_order(&all);
@@ -125,21 +130,24 @@ fn check_at_least_once(
     extra
 }
 
-/// Aborts a relay task with `window` batches in flight at most, in the middle
-/// of a large backlog; a second relay sends the rest.
-async fn abort_mid_batch(test_name: &str, window: usize) {
+/// Aborts a relay task reading batches of `batch` rows with `window` batches
+/// in flight at most (set, or `default_window` by default), in the middle of a
+/// large backlog; a second relay sends the rest.
+async fn abort_mid_batch(test_name: &str, batch: usize, window: Window) {
     let env = Env::new(test_name);
     let ids = enqueue_backlog(&env).await;
     let mut conn = env.conn();
     let name = env.kafka.unique_name("relay");
 
-    let first = RunningRelay::spawn(
-        env.relay_named(&name)
-            .batch_size(BATCH)
-            .batches_in_flight(window)
-            .build()
-            .unwrap(),
-    );
+    let mut relay = env.relay_named(&name).batch_size(batch);
+    let window = match window {
+        Window::Set(batches) => {
+            relay = relay.batches_in_flight(batches);
+            batches
+        }
+        Window::Default(batches) => batches,
+    };
+    let first = RunningRelay::spawn(relay.build().unwrap());
     wait_for_first_batches(&mut conn).await;
     first.abort().await;
     wait_until(
@@ -148,9 +156,9 @@ async fn abort_mid_batch(test_name: &str, window: usize) {
         || session_pids(&mut conn, &name).is_empty(),
     )
     .await;
-    let (in_flight, left) = rows_left_after_the_stop(&mut conn, window);
+    let (in_flight, left) = rows_left_after_the_stop(&mut conn, window, batch);
 
-    let second = RunningRelay::spawn(env.relay().batch_size(BATCH).build().unwrap());
+    let second = RunningRelay::spawn(env.relay().batch_size(batch).build().unwrap());
     wait_until_empty(&mut conn, RECEIVE_TIMEOUT).await;
     let report = second.stop().await;
     assert!(
@@ -161,20 +169,42 @@ async fn abort_mid_batch(test_name: &str, window: usize) {
     let mut reader = env.reader();
     reader.read_ids(&ids, RECEIVE_TIMEOUT).await;
     reader.read_rest(Duration::from_secs(1)).await;
-    let duplicates = check_at_least_once(&ids, &reader.received, &in_flight, window);
+    let duplicates = check_at_least_once(&ids, &reader.received, &in_flight, window, batch);
     eprintln!("{test_name}: task aborted with {left} rows left; {duplicates} duplicates");
 }
 
 /// The default window: the relay pipelines `DEFAULT_BATCHES_IN_FLIGHT` batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_task_aborted_mid_batch_another_sends_the_rest() {
-    abort_mid_batch("relay_task_aborted", DEFAULT_BATCHES_IN_FLIGHT).await;
+    abort_mid_batch(
+        "relay_task_aborted",
+        BATCH,
+        Window::Default(DEFAULT_BATCHES_IN_FLIGHT),
+    )
+    .await;
+}
+
+/// Small batches: by default the relay keeps `DEFAULT_ROWS_IN_FLIGHT` rows in
+/// flight (8 batches of 100), and an abrupt stop re-sends at most those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_task_aborted_with_small_batches_resends_at_most_the_default_rows_in_flight() {
+    const SMALL: usize = 100;
+    let window = DEFAULT_ROWS_IN_FLIGHT / SMALL;
+    abort_mid_batch("relay_task_aborted_small", SMALL, Window::Default(window)).await;
+}
+
+/// How many batches the relay under test keeps in flight.
+enum Window {
+    /// Set with `batches_in_flight`.
+    Set(usize),
+    /// Left to the default, which is this many batches for the batch size.
+    Default(usize),
 }
 
 /// One batch in flight: duplicates only among that batch, at most a batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_task_aborted_with_one_batch_in_flight_resends_at_most_that_batch() {
-    abort_mid_batch("relay_task_aborted_one_batch", 1).await;
+    abort_mid_batch("relay_task_aborted_one_batch", BATCH, Window::Set(1)).await;
 }
 
 /// The `relay-process` binary, with the test batch size; killed on drop if
@@ -204,7 +234,7 @@ async fn relay_process_killed_mid_batch_another_sends_the_rest() {
         || session_pids(&mut conn, &name).is_empty(),
     )
     .await;
-    let (in_flight, left) = rows_left_after_the_stop(&mut conn, DEFAULT_BATCHES_IN_FLIGHT);
+    let (in_flight, left) = rows_left_after_the_stop(&mut conn, DEFAULT_BATCHES_IN_FLIGHT, BATCH);
 
     let mut second = start_relay_process(env.db.url(), env.kafka.brokers());
     wait_until_empty(&mut conn, RECEIVE_TIMEOUT).await;
@@ -228,6 +258,7 @@ async fn relay_process_killed_mid_batch_another_sends_the_rest() {
         &reader.received,
         &in_flight,
         DEFAULT_BATCHES_IN_FLIGHT,
+        BATCH,
     );
     eprintln!("process killed with {left} rows left; {duplicates} duplicates");
 }
@@ -597,6 +628,14 @@ async fn a_relay_whose_listening_session_ends_reconnects_even_holding_no_shard()
         },
     )
     .await;
+    // Its new session rebalances at once, after its membership lock: give it
+    // the time to find the shard still taken (else, the holder's session
+    // ended meanwhile, it may take the shard and publish instead).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        shard_pids(&mut conn, &idle).is_empty(),
+        "it still holds no shard"
+    );
     assert!(!second.is_finished(), "the relay holding no shard runs on");
 
     // The relay holding the shard: the same, then it publishes.
