@@ -24,9 +24,11 @@
 //!
 //! - `outbox`: the outbox `Consumer`, default settings (batched apply:
 //!   `batch_size` `OUTBOX_BENCH_BATCH`, default
-//!   `outbox_diesel::consumer::DEFAULT_BATCH_SIZE`), with a
+//!   `outbox_diesel::consumer::DEFAULT_BATCH_SIZE`), with a hook-free
 //!   `#[message_controller(model = Account, table = bench_accounts)]`
-//!   controller (its generated upsert), on a pool from `consumer::pool` of 8;
+//!   controller (its generated upserts, in groups: one multi-row upsert for
+//!   the consecutive records of a batch), measured by a wrapper around its
+//!   calls, on a pool from `consumer::pool` of 8;
 //! - `outbox-per-record`: the same with `batch_size(1)`, one transaction per
 //!   record;
 //! - `hand`: a hand-written rdkafka `StreamConsumer` + diesel-async consumer:
@@ -39,7 +41,9 @@
 //! Diagnostics, by name only (`OUTBOX_BENCH_SIDES=outbox,hand,outbox-fast-pool`
 //! or arguments): `outbox-fast-pool` (the batched outbox consumer on a pool
 //! that does not ping connections on checkout) and `hand-pool-per-record` (the
-//! hand-written consumer checking a connection out per record).
+//! hand-written consumer checking a connection out per record) and
+//! `outbox-hooks` (the batched outbox consumer measured by `before_`/`after_`
+//! hooks, as before grouped upserts: one upsert per record, no groups).
 //! `OUTBOX_BENCH_OUTBOX_SET=fetch.wait.max.ms=100,...` passes librdkafka
 //! settings to the outbox consumer (both parts); `OUTBOX_BENCH_STALL` (30 s)
 //! ends a run that applies nothing for that long.
@@ -520,6 +524,12 @@ impl Bench {
                 Side::OutboxFastPool,
                 Side::Hand,
                 "outbox (fast pool) ÷ hand-written",
+                None,
+            ),
+            (
+                Side::Outbox,
+                Side::OutboxHooks,
+                "outbox ÷ outbox-hooks (groups ÷ none)",
                 None,
             ),
             (

@@ -51,7 +51,9 @@ pub mod __private {
 mod private;
 
 #[cfg(feature = "diesel")]
-pub use controller::{BoxFuture, Context, Controller, FollowUps, HandlerError, HandlerErrorKind};
+pub use controller::{
+    BoxFuture, Context, Controller, FollowUps, GroupError, HandlerError, HandlerErrorKind,
+};
 pub use error::{DecodeError, Error, Result, Truncated};
 pub use event::{Event, EventName};
 pub use message::{CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers};

@@ -141,3 +141,394 @@ fn serialize_error<T: serde::Serialize>(
         reason: short(reason),
     }
 }
+
+#[cfg(feature = "diesel")]
+pub use crate::controller::GroupError;
+#[cfg(feature = "diesel")]
+pub use group::{
+    ExcludedColumns, KeyEq, KeyEqFallback, KeyProbe, Signature, at, chunks, signature,
+};
+
+/// What `#[message_controller]`'s `handle_group` needs: one multi-row upsert
+/// whose effect equals one `.set(&model)` upsert per row.
+///
+/// Diesel lists neither an `Insertable`'s nor an `AsChangeset`'s columns, and
+/// its changeset types cannot be named outside Diesel, so the columns are
+/// read from each row's own upsert rendered as SQL (no binds, no database):
+/// `INSERT INTO t ("a", "b") VALUES ($1, DEFAULT) ON CONFLICT ("a") DO UPDATE
+/// SET "b" = $3` gives the columns `.set(&model)` sets for that row and
+/// whether each is inserted with the row's value. Consecutive rows whose
+/// upserts set the same columns, each inserted with its value, with no key
+/// twice, go in one statement whose SET is `c = excluded.c` for those
+/// columns; any other row (a changeset that is not plain assignments of
+/// binds, a `None` under `treat_none_as_null`, `skip_insertion`) goes alone
+/// with its own upsert.
+#[cfg(feature = "diesel")]
+mod group {
+    use std::marker::PhantomData;
+    use std::ops::Range;
+
+    use diesel::pg::{Pg, PgQueryBuilder};
+    use diesel::query_builder::{AsChangeset, AstPass, QueryBuilder, QueryFragment, QueryId};
+    use diesel::result::QueryResult;
+
+    /// The SET columns of a row that may share a multi-row upsert (rows with
+    /// equal signatures may).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Signature {
+        columns: Vec<String>,
+        /// Binds of the row in the insert.
+        binds: usize,
+    }
+
+    /// A row's own upsert (`insert_into(t).values(&model).on_conflict(pk)
+    /// .do_update().set(&model)`), rendered: the row's signature, or `None`
+    /// when the row must go alone.
+    pub fn signature<U: QueryFragment<Pg>>(upsert: &U) -> Option<Signature> {
+        let sql = render(upsert)?;
+        let (inserted, rest) = parse_insert(&sql)?;
+        let rest = rest.strip_prefix(" ON CONFLICT ")?;
+        let rest = parse_list(rest)?.1.strip_prefix(" DO UPDATE SET ")?;
+        let columns = parse_set(rest)?;
+        let all_bound = columns.iter().all(|column| {
+            inserted
+                .iter()
+                .any(|(name, bound)| *bound && name == column)
+        });
+        let binds = inserted.iter().filter(|(_, bound)| *bound).count();
+        (!columns.is_empty() && all_bound).then_some(Signature { columns, binds })
+    }
+
+    fn render(fragment: &impl QueryFragment<Pg>) -> Option<String> {
+        let mut out = PgQueryBuilder::new();
+        fragment.to_sql(&mut out, &Pg).ok()?;
+        Some(out.finish())
+    }
+
+    /// A `"quoted"` identifier at the start of `sql`: its name and the rest.
+    fn identifier(sql: &str) -> Option<(String, &str)> {
+        let mut rest = sql.strip_prefix('"')?;
+        let mut name = String::new();
+        loop {
+            let end = rest.find('"')?;
+            name.push_str(&rest[..end]);
+            rest = &rest[end + 1..];
+            match rest.strip_prefix('"') {
+                // `""` is a quote inside the name.
+                Some(after) => {
+                    name.push('"');
+                    rest = after;
+                }
+                None => return Some((name, rest)),
+            }
+        }
+    }
+
+    /// `$n` at the start of `sql`: the rest.
+    fn bind(sql: &str) -> Option<&str> {
+        let rest = sql.strip_prefix('$')?;
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        (digits > 0).then(|| &rest[digits..])
+    }
+
+    /// `"a" = $1, "b" = $2`: the columns, when every assignment is a bind.
+    fn parse_set(mut sql: &str) -> Option<Vec<String>> {
+        let mut columns = Vec::new();
+        loop {
+            let (name, rest) = identifier(sql)?;
+            sql = bind(rest.strip_prefix(" = ")?)?;
+            columns.push(name);
+            if sql.is_empty() {
+                return Some(columns);
+            }
+            sql = sql.strip_prefix(", ")?;
+        }
+    }
+
+    /// `("a", "b")` at the start of `sql`: the names and the rest.
+    fn parse_list(sql: &str) -> Option<(Vec<String>, &str)> {
+        let mut sql = sql.strip_prefix('(')?;
+        let mut names = Vec::new();
+        loop {
+            let (name, rest) = identifier(sql)?;
+            names.push(name);
+            match rest.strip_prefix(", ") {
+                Some(rest) => sql = rest,
+                None => return Some((names, rest.strip_prefix(')')?)),
+            }
+        }
+    }
+
+    /// `INSERT INTO t ("a", "b") VALUES ($1, DEFAULT)` at the start of `sql`:
+    /// each column, whether it is inserted with a bind (not `DEFAULT`), and
+    /// the rest.
+    fn parse_insert(sql: &str) -> Option<(Vec<(String, bool)>, &str)> {
+        let sql = sql.strip_prefix("INSERT INTO ")?;
+        // The table: one or two quoted identifiers.
+        let (_, mut sql) = identifier(sql)?;
+        if let Some(rest) = sql.strip_prefix('.') {
+            sql = identifier(rest)?.1;
+        }
+        let (names, sql) = parse_list(sql.strip_prefix(' ')?)?;
+        let mut sql = sql.strip_prefix(" VALUES (")?;
+        let mut values = Vec::with_capacity(names.len());
+        let rest = loop {
+            let (bound, rest) = match sql.strip_prefix("DEFAULT") {
+                Some(rest) => (false, rest),
+                None => (true, bind(sql)?),
+            };
+            values.push(bound);
+            match rest.strip_prefix(", ") {
+                Some(rest) => sql = rest,
+                None => break rest.strip_prefix(')')?,
+            }
+        };
+        (names.len() == values.len()).then(|| (names.into_iter().zip(values).collect(), rest))
+    }
+
+    /// The most binds PostgreSQL takes in one statement.
+    const MAX_BINDS: usize = 65_535;
+
+    /// The statements of a group: runs of consecutive rows with the same
+    /// signature and no key twice, within PostgreSQL's bind limit; a row
+    /// without a signature is a run of its own. `same_key(i, j)` tells whether rows `i` and `j` have the same key
+    /// (`None`: cannot tell, so treated as the same).
+    pub fn chunks(
+        signatures: &[Option<Signature>],
+        same_key: impl Fn(usize, usize) -> Option<bool>,
+    ) -> Vec<Range<usize>> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < signatures.len() {
+            let mut end = start + 1;
+            if let Some(signature) = &signatures[start] {
+                let most = (MAX_BINDS / signature.binds.max(1)).max(1);
+                while end < signatures.len()
+                    && end - start < most
+                    && signatures[end] == signatures[start]
+                    && (start..end).all(|i| same_key(i, end) == Some(false))
+                {
+                    end += 1;
+                }
+            }
+            chunks.push(start..end);
+            start = end;
+        }
+        chunks
+    }
+
+    /// Maps an error of message `index` to [`GroupError::At`](crate::GroupError::At).
+    pub fn at<E>(index: usize) -> impl FnOnce(E) -> crate::GroupError
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        move |error| crate::GroupError::At {
+            index,
+            error: crate::HandlerError::permanent(error),
+        }
+    }
+
+    /// `c = excluded.c` for each column of a signature: the SET of a
+    /// multi-row upsert of table `T`.
+    #[derive(Debug)]
+    pub struct ExcludedColumns<T> {
+        columns: Vec<String>,
+        table: PhantomData<fn() -> T>,
+    }
+
+    impl<T> ExcludedColumns<T> {
+        /// The SET for rows of `signature`.
+        pub fn new(signature: &Signature) -> Self {
+            ExcludedColumns {
+                columns: signature.columns.clone(),
+                table: PhantomData,
+            }
+        }
+    }
+
+    impl<T: diesel::Table> AsChangeset for ExcludedColumns<T> {
+        type Target = T;
+        type Changeset = Self;
+
+        fn as_changeset(self) -> Self {
+            self
+        }
+    }
+
+    impl<T> QueryId for ExcludedColumns<T> {
+        type QueryId = ();
+        const HAS_STATIC_QUERY_ID: bool = false;
+    }
+
+    impl<T> QueryFragment<Pg> for ExcludedColumns<T> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            for (i, column) in self.columns.iter().enumerate() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                out.push_identifier(column)?;
+                out.push_sql(" = excluded.");
+                out.push_identifier(column)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Two keys, compared when their type has `==` (autoref specialization:
+    /// call `(&KeyProbe(a, b)).same_key()` with both traits in scope).
+    #[derive(Debug)]
+    pub struct KeyProbe<'a, K>(pub &'a K, pub &'a K);
+
+    /// Picked when the key type has `==`.
+    pub trait KeyEq {
+        /// Whether the keys are equal.
+        fn same_key(&self) -> Option<bool>;
+    }
+
+    impl<K: PartialEq> KeyEq for KeyProbe<'_, K> {
+        fn same_key(&self) -> Option<bool> {
+            Some(self.0 == self.1)
+        }
+    }
+
+    /// Picked otherwise: cannot tell.
+    pub trait KeyEqFallback {
+        /// `None`.
+        fn same_key(&self) -> Option<bool>;
+    }
+
+    impl<K> KeyEqFallback for &KeyProbe<'_, K> {
+        fn same_key(&self) -> Option<bool> {
+            None
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn parses_sets_and_inserts() {
+            assert_eq!(
+                parse_set(r#""a" = $1, "b""c" = $22"#),
+                Some(vec!["a".to_owned(), "b\"c".to_owned()])
+            );
+            assert_eq!(parse_set(r#""a" = "a" + $1"#), None);
+            assert_eq!(parse_set(""), None);
+            assert_eq!(
+                parse_insert(r#"INSERT INTO "s"."t" ("id", "a") VALUES ($1, DEFAULT) ON"#),
+                Some((
+                    vec![("id".to_owned(), true), ("a".to_owned(), false)],
+                    " ON"
+                ))
+            );
+            assert_eq!(
+                parse_insert(r#"INSERT INTO "t" ("id") VALUES ($1, $2)"#),
+                None
+            );
+        }
+
+        diesel::table! {
+            things (id) {
+                id -> BigInt,
+                label -> Text,
+                note -> Nullable<Text>,
+                born -> BigInt,
+            }
+        }
+
+        #[derive(diesel::Insertable, diesel::AsChangeset)]
+        #[diesel(table_name = things)]
+        struct Thing {
+            id: i64,
+            #[diesel(column_name = label)]
+            name: String,
+            note: Option<String>,
+            #[diesel(skip_update)]
+            born: i64,
+        }
+
+        #[derive(diesel::Insertable, diesel::AsChangeset)]
+        #[diesel(table_name = things, treat_none_as_null = true)]
+        struct NullThing {
+            id: i64,
+            note: Option<String>,
+        }
+
+        /// The signature of `row`'s own upsert, as the generated code takes it.
+        macro_rules! signature_of {
+            ($row:expr) => {{
+                let row = &$row;
+                signature(
+                    &diesel::insert_into(things::table)
+                        .values(row)
+                        .on_conflict(diesel::Table::primary_key(&things::table))
+                        .do_update()
+                        .set(row),
+                )
+            }};
+        }
+
+        #[test]
+        fn signatures_of_derived_models() {
+            let thing = |note: Option<&str>| Thing {
+                id: 1,
+                name: "a".into(),
+                note: note.map(str::to_owned),
+                born: 0,
+            };
+            let columns = |names: &[&str], binds: usize| {
+                Some(Signature {
+                    columns: names.iter().map(|n| (*n).to_owned()).collect(),
+                    binds,
+                })
+            };
+            // skip_update and the key are not set; a `None` leaves its column.
+            assert_eq!(
+                signature_of!(thing(Some("n"))),
+                columns(&["label", "note"], 4)
+            );
+            assert_eq!(signature_of!(thing(None)), columns(&["label"], 3));
+            // treat_none_as_null: the insert writes DEFAULT, the update NULL.
+            assert_eq!(
+                signature_of!(NullThing {
+                    id: 1,
+                    note: Some("n".into())
+                }),
+                columns(&["note"], 2)
+            );
+            assert_eq!(signature_of!(NullThing { id: 1, note: None }), None);
+            let set =
+                ExcludedColumns::<things::table>::new(&columns(&["label", "note"], 4).unwrap());
+            assert_eq!(
+                render(&set).as_deref(),
+                Some(r#""label" = excluded."label", "note" = excluded."note""#)
+            );
+        }
+
+        #[test]
+        fn chunks_split_on_signature_and_repeated_keys() {
+            let a = Some(Signature {
+                columns: vec!["a".into()],
+                binds: 2,
+            });
+            let b = Some(Signature {
+                columns: vec!["b".into()],
+                binds: 2,
+            });
+            let keys = [1, 2, 1, 3, 4, 5];
+            let signatures = [a.clone(), a.clone(), a.clone(), None, b.clone(), a];
+            // The borrow picks the specialization.
+            #[allow(clippy::needless_borrow)]
+            let same = |i: usize, j: usize| (&KeyProbe(&keys[i], &keys[j])).same_key();
+            assert_eq!(
+                chunks(&signatures, same),
+                vec![0..2, 2..3, 3..4, 4..5, 5..6]
+            );
+            struct NoEq;
+            #[allow(clippy::needless_borrow)]
+            let probe = (&KeyProbe(&NoEq, &NoEq)).same_key();
+            assert_eq!(probe, None);
+        }
+    }
+}

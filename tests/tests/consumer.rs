@@ -5,12 +5,14 @@
 //! run consumers as child processes (`consumer-process`) to kill them;
 //! `regressions` pins the fixes of the consumer review (panics, values
 //! PostgreSQL refuses, backpressure, a rebalance while records fail);
-//! `retention` the deletion of old inbox rows.
+//! `retention` the deletion of old inbox rows; `grouped` the grouped upserts
+//! of hook-free controllers.
 
 mod consumer {
     mod batches;
     mod failures;
     mod flow;
+    mod grouped;
     mod processes;
     mod regressions;
     mod retention;

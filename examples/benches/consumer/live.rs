@@ -178,6 +178,7 @@ impl Bench {
                 sides::default_pool(&schema.url),
                 settings,
                 batch,
+                true,
                 async {
                     stopped.await.ok();
                 },

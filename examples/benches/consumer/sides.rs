@@ -13,7 +13,9 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use outbox::{Context, HandlerError, Message, message_controller};
+use outbox::{
+    BoxFuture, Context, Controller, Event, GroupError, HandlerError, Message, message_controller,
+};
 use outbox_diesel::consumer::{Consumer, ConsumerReport, DEFAULT_CONCURRENCY, Pool};
 use outbox_diesel::schema::outbox_inbox;
 use rdkafka::ClientConfig;
@@ -23,6 +25,7 @@ use rdkafka::consumer::{CommitMode, Consumer as _, DefaultConsumerContext, Strea
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::common::kafka::PARTITIONS;
 use crate::measure::{self, Cpu, Ending, Timing};
 use crate::model::{self, Account, bench_accounts};
 use crate::setup::TOPIC;
@@ -47,10 +50,13 @@ pub(crate) enum Side {
     /// Diagnostic: (b) checking a connection out of the pool per record, as
     /// the outbox consumer does.
     HandPoolPerRecord,
+    /// Diagnostic: (a) measured by `before_`/`after_` hooks, so one upsert
+    /// per record (no groups), as before grouped upserts.
+    OutboxHooks,
 }
 
 /// Every side: what `OUTBOX_BENCH_SIDES` names it, and what it is.
-pub(crate) const SIDES: [(Side, &str, &str); 6] = [
+pub(crate) const SIDES: [(Side, &str, &str); 7] = [
     (
         Side::Outbox,
         "outbox",
@@ -81,6 +87,11 @@ pub(crate) const SIDES: [(Side, &str, &str); 6] = [
         "hand-pool-per-record",
         "diagnostic: hand-written, a pooled connection per record",
     ),
+    (
+        Side::OutboxHooks,
+        "outbox-hooks",
+        "diagnostic: batched, measured by before_/after_ hooks: one upsert per record, no groups",
+    ),
 ];
 
 impl Side {
@@ -103,7 +114,7 @@ impl Side {
     pub(crate) fn is_outbox(self) -> bool {
         matches!(
             self,
-            Side::Outbox | Side::OutboxPerRecord | Side::OutboxFastPool
+            Side::Outbox | Side::OutboxPerRecord | Side::OutboxFastPool | Side::OutboxHooks
         )
     }
 
@@ -162,7 +173,7 @@ pub(crate) async fn run(
     let cpu = Cpu::now();
     let start = Instant::now();
     let report = match side {
-        Side::Outbox | Side::OutboxPerRecord | Side::OutboxFastPool => {
+        Side::Outbox | Side::OutboxPerRecord | Side::OutboxFastPool | Side::OutboxHooks => {
             let pool = match side {
                 Side::OutboxFastPool => fast_pool(url),
                 _ => default_pool(url),
@@ -172,7 +183,8 @@ pub(crate) async fn run(
                 _ => tuning.batch,
             };
             let settings = &tuning.settings;
-            Some(outbox(brokers, group, pool, settings, batch, shutdown).await)
+            let grouped = side != Side::OutboxHooks;
+            Some(outbox(brokers, group, pool, settings, batch, grouped, shutdown).await)
         }
         Side::Hand | Side::HandNoInbox | Side::HandPoolPerRecord => {
             let mode = Mode {
@@ -242,19 +254,94 @@ impl AccountsController {
     }
 }
 
+/// The generated controller without hooks: created and updated go in groups
+/// (one multi-row upsert for consecutive records of a batch).
+struct AccountsGrouped;
+
+#[message_controller(model = Account, table = bench_accounts)]
+impl AccountsGrouped {}
+
+/// [`AccountsGrouped`], measured around its calls as [`AccountsController`]'s
+/// hooks measure: the clock starts before the upserts, each record is noted
+/// handled after them (live part). A group has no offsets: records are
+/// numbered in the order handled (the benchmark never rolls a batch back).
+struct Measured(AccountsGrouped);
+
+/// The order in which records were handled, for [`measure::handled`].
+static HANDLED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn next_handled() -> i64 {
+    HANDLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Controller for Measured {
+    fn route(&self) -> &str {
+        self.0.route()
+    }
+
+    fn topics(&self) -> &[&str] {
+        self.0.topics()
+    }
+
+    fn handles(&self, event: &Event) -> bool {
+        self.0.handles(event)
+    }
+
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a mut Context<'_>,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            measure::started(ctx.partition());
+            self.0.handle(ctx, message).await?;
+            measure::handled(next_handled(), ctx.occurred_at());
+            Ok(())
+        })
+    }
+
+    fn groups(&self, event: &Event) -> bool {
+        self.0.groups(event)
+    }
+
+    fn handle_group<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        messages: &'a [&'a Message],
+    ) -> BoxFuture<'a, Result<(), GroupError>> {
+        Box::pin(async move {
+            for message in messages {
+                let key = message.partition_key.as_bytes();
+                measure::started(outbox::kafka_partition(key, PARTITIONS as u32) as i32);
+            }
+            self.0.handle_group(conn, messages).await?;
+            for message in messages {
+                measure::handled(next_handled(), message.occurred_at);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Runs the outbox consumer, applying up to `batch` records per transaction,
-/// until `shutdown`.
+/// until `shutdown`; `grouped`: with [`Measured`] (upserts in groups), else
+/// with [`AccountsController`] (its hooks: one upsert per record).
 pub(crate) async fn outbox(
     brokers: &str,
     group: &str,
     pool: Pool,
     settings: &[(String, String)],
     batch: usize,
+    grouped: bool,
     shutdown: impl Future<Output = ()> + Send,
 ) -> ConsumerReport {
-    let mut builder = Consumer::builder(brokers, group, pool)
-        .controller(AccountsController)
-        .batch_size(batch);
+    let builder = Consumer::builder(brokers, group, pool);
+    let builder = if grouped {
+        builder.controller(Measured(AccountsGrouped))
+    } else {
+        builder.controller(AccountsController)
+    };
+    let mut builder = builder.batch_size(batch);
     for (key, value) in settings {
         builder = builder.set(key, value);
     }

@@ -16,6 +16,8 @@ pub(crate) struct Args {
     pub(crate) route: Option<LitStr>,
     pub(crate) topic: Option<LitStr>,
     pub(crate) strict: bool,
+    /// `group = false`: never apply messages in groups.
+    pub(crate) group: bool,
 }
 
 impl Args {
@@ -25,6 +27,7 @@ impl Args {
         let mut route = Attr::none(ROUTE);
         let mut topic = Attr::none(TOPIC);
         let mut strict = Attr::none(STRICT);
+        let mut group = Attr::none(GROUP);
         // Keys given with a bad value, misspelt, or lost to a syntax error:
         // already reported, so not "missing" too.
         let mut attempted = Vec::new();
@@ -75,6 +78,11 @@ impl Args {
                     }
                     strict.set(cx, &meta.path, ());
                 }
+                GROUP => {
+                    if let Some(v) = record(cx, &meta, group_value(&meta)) {
+                        group.set(cx, &meta.path, v);
+                    }
+                }
                 _ => attempted.extend(attr_util::unknown_key(
                     cx,
                     &meta,
@@ -112,7 +120,25 @@ impl Args {
             route: route.get(),
             topic: topic.get(),
             strict: strict.get().is_some(),
+            group: group.get().unwrap_or(true),
         }
+    }
+}
+
+/// `group = false` (or `true`, the default).
+fn group_value(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
+    const EXPECTED: &str = "expected `group = false` or `group = true`";
+    if !meta.input.peek(Token![=]) {
+        return Err(meta.error(EXPECTED));
+    }
+    let value = meta.value()?;
+    let expr: syn::Expr = value.parse()?;
+    match &expr {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Bool(b),
+            ..
+        }) => Ok(b.value),
+        other => Err(syn::Error::new_spanned(other, EXPECTED)),
     }
 }
 

@@ -100,6 +100,7 @@ pub(crate) fn expand(model: &Model<'_>, item: &ItemImpl) -> TokenStream {
         }
     };
 
+    let group = group_methods(model);
     let created = upsert_arm(model, &model.created, &names);
     let updated = upsert_arm(model, &model.updated, &names);
     let destroyed = destroy_arm(model, &names);
@@ -162,8 +163,165 @@ pub(crate) fn expand(model: &Model<'_>, item: &ItemImpl) -> TokenStream {
                         }
                     })
                 }
+
+                #group
             }
         };
+    }
+}
+
+/// Whether `handling` is the built-in upsert with no hook: what a group's
+/// one statement can do for every message.
+fn groupable(handling: &Handling<'_>) -> bool {
+    matches!(
+        handling,
+        Handling::BuiltIn {
+            before: None,
+            after: None
+        }
+    )
+}
+
+/// `groups` and `handle_group`, when created or updated is groupable: each
+/// message's model is read, then consecutive rows whose upserts set the same
+/// columns (each inserted with its value) and have distinct keys go in one
+/// multi-row upsert (`SET c = excluded.c`), any other row alone with the
+/// statement `handle` runs. Spanned on the `model` argument like the upsert.
+fn group_methods(model: &Model<'_>) -> TokenStream {
+    let (created, updated) = (groupable(&model.created), groupable(&model.updated));
+    if !model.group || !(created || updated) {
+        return TokenStream::new();
+    }
+    let ty = &model.model;
+    let table = &model.table;
+    let span = ty.span();
+    let outboxed = outboxed(ty);
+    let local = |name: &str| Ident::new(name, resolving_as(span));
+    let (
+        event,
+        conn,
+        messages,
+        rows,
+        keys,
+        signatures,
+        chunks,
+        index,
+        message,
+        version,
+        payload,
+        row,
+        chunk,
+        set,
+    ) = (
+        local("__outbox_event"),
+        local("__outbox_conn"),
+        local("__outbox_messages"),
+        local("__outbox_rows"),
+        local("__outbox_keys"),
+        local("__outbox_signatures"),
+        local("__outbox_chunks"),
+        local("__outbox_index"),
+        local("__outbox_message"),
+        local("__outbox_version"),
+        local("__outbox_payload"),
+        local("__outbox_row"),
+        local("__outbox_chunk"),
+        local("__outbox_set"),
+    );
+    let upsert = |values: TokenStream, changes: TokenStream| {
+        quote_spanned! {span=>
+            ::outbox::__private::diesel::insert_into(#table::table)
+                .values(#values)
+                .on_conflict(::outbox::__private::diesel::Table::primary_key(&#table::table))
+                .do_update()
+                .set(#changes)
+        }
+    };
+    let row_ref = borrow_at(&row, span);
+    let own_upsert = upsert(row_ref.clone(), row_ref.clone());
+    let (at_chunk, at_set, at_row) = (
+        located(&chunk, span),
+        located(&set, span),
+        located(&row, span),
+    );
+    let group_upsert = upsert(quote!(#at_chunk), quote!(#at_set));
+    let read = quote_spanned! {span=>
+        let (#version, #payload) = ::core::result::Result::map_err(
+            ::outbox::Message::payload_for(#message, #outboxed::VERSIONS),
+            ::outbox::__private::at(#index),
+        )?;
+        let #row: #ty = ::core::result::Result::map_err(
+            #outboxed::from_payload(&#message.event, #version, #payload),
+            ::outbox::__private::at(#index),
+        )?;
+        let __outbox_key: #outboxed::Key = ::core::result::Result::map_err(
+            #outboxed::key_from_payload(#version, #payload),
+            ::outbox::__private::at(#index),
+        )?;
+        #signatures.push(::outbox::__private::signature(&#own_upsert));
+        #keys.push(__outbox_key);
+        #rows.push(#row);
+    };
+    let execute = |statement: TokenStream| {
+        quote_spanned! {span=>
+            ::core::result::Result::map_err(
+                ::outbox::__private::diesel_async::RunQueryDsl::execute(#statement, &mut *#conn).await,
+                ::outbox::GroupError::Database,
+            )?;
+        }
+    };
+    let execute_own = execute(upsert(quote!(#at_row), quote!(#at_row)));
+    let execute_group = execute(group_upsert);
+    quote! {
+        fn groups(&self, #event: &::outbox::Event) -> bool {
+            match #event {
+                ::outbox::Event::Created => #created,
+                ::outbox::Event::Updated => #updated,
+                _ => false,
+            }
+        }
+
+        fn handle_group<'__outbox>(
+            &'__outbox self,
+            #conn: &'__outbox mut ::outbox::__private::diesel_async::AsyncPgConnection,
+            #messages: &'__outbox [&'__outbox ::outbox::Message],
+        ) -> ::outbox::BoxFuture<'__outbox, ::core::result::Result<(), ::outbox::GroupError>> {
+            ::std::boxed::Box::pin(async move {
+                // The keys are only compared, before any statement: not held across
+                // an await. The borrow of `KeyProbe` picks the specialization.
+                #[allow(clippy::needless_borrow)]
+                let (#rows, #signatures, #chunks) = {
+                    #[allow(unused_imports)]
+                    use ::outbox::__private::{KeyEq as _, KeyEqFallback as _};
+                    let mut #rows: ::std::vec::Vec<#ty> = ::std::vec::Vec::with_capacity(#messages.len());
+                    let mut #keys: ::std::vec::Vec<#outboxed::Key> = ::std::vec::Vec::with_capacity(#messages.len());
+                    let mut #signatures: ::std::vec::Vec<::core::option::Option<::outbox::__private::Signature>> =
+                        ::std::vec::Vec::with_capacity(#messages.len());
+                    for (#index, #message) in ::core::iter::Iterator::enumerate(#messages.iter()) {
+                        let #message: &::outbox::Message = #message;
+                        #read
+                    }
+                    let #chunks = ::outbox::__private::chunks(&#signatures, |__outbox_i, __outbox_j| {
+                        (&::outbox::__private::KeyProbe(&#keys[__outbox_i], &#keys[__outbox_j])).same_key()
+                    });
+                    (#rows, #signatures, #chunks)
+                };
+                for __outbox_range in #chunks {
+                    match &#signatures[__outbox_range.start] {
+                        ::core::option::Option::Some(__outbox_signature) if __outbox_range.len() > 1 => {
+                            let #set = ::outbox::__private::ExcludedColumns::<#table::table>::new(__outbox_signature);
+                            let #chunk: ::std::vec::Vec<&#ty> = ::core::iter::Iterator::collect(#rows[__outbox_range].iter());
+                            #execute_group
+                        }
+                        _ => {
+                            let #row: &#ty = &#rows[__outbox_range.start];
+                            #execute_own
+                        }
+                    }
+                }
+                ::core::result::Result::Ok(())
+            })
+        }
     }
 }
 

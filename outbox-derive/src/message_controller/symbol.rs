@@ -7,8 +7,9 @@ pub(crate) use crate::symbol::{ROUTE, TOPIC};
 pub(crate) const MODEL: &str = "model";
 pub(crate) const TABLE: &str = "table";
 pub(crate) const STRICT: &str = "strict";
+pub(crate) const GROUP: &str = "group";
 
-pub(crate) const ARGS: &[&str] = &[MODEL, TABLE, ROUTE, TOPIC, STRICT];
+pub(crate) const ARGS: &[&str] = &[MODEL, TABLE, ROUTE, TOPIC, STRICT, GROUP];
 
 /// `#[on("event_name")]` on a method.
 pub(crate) const ON: &str = "on";

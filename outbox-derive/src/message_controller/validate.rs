@@ -21,6 +21,8 @@ pub(crate) struct Model<'a> {
     /// The topic read, when not the model's.
     pub(crate) topic: Option<LitStr>,
     pub(crate) strict: bool,
+    /// Whether hook-free built-in upserts may be applied in groups.
+    pub(crate) group: bool,
     pub(crate) created: Handling<'a>,
     pub(crate) updated: Handling<'a>,
     pub(crate) destroyed: Handling<'a>,
@@ -195,6 +197,7 @@ pub(crate) fn model<'a>(cx: &Ctxt, args: Args, controller: Controller<'a>) -> Op
         route: args.route,
         topic: args.topic,
         strict: args.strict,
+        group: args.group,
         // `created` falls back on the update hooks: created is updated for a new row.
         created: handling(
             CREATED,

@@ -1,22 +1,28 @@
 //! Several records of one partition in one transaction: their inbox rows
 //! claimed in one statement, then each record's controller in offset order,
-//! one commit. A record that fails rolls the whole transaction back and is
+//! one commit. Consecutive records of one controller whose events it
+//! [`groups`](Controller::groups) go to its
+//! [`handle_group`](Controller::handle_group) together (one statement for
+//! the lot). A record that fails rolls the whole transaction back and is
 //! named, so the caller can apply the records before it and give it alone to
-//! the one-record path (retries and failure policy).
+//! the one-record path (retries and failure policy); a group that fails
+//! names no record, so the caller applies the batch again without groups.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use diesel::prelude::*;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::result::QueryResult;
+use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::FutureExt as _;
-use outbox::{Context, Controller, Message};
+use outbox::{Context, Controller, GroupError, Message};
 
 use super::apply::{ApplyError, panic_text};
 use crate::Outbox;
 use crate::fault_injection::HandlerFault;
-use crate::schema::outbox_inbox;
 
 /// A decoded record ready to be applied.
 pub(crate) struct Entry<'a> {
@@ -38,6 +44,10 @@ pub(crate) enum BatchError {
     /// The transaction failed where no record can be blamed (the inbox
     /// statement, the commit): nothing committed.
     Unattributed(String),
+    /// A group's statement failed (`error`; a panic is
+    /// [`ApplyError::Panicked`]): nothing committed, no record named. Apply
+    /// the batch again without groups to find the record.
+    Group { error: ApplyError },
 }
 
 /// What a committed batch did with each record, in order: `true` applied,
@@ -59,24 +69,77 @@ impl From<diesel::result::Error> for Abort {
 }
 
 /// Applies `entries` (records of `topic`/`partition`, in offset order) in one
-/// transaction on `conn`.
+/// transaction on `conn`; with `grouping`, consecutive records a controller
+/// [`groups`](Controller::groups) go to it together.
 pub(crate) async fn apply_batch(
     conn: &mut AsyncPgConnection,
     follow_ups: &Outbox,
     topic: &str,
     partition: i32,
     entries: &mut [Entry<'_>],
+    grouping: bool,
 ) -> Result<Claimed, BatchError> {
     // Set by the record that failed: whatever the rollback then says (after a
     // panic it may fail too), the record is named.
     let mut failed: Option<(usize, ApplyError)> = None;
+    // Set by the group that failed.
+    let mut group_failed: Option<ApplyError> = None;
     let result = conn
         .transaction::<_, Abort, _>(async |conn| {
             let claimed = claim_all(conn, topic, partition, entries).await?;
-            for (index, entry) in entries.iter_mut().enumerate() {
-                if !claimed[index] {
+            let mut next = 0;
+            for index in 0..entries.len() {
+                if index < next || !claimed[index] {
                     continue;
                 }
+                let members = if grouping {
+                    group_at(entries, &claimed, index)
+                } else {
+                    Vec::new()
+                };
+                if members.len() > 1 {
+                    next = members[members.len() - 1] + 1;
+                    for &member in &members {
+                        let fault =
+                            std::mem::replace(&mut entries[member].fault, HandlerFault::NONE);
+                        if let Err(error) = fault.inject().await {
+                            failed = Some((member, ApplyError::Handler(error)));
+                            return Err(Abort::Record);
+                        }
+                    }
+                    let messages: Vec<&Message> =
+                        members.iter().map(|&k| &entries[k].message).collect();
+                    let controller = &entries[index].controller;
+                    let handled = AssertUnwindSafe(controller.handle_group(conn, &messages))
+                        .catch_unwind()
+                        .await;
+                    let error = match handled {
+                        Ok(Ok(())) => {
+                            metrics::histogram!("outbox_consumer_group_rows")
+                                .record(members.len() as f64);
+                            continue;
+                        }
+                        Ok(Err(GroupError::At { index, error })) if index < members.len() => {
+                            failed = Some((members[index], ApplyError::Handler(error)));
+                            return Err(Abort::Record);
+                        }
+                        Ok(Err(GroupError::Database(error))) => match ApplyError::from(error) {
+                            // The database, not the group: the batch waits for it.
+                            infrastructure @ ApplyError::Infrastructure(_) => {
+                                return Err(Abort::Database(infrastructure));
+                            }
+                            other => other,
+                        },
+                        Ok(Err(GroupError::Group(error))) => ApplyError::Handler(error),
+                        Ok(Err(other)) => {
+                            ApplyError::Handler(outbox::HandlerError::retriable(other.to_string()))
+                        }
+                        Err(panic) => ApplyError::Panicked(panic_text(&*panic)),
+                    };
+                    group_failed = Some(error);
+                    return Err(Abort::Record);
+                }
+                let entry = &mut entries[index];
                 // Drawn once: applying the records before a failed one again
                 // does not inject their faults twice.
                 let fault = std::mem::replace(&mut entry.fault, HandlerFault::NONE);
@@ -100,6 +163,12 @@ pub(crate) async fn apply_batch(
             Ok(claimed)
         })
         .await;
+    if result.is_err()
+        && failed.is_none()
+        && let Some(error) = group_failed
+    {
+        return Err(BatchError::Group { error });
+    }
     match (result, failed) {
         (Ok(claimed), _) => Ok(claimed),
         (Err(_), Some((index, error))) => Err(BatchError::At { index, error }),
@@ -118,6 +187,30 @@ pub(crate) async fn apply_batch(
     }
 }
 
+/// The claimed entries that go in one group with entry `index`: it and the
+/// claimed entries after it with the same controller, whose events it
+/// groups (duplicates in between are skipped; anything else ends the group).
+/// Fewer than two: no group.
+fn group_at(entries: &[Entry<'_>], claimed: &[bool], index: usize) -> Vec<usize> {
+    let first = &entries[index];
+    if !first.controller.groups(&first.message.event) {
+        return Vec::new();
+    }
+    let mut members = vec![index];
+    for (k, entry) in entries.iter().enumerate().skip(index + 1) {
+        if !claimed[k] {
+            continue;
+        }
+        if !Arc::ptr_eq(&entry.controller, &first.controller)
+            || !entry.controller.groups(&entry.message.event)
+        {
+            break;
+        }
+        members.push(k);
+    }
+    members
+}
+
 /// Inserts every entry's inbox row in one statement; for each entry, whether
 /// its row is new. A message twice in the batch (a re-sent record) is claimed
 /// by its first offset only.
@@ -127,28 +220,64 @@ async fn claim_all(
     partition: i32,
     entries: &[Entry<'_>],
 ) -> QueryResult<Claimed> {
-    let rows: Vec<_> = entries
-        .iter()
-        .map(|entry| {
-            (
-                outbox_inbox::source.eq(entry.message.from.as_str()),
-                outbox_inbox::message_id.eq(uuid::Uuid::from(entry.message.id)),
-                outbox_inbox::topic.eq(topic),
-                outbox_inbox::kafka_partition.eq(partition),
-                outbox_inbox::kafka_offset.eq(entry.offset),
-            )
-        })
-        .collect();
-    let inserted: HashSet<i64> = diesel::insert_into(outbox_inbox::table)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(outbox_inbox::kafka_offset)
-        .get_results::<i64>(conn)
-        .await?
-        .into_iter()
-        .collect();
+    let claim = ClaimAll {
+        sources: entries.iter().map(|e| e.message.from.as_str()).collect(),
+        message_ids: entries
+            .iter()
+            .map(|e| uuid::Uuid::from(e.message.id))
+            .collect(),
+        offsets: entries.iter().map(|e| e.offset).collect(),
+        topic,
+        partition,
+    };
+    let inserted: HashSet<i64> = claim.get_results::<i64>(conn).await?.into_iter().collect();
     Ok(entries
         .iter()
         .map(|entry| inserted.contains(&entry.offset))
         .collect())
+}
+
+/// The inbox rows of a batch as one statement whose text does not depend on
+/// the batch's size (the rows are three arrays), so it is prepared once per
+/// connection: `INSERT … SELECT … FROM unnest($3, $4, $5) ON CONFLICT DO
+/// NOTHING RETURNING kafka_offset`. `unnest` yields the rows in array order,
+/// so a message twice is claimed by its first offset, as with `VALUES`.
+struct ClaimAll<'a> {
+    sources: Vec<&'a str>,
+    message_ids: Vec<uuid::Uuid>,
+    offsets: Vec<i64>,
+    topic: &'a str,
+    partition: i32,
+}
+
+impl QueryId for ClaimAll<'_> {
+    type QueryId = ClaimAll<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for ClaimAll<'_> {
+    type SqlType = BigInt;
+}
+
+impl QueryFragment<Pg> for ClaimAll<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO outbox_inbox (source, message_id, topic, kafka_partition, kafka_offset) \
+             SELECT claim.source, claim.message_id, ",
+        );
+        out.push_bind_param::<Text, _>(self.topic)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Integer, _>(&self.partition)?;
+        out.push_sql(", claim.kafka_offset FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.sources)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<diesel::sql_types::Uuid>, _>(&self.message_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.offsets)?;
+        out.push_sql(
+            ") AS claim (source, message_id, kafka_offset) \
+             ON CONFLICT DO NOTHING RETURNING kafka_offset",
+        );
+        Ok(())
+    }
 }

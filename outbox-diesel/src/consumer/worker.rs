@@ -311,6 +311,9 @@ impl PartitionTask {
         let mut infrastructure = Backoff::new(base, cap);
         let mut end = entries.len();
         let mut failed = None;
+        // Off for one try after a group failed: the records then go one by
+        // one, and the one that fails is named.
+        let mut grouping = true;
         loop {
             let result = {
                 let _permit = shared.permits.acquire().await;
@@ -322,6 +325,7 @@ impl PartitionTask {
                             &self.tp.topic,
                             self.tp.partition,
                             &mut entries[..end],
+                            grouping,
                         )
                         .instrument(span.clone())
                         .await;
@@ -330,6 +334,8 @@ impl PartitionTask {
                             Err(BatchError::At {
                                 error: ApplyError::Panicked(_),
                                 ..
+                            } | BatchError::Group {
+                                error: ApplyError::Panicked(_)
                             })
                         ) {
                             // Not back to the pool: it may be mid-query.
@@ -368,11 +374,29 @@ impl PartitionTask {
                 // The records before it go again as a batch; it goes alone,
                 // its first attempt made.
                 Err(BatchError::At { index, error }) => {
+                    grouping = true;
                     failed = Some(error);
                     if index == 0 {
                         return Some((0, failed));
                     }
                     end = index;
+                }
+                // No record named: the same records again, one by one, to
+                // find it (their faults were drawn: not injected twice).
+                Err(BatchError::Group { error }) if grouping => {
+                    let error = match error {
+                        ApplyError::Handler(error) => error.chain(),
+                        ApplyError::Panicked(text) => text,
+                        ApplyError::Infrastructure(error) => error_chain(&*error),
+                    };
+                    tracing::debug!(partition = %self.tp, %error, records = end,
+                        "a group failed; applying the batch again without groups");
+                    grouping = false;
+                }
+                Err(BatchError::Group { error }) => {
+                    tracing::warn!(partition = %self.tp, error = ?error, records = end,
+                        "batch failed as a whole; applying its first record alone");
+                    return Some((0, None));
                 }
                 Err(BatchError::Unattributed(error)) => {
                     // No record to blame: the first goes alone (retries and

@@ -17,6 +17,55 @@ pub use error::{HandlerError, HandlerErrorKind};
 
 use crate::{Event, Message};
 
+/// Why [`Controller::handle_group`] did not apply a group.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{GroupError, HandlerError};
+///
+/// let error = GroupError::At { index: 2, error: HandlerError::permanent("no `id`") };
+/// assert!(matches!(error, GroupError::At { index: 2, .. }));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// Message `index` of the group failed before any statement ran (its
+    /// payload): the consumer gives it alone to its failure policy.
+    At {
+        /// The message's position in the group.
+        index: usize,
+        /// Its error, as [`Controller::handle`] would have returned it.
+        error: HandlerError,
+    },
+    /// A statement of the group failed: no single message can be blamed, so
+    /// the consumer applies the group again one message at a time.
+    Group(HandlerError),
+    /// The database refused a statement of the group (a constraint, a lost
+    /// connection): classified like the consumer's own statements, then
+    /// handled as [`GroupError::Group`] unless the database is gone.
+    Database(diesel::result::Error),
+}
+
+/// What `?` on a Diesel call gives inside a `handle_group`.
+impl From<diesel::result::Error> for GroupError {
+    fn from(error: diesel::result::Error) -> Self {
+        GroupError::Database(error)
+    }
+}
+
+impl std::error::Error for GroupError {}
+
+impl std::fmt::Display for GroupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupError::At { index, error } => write!(f, "message {index} of the group: {error}"),
+            GroupError::Group(error) => write!(f, "the group failed: {error}"),
+            GroupError::Database(error) => write!(f, "the group's statement failed: {error}"),
+        }
+    }
+}
+
 /// A boxed, `Send` future: what [`Controller::handle`] returns, so controllers
 /// of different types sit side by side in one consumer.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -93,4 +142,40 @@ pub trait Controller: Send + Sync + 'static {
         ctx: &'a mut Context<'_>,
         message: &'a Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// Whether consecutive `event` messages may be applied together through
+    /// [`handle_group`](Controller::handle_group) (the batched consumer then
+    /// writes them in one statement). Default: no.
+    ///
+    /// `#[message_controller]` says yes for created and updated when they
+    /// are handled by its built-in upsert without hooks.
+    fn groups(&self, event: &Event) -> bool {
+        let _ = event;
+        false
+    }
+
+    /// Applies `messages` (each one an event [`groups`](Controller::groups)
+    /// accepts, in offset order, at least two) on `conn`, inside the
+    /// consumer's transaction, with the same result as [`handle`](Controller::handle)
+    /// called for each in turn. Never called while `groups` is false; the
+    /// default refuses, so the consumer applies the messages one at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`GroupError::At`] names a message that cannot be applied whatever the
+    /// others do (its payload); [`GroupError::Group`] and
+    /// [`GroupError::Database`] make the consumer apply the group again one
+    /// message at a time, through `handle`, to find the failing one.
+    fn handle_group<'a>(
+        &'a self,
+        conn: &'a mut diesel_async::AsyncPgConnection,
+        messages: &'a [&'a Message],
+    ) -> BoxFuture<'a, Result<(), GroupError>> {
+        let _ = (conn, messages);
+        Box::pin(async {
+            Err(GroupError::Group(HandlerError::permanent(
+                "this controller does not apply messages in groups",
+            )))
+        })
+    }
 }
