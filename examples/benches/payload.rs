@@ -8,10 +8,18 @@
 //!
 //! Run: `cargo bench -p outbox-examples --bench payload`. Criterion measures
 //! each of the four; then the ratios are taken from an interleaved run (serde,
-//! outbox, serde, outbox, … keeping each one's fastest round), which a busy
-//! two-core machine disturbs far less than benchmarks run one after the
-//! other (there, whichever of a pair runs second measures 20–40 % slower).
-//! Targets: encode ≤ 1.10×, decode ≤ 1.25×.
+//! outbox, serde, outbox, … `OUTBOX_BENCH_PAYLOAD_ROUNDS` rounds, 40 by
+//! default), which a busy two-core machine disturbs far less than benchmarks
+//! run one after the other (there, whichever of a pair runs second measures
+//! 20–40 % slower). The figure is the median of the per-round ratios (the
+//! fastest round's ratio is printed too, for comparison). Targets: encode ≤
+//! 1.10×, decode ≤ 1.25×. With `OUTBOX_BENCH_RESULTS=<file>` the figures are
+//! also appended to that file as JSON lines (`common/results.rs`), which
+//! `bench-report` reads.
+
+#[path = "common/results.rs"]
+#[allow(dead_code)] // the reading side serves bench-report
+mod results;
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -20,6 +28,7 @@ use std::time::Instant;
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::Criterion;
 use outbox::{Event, Outboxed};
+use results::Figure;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -146,9 +155,10 @@ fn bench(c: &mut Criterion, cases: &Cases) {
     decode.finish();
 }
 
-/// Nanoseconds per call of the fastest of `ROUNDS` rounds, the contenders interleaved.
-fn interleaved(cases: &Cases) -> [f64; 4] {
-    const ROUNDS: usize = 40;
+/// Nanoseconds per call in each of `rounds` rounds, the contenders
+/// interleaved: `[encode serde, encode outbox, decode serde, decode outbox]`,
+/// each with one value per round.
+fn interleaved(cases: &Cases, rounds: usize) -> [Vec<f64>; 4] {
     const CALLS: u32 = 20_000;
     fn round<T>(f: impl Fn() -> T) -> f64 {
         let start = Instant::now();
@@ -157,19 +167,23 @@ fn interleaved(cases: &Cases) -> [f64; 4] {
         }
         start.elapsed().as_nanos() as f64 / f64::from(CALLS)
     }
-    let mut best = [f64::MAX; 4];
-    for _ in 0..ROUNDS {
-        let times = [
+    let mut times: [Vec<f64>; 4] = Default::default();
+    for _ in 0..rounds {
+        let round = [
             round(|| cases.encode_serde()),
             round(|| cases.encode_outbox()),
             round(|| cases.decode_serde()),
             round(|| cases.decode_outbox()),
         ];
-        for (best, time) in best.iter_mut().zip(times) {
-            *best = best.min(time);
+        for (times, time) in times.iter_mut().zip(round) {
+            times.push(time);
         }
     }
-    best
+    times
+}
+
+fn fastest(times: &[f64]) -> f64 {
+    times.iter().copied().fold(f64::MAX, f64::min)
 }
 
 /// Criterion's estimate (the slope of time over iterations) of one benchmark, in ns.
@@ -192,7 +206,12 @@ fn main() {
     bench(&mut criterion, &cases);
     criterion.final_summary();
 
-    let [encode_serde, encode_outbox, decode_serde, decode_outbox] = interleaved(&cases);
+    let rounds = std::env::var("OUTBOX_BENCH_PAYLOAD_ROUNDS")
+        .ok()
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or(40usize)
+        .max(1);
+    let [encode_serde, encode_outbox, decode_serde, decode_outbox] = interleaved(&cases, rounds);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load
         .split_whitespace()
@@ -211,24 +230,47 @@ fn main() {
             );
         }
     }
-    for (what, ours, serde, target) in [
+    for (part, what, ours, serde, target) in [
         (
+            "encode",
             "encode (write_payload vs serde_json::to_vec)",
-            encode_outbox,
-            encode_serde,
+            &encode_outbox,
+            &encode_serde,
             1.10,
         ),
         (
+            "decode",
             "decode (from_payload vs Deserialize)",
-            decode_outbox,
-            decode_serde,
+            &decode_outbox,
+            &decode_serde,
             1.25,
         ),
     ] {
-        let ratio = ours / serde;
-        let verdict = if ratio <= target { "within" } else { "OVER" };
+        let (best_ours, best_serde) = (fastest(ours), fastest(serde));
         println!(
-            "  {what}, interleaved, fastest of 40 rounds: outbox {ours:.0} ns, serde {serde:.0} ns, ratio {ratio:.3} ({verdict} target {target:.2})"
+            "  {what}, interleaved, fastest of {rounds} rounds: outbox {best_ours:.0} ns, serde {best_serde:.0} ns, ratio {:.3}",
+            best_ours / best_serde
         );
+        Figure::new("payload", part, "serde", "time per call", "ns")
+            .rounds(serde)
+            .lower_is_better()
+            .record();
+        let figure = Figure::new("payload", part, "outbox", "time per call", "ns")
+            .rounds(ours)
+            .lower_is_better()
+            .against("serde", serde)
+            .target_at_most(target);
+        let ratio = figure.ratio.unwrap_or(f64::NAN);
+        let verdict = if figure.verdict() == Some(true) {
+            "within"
+        } else {
+            "OVER"
+        };
+        println!(
+            "  {what}, interleaved, median of {rounds} paired ratios: {ratio:.3} ({verdict} target {target:.2}); medians outbox {:.0} ns, serde {:.0} ns",
+            figure.value,
+            results::median(serde)
+        );
+        figure.record();
     }
 }

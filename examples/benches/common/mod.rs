@@ -13,6 +13,7 @@ pub(crate) mod env;
 pub(crate) mod kafka;
 pub(crate) mod recorder;
 pub(crate) mod report;
+pub(crate) mod results;
 pub(crate) mod stats;
 
 /// The multi-threaded runtime the services' clients and the code under test run on.
