@@ -5,5 +5,5 @@ pub(crate) mod conninfo;
 pub(crate) mod enqueue;
 pub(crate) mod realtime;
 pub(crate) mod tables;
-pub(crate) mod transaction;
 mod tls;
+pub(crate) mod transaction;
