@@ -198,11 +198,18 @@ impl PartitionTask {
     /// Adds the records already queued behind `records`' first one, up to the
     /// batch size; never waits for more (live traffic keeps its latency).
     /// Returns the item that ended the gathering if it is not a record.
+    ///
+    /// A batch also stops at the partition's read-ahead in bytes: records taken
+    /// from the queue free room for more to be fetched, so a batch counted in
+    /// records alone would hold up to `batch_size` large records at once.
     fn gather(&mut self, records: &mut Vec<OwnedMessage>) -> Option<Item> {
-        while records.len() < self.shared.batch_size {
+        let mut bytes: usize = records.iter().map(weight).sum();
+        while records.len() < self.shared.batch_size && bytes < self.shared.partition_buffer {
             match self.items.try_recv() {
                 Ok(Item::Record(record)) => {
-                    self.dequeued(weight(&record));
+                    let taken = weight(&record);
+                    self.dequeued(taken);
+                    bytes += taken;
                     records.push(record);
                 }
                 Ok(other) => return Some(other),
