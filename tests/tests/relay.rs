@@ -7,5 +7,6 @@ mod relay {
     mod enqueue;
     mod failures;
     mod ordering;
+    mod plans;
     mod support;
 }

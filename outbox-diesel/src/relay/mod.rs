@@ -1056,7 +1056,13 @@ struct Session {
 impl Session {
     async fn open(url: &str, settings: &Settings) -> Result<Self> {
         let mut conn = connect(url).await?;
-        conn.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        // The relay's statements are prepared once and planned generically; a
+        // plan made while the table was small (a relay started on an empty
+        // outbox) would delete acknowledged rows by a sequential scan, and keep
+        // doing so as the table grows under load (hundreds of ms a batch).
+        // Every statement here has an index path, so make the planner take it.
+        conn.batch_execute(&format!("LISTEN {CHANNEL}; SET enable_seqscan = off"))
+            .await?;
         let shards = Shards::join(&mut conn, settings.shards, settings.rebalance_interval).await?;
         Ok(Session { conn, shards })
     }
