@@ -90,6 +90,7 @@ use common::db::{Db, Schema};
 use common::env::{env_list, env_or};
 use common::kafka::PARTITIONS;
 use common::report::{self, group};
+use common::results::Figure;
 use common::stats::{best, median};
 use measure::Ending;
 use outbox_diesel::consumer::DEFAULT_BATCH_SIZE;
@@ -491,6 +492,9 @@ impl Bench {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
+            Figure::new("consumer", "catchup", side.name(), "catch-up rate", "msg/s")
+                .rounds(&rates)
+                .record();
         }
         println!(
             "  (CPU/1k: median CPU ms per 1,000 records of this process + PostgreSQL; \
@@ -550,6 +554,22 @@ impl Bench {
             let Some(ratio) = self.ratio(a, b) else {
                 continue;
             };
+            // The same paired rounds as `ratio`: each side's runs are in round order.
+            let figure = Figure::new(
+                "consumer",
+                "catchup ratio",
+                a.name(),
+                "catch-up rate",
+                "msg/s",
+            )
+            .case(name)
+            .rounds(&self.rates(a))
+            .against(b.name(), &self.rates(b));
+            match target {
+                Some(t) => figure.target_at_least(t),
+                None => figure,
+            }
+            .record();
             let verdict = match target {
                 None => String::new(),
                 Some(target) if ratio.median >= target => format!("  target ≥ {target}: PASS"),

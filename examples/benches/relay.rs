@@ -111,6 +111,13 @@ fn main() {
         return;
     }
     let config = Config::new(&args);
+    if std::env::var_os("RUST_LOG").is_some() {
+        // The relay's own log, on demand (`RUST_LOG=outbox_diesel=debug`).
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     instrument::RECORDER.install();
     let runtime = common::runtime();
     report::banner("relay", &config.server_url, &config.brokers);

@@ -15,6 +15,20 @@ pub(crate) fn stat_cpu(path: &str) -> Option<f64> {
     Some((utime + stime) / TICKS)
 }
 
+/// CPU seconds (user + system) of a process and of its children it has
+/// waited for (`cutime`, `cstime`): for PostgreSQL's postmaster, the sessions
+/// that ended, whose CPU would otherwise vanish from a sum over live processes.
+pub(crate) fn pid_cpu_with_reaped(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<f64>().ok())
+        .sum::<Option<f64>>()?;
+    Some(ticks / TICKS)
+}
+
 /// CPU seconds (user + system) of process `pid`.
 pub(crate) fn pid_cpu(pid: u32) -> Option<f64> {
     stat_cpu(&format!("/proc/{pid}/stat"))

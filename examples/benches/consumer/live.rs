@@ -26,6 +26,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use crate::common::db::Schema;
 use crate::common::kafka::{self, Counting, fresh_topic};
 use crate::common::report::group;
+use crate::common::results::Figure;
 use crate::common::stats::{median, percentile};
 use crate::measure::{self, Ending};
 use crate::model::{self, expected_state};
@@ -284,6 +285,19 @@ impl Bench {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
+            for (case, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
+                Figure::new(
+                    "consumer",
+                    "live",
+                    variant.name(),
+                    "send → commit latency",
+                    "ms",
+                )
+                .case(case)
+                .value(percentile(&all, q))
+                .lower_is_better()
+                .record();
+            }
         }
         println!(
             "  (p50/p99/max over every measured record of the variant's rounds; hook p99: send → \
@@ -302,7 +316,9 @@ impl Bench {
                 behind.join(", ")
             );
         }
-        let paired: Vec<f64> = (0..live.rounds)
+        // Each round's p99 of both variants, only the rounds that have both:
+        // the ratios and the figure's two series come from the same pairs.
+        let (batched, per_record): (Vec<f64>, Vec<f64>) = (0..live.rounds)
             .filter_map(|round| {
                 let p99 = |variant| {
                     self.live_runs
@@ -310,13 +326,40 @@ impl Bench {
                         .find(|r| r.round == round && r.variant == variant)
                         .map(LiveRun::p99)
                 };
-                Some(p99(Variant::Batched)? / p99(Variant::PerRecord)?)
+                Some((p99(Variant::Batched)?, p99(Variant::PerRecord)?))
             })
+            .unzip();
+        let paired: Vec<f64> = batched
+            .iter()
+            .zip(&per_record)
+            .map(|(b, p)| b / p)
             .collect();
         if paired.is_empty() {
             return;
         }
         let ratio = median(&paired);
+        Figure::new(
+            "consumer",
+            "live p99",
+            Variant::Batched.name(),
+            "p99 send → commit",
+            "ms",
+        )
+        .rounds(&batched)
+        .lower_is_better()
+        .against(Variant::PerRecord.name(), &per_record)
+        .target_at_most(P99_TARGET)
+        .record();
+        Figure::new(
+            "consumer",
+            "live p99",
+            Variant::PerRecord.name(),
+            "p99 send → commit",
+            "ms",
+        )
+        .rounds(&per_record)
+        .lower_is_better()
+        .record();
         let verdict = match ratio <= P99_TARGET {
             true => "PASS",
             false => "MISS",

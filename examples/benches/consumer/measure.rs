@@ -368,7 +368,9 @@ impl Cpu {
             let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
             let stat = || cpu::pid_cpu(pid).unwrap_or(0.0);
             match comm.trim() {
-                "postgres" => now.postgres += stat(),
+                // With the sessions that ended (the postmaster's reaped
+                // children): a side closing its pool must not count negative.
+                "postgres" => now.postgres += cpu::pid_cpu_with_reaped(pid).unwrap_or(0.0),
                 "java" if cpu::is_broker(&dir) => now.broker += stat(),
                 _ => {}
             }

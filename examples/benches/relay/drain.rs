@@ -9,6 +9,7 @@ use crate::Bench;
 use crate::backlog::{backlog, fill, load_records};
 use crate::common::data::KEYS;
 use crate::common::report::group;
+use crate::common::results::Figure;
 use crate::common::stats::{best, upper_median};
 use crate::instrument::NullPublisher;
 use crate::model::{Order, order};
@@ -241,6 +242,47 @@ impl Bench {
             // Judged by the median of the per-round ratios: each round's relay
             // and raw runs follow each other, so a busy machine slows both.
             let paired_median = upper_median(&paired);
+            let case = format!("batch {batch}");
+            // This batch's raw rounds, in the order of `relay`'s (the series `paired` uses).
+            let raw_here: Vec<f64> = rounds.iter().map(|r| rows as f64 / r.raw.secs).collect();
+            Figure::new("relay", "drain", "raw produce", "throughput", "msg/s")
+                .case(&case)
+                .rounds(&raw_here)
+                .record();
+            Figure::new("relay", "drain", "raw lockstep", "throughput", "msg/s")
+                .case(&case)
+                .rounds(&rates(&|r| r.lockstep.secs))
+                .record();
+            Figure::new(
+                "relay",
+                "drain",
+                &format!("raw {in_flight} in flight"),
+                "throughput",
+                "msg/s",
+            )
+            .case(&case)
+            .rounds(&rates(&|r| r.window.secs))
+            .record();
+            let relay_figure = Figure::new("relay", "drain", "relay", "throughput", "msg/s")
+                .case(&case)
+                .rounds(&relay)
+                .against("raw produce", &raw_here);
+            match batch {
+                1000 => relay_figure.target_at_least(0.5),
+                100 => relay_figure.target_at_least(0.3),
+                _ => relay_figure,
+            }
+            .record();
+            Figure::new(
+                "relay",
+                "drain",
+                "relay without Kafka",
+                "throughput",
+                "msg/s",
+            )
+            .case(&case)
+            .rounds(&rounds.iter().map(|r| r.null.rate()).collect::<Vec<_>>())
+            .record();
             let line =
                 format!("  relay ÷ raw, batch {batch}: paired median (median÷median, best÷best)");
             let figure = format!("{paired_median:.3} ({ratio_median:.3}, {ratio_best:.3})");
@@ -274,6 +316,20 @@ impl Bench {
                 per_1k(&|r| r.null.cpu.groups[0] / r.null.published as f64),
                 per_1k(&|r| r.null.cpu.backend / r.null.published as f64),
             ];
+            for (side, ms) in [
+                ("relay: tokio", relay_cpu[0]),
+                ("relay: rdkafka", relay_cpu[1]),
+                ("relay: PostgreSQL backend", relay_cpu[2]),
+                ("relay: broker", relay_cpu[3]),
+                ("raw: producer", raw_cpu[0]),
+                ("raw: broker", raw_cpu[1]),
+            ] {
+                Figure::new("relay", "drain cpu", side, "CPU per 1,000 messages", "ms")
+                    .case(&case)
+                    .value(ms)
+                    .lower_is_better()
+                    .record();
+            }
             self.summary.add(
                 "  CPU ms/1k msgs, relay: tokio | rdkafka | PG | broker",
                 format!(

@@ -11,6 +11,7 @@ use outbox_diesel::Outbox;
 use crate::Bench;
 use crate::common::db::pg;
 use crate::common::report::group;
+use crate::common::results::Figure;
 use crate::common::stats::{percentile, upper_median};
 use crate::model::{NewUser, User, bench_users};
 
@@ -89,6 +90,7 @@ impl Bench {
                 }
             }
             let [without, with, quiet_with, via_transaction, via_rule] = &sides;
+            record_figures(clients, &sides);
             let fastest = |v: &[f64]| percentile(v, 0.0);
             let paired =
                 |v: &[f64]| -> Vec<f64> { v.iter().zip(without).map(|(w, o)| w / o).collect() };
@@ -151,6 +153,36 @@ impl Bench {
         self.db.drop_schema(&quiet);
         self.db.drop_schema(&rule);
     }
+}
+
+/// The sides' µs per transaction for `bench-report`, each paired with the
+/// business insert alone; the 1.15 target is on `Outbox::transaction`.
+fn record_figures(clients: usize, sides: &[Vec<f64>; 5]) {
+    let [without, with, quiet_with, via_transaction, via_rule] = sides;
+    let case = if clients == 1 {
+        "1 client".to_string()
+    } else {
+        format!("{clients} clients")
+    };
+    let us = |side: &str, rounds: &[f64]| {
+        Figure::new("relay", "enqueue", side, "time per transaction", "µs")
+            .case(&case)
+            .rounds(rounds)
+            .lower_is_better()
+    };
+    let alone = "business insert alone";
+    us(alone, without).record();
+    us("+ enqueue", with).against(alone, without).record();
+    us("+ enqueue, no NOTIFY (diagnostic)", quiet_with)
+        .against(alone, without)
+        .record();
+    us("+ Outbox::transaction", via_transaction)
+        .against(alone, without)
+        .target_at_most(1.15)
+        .record();
+    us("+ Outbox::transaction, NOTIFY rule (diagnostic)", via_rule)
+        .against(alone, without)
+        .record();
 }
 
 /// `clients` threads, each running `per_client` transactions of `side` on its

@@ -18,6 +18,7 @@ use crate::common::data::KEYS;
 use crate::common::db::pg;
 use crate::common::kafka::{PARTITIONS, fresh_topic};
 use crate::common::report::group;
+use crate::common::results::Figure;
 use crate::common::stats::percentile;
 use crate::instrument::{Instrumented, STATS, reset_stats};
 use crate::lag::{lags_ms, spread};
@@ -146,6 +147,23 @@ impl Bench {
                 consumed.len(),
                 commit_at.len()
             ));
+        }
+        for (case, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
+            Figure::new("relay", "latency", "commit → consumed", "latency", "ms")
+                .case(case)
+                .value(percentile(&consumed, q))
+                .lower_is_better()
+                .note(if case == "p99" {
+                    "target p99 < 50 ms"
+                } else {
+                    ""
+                })
+                .record();
+            Figure::new("relay", "latency", "commit → acked", "latency", "ms")
+                .case(case)
+                .value(percentile(&acked, q))
+                .lower_is_better()
+                .record();
         }
         self.summary.check(
             format!(

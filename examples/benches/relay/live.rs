@@ -14,6 +14,8 @@ use crate::backlog::count_rows;
 use crate::common::cpu::{pid_cpu, stat_cpu};
 use crate::common::db::pg;
 use crate::common::report::group;
+use crate::common::results::Figure;
+use crate::common::stats::percentile;
 use crate::cpu::{CpuUse, cpu_snapshot};
 use crate::instrument::{Instrumented, STATS, reset_stats};
 use crate::lag::{lags_ms, spread};
@@ -161,6 +163,26 @@ impl Bench {
             self.summary
                 .problems
                 .push(format!("live: {} failed attempts", report.failed_attempts));
+        }
+        Figure::new("relay", "live", "enqueued (writers)", "rate", "msg/s")
+            .value(achieved)
+            .record();
+        Figure::new("relay", "live", "relayed", "rate", "msg/s")
+            .value(relayed)
+            .against("enqueued (writers)", &[achieved])
+            .target_at_least(0.95)
+            .note(if caught_up {
+                ""
+            } else {
+                "the relay did not catch up within 120 s after the load"
+            })
+            .record();
+        for (case, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
+            Figure::new("relay", "live", "commit → ack", "lag", "ms")
+                .case(case)
+                .value(percentile(&lags, q))
+                .lower_is_better()
+                .record();
         }
         self.summary.add(
             format!("live: offered / achieved enqueue ({TXN} per transaction)"),

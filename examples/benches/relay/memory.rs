@@ -10,6 +10,7 @@ use outbox::Outboxed;
 use crate::Bench;
 use crate::backlog::backlog;
 use crate::common::report::group;
+use crate::common::results::Figure;
 use crate::instrument::RECORDER;
 use crate::model::Order;
 use crate::run::{kafka_publisher, relay_drain};
@@ -66,6 +67,28 @@ impl Bench {
                 .push(format!("memory child: {problem}"));
         }
         let mb = |kb: f64| kb / 1024.0;
+        Figure::new(
+            "relay",
+            "memory",
+            "relay (child draining, batch 1000)",
+            "peak RSS (VmHWM)",
+            "MiB",
+        )
+        .value(mb(end))
+        .lower_is_better()
+        .against("limit 50 MiB", &[50.0])
+        .target_at_most(1.0)
+        .record();
+        Figure::new(
+            "relay",
+            "memory",
+            "before the relay ran",
+            "peak RSS (VmHWM)",
+            "MiB",
+        )
+        .value(mb(ready))
+        .lower_is_better()
+        .record();
         self.summary.check(
             "relay memory: peak RSS (VmHWM) of a child draining",
             format!("{:.1} MB", mb(end)),

@@ -226,10 +226,10 @@ where
             break;
         }
     }
-    let backend_cpu = backends
-        .iter()
-        .map(|pid| pid_cpu(*pid))
-        .sum::<Option<f64>>();
+    // The backends still there: the gauges' session may have ended already
+    // (its few queries are left out rather than losing the relay's own).
+    let backend_cpu = (!backends.is_empty())
+        .then(|| backends.iter().filter_map(|pid| pid_cpu(*pid)).sum::<f64>());
     let cpu = CpuUse::between(&cpu_before, &cpu_snapshot(broker), backend_cpu);
     let reached = STATS.reached_at.load(Relaxed);
     let secs = if reached == 0 {
