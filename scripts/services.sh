@@ -15,6 +15,10 @@
 #   scripts/services.sh kafka-node status N   exit 1 unless node N runs and answers
 #   scripts/services.sh postgres restart fast|immediate   pg_ctl restart -m fast|immediate;
 #                                returns when PostgreSQL answers again
+#   scripts/services.sh reserve [postgres] [kafka]   take the ports of PG_PORT / KAFKA_PORT,
+#                                KAFKA_CONTROLLER_PORT, KAFKA_SASL_PORT (all three nodes') out of
+#                                the kernel's ephemeral range, as `up` does for its own, for a
+#                                server started later (needs root; says so otherwise)
 #
 # --brokers 3: three broker+controller nodes (node ids 1..3, all three voters) on this
 # machine, node n on each port + 100 × (n - 1), heap KAFKA_CLUSTER_HEAP_OPTS each;
@@ -866,10 +870,11 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   kafka-node) shift; mkdir -p "$LOGS"; reserve_ports quiet kafka; kafka_node "$@" ;;
+  reserve) shift; [ $# -gt 0 ] || set -- postgres kafka; reserve_ports warn "$@" ;;
   postgres)
     [ "${2:-}" = restart ] || die "usage: services.sh postgres restart fast|immediate"
     mkdir -p "$LOGS"; reserve_ports quiet postgres; pg_restart "${3:-}" ;;
   *)
-    echo "usage: $0 up [--brokers 1|3] [--only kafka|postgres] | down | status | kafka-node stop|start|status N | postgres restart fast|immediate" >&2
+    echo "usage: $0 up [--brokers 1|3] [--only kafka|postgres] | down | status | kafka-node stop|start|status N | postgres restart fast|immediate | reserve [postgres] [kafka]" >&2
     exit 2 ;;
 esac
