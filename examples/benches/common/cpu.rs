@@ -6,27 +6,30 @@ use std::path::{Path, PathBuf};
 /// Linux's `USER_HZ` (clock ticks in `/proc/*/stat`), 100 on every x86 build.
 const TICKS: f64 = 100.0;
 
+/// CPU seconds in the `stat` file at `path`, summed over the fields after the
+/// command name in `fields` (11 `utime`, 12 `stime`, 13 `cutime`, 14 `cstime`).
+fn stat_seconds(path: &str, fields: std::ops::Range<usize>) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let ticks = stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .get(fields)?
+        .iter()
+        .map(|f| f.parse::<f64>().ok())
+        .sum::<Option<f64>>()?;
+    Some(ticks / TICKS)
+}
+
 /// CPU seconds (user + system) of a process or thread from its `stat` file.
 pub(crate) fn stat_cpu(path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS)
+    stat_seconds(path, 11..13)
 }
 
 /// CPU seconds (user + system) of a process and of its children it has
 /// waited for (`cutime`, `cstime`): for PostgreSQL's postmaster, the sessions
 /// that ended, whose CPU would otherwise vanish from a sum over live processes.
 pub(crate) fn pid_cpu_with_reaped(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let ticks = fields
-        .get(11..15)?
-        .iter()
-        .map(|f| f.parse::<f64>().ok())
-        .sum::<Option<f64>>()?;
-    Some(ticks / TICKS)
+    stat_seconds(&format!("/proc/{pid}/stat"), 11..15)
 }
 
 /// CPU seconds (user + system) of process `pid`.
