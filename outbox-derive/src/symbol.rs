@@ -11,6 +11,7 @@ pub(crate) const PARTITION_KEY: &str = "partition_key";
 pub(crate) const PARTITION_KEY_WITH: &str = "partition_key_with";
 pub(crate) const DESTROYED: &str = "destroyed";
 pub(crate) const PAYLOAD_WITH: &str = "payload_with";
+pub(crate) const AVRO: &str = "avro";
 pub(crate) const CRATE: &str = "crate";
 
 pub(crate) const CONTAINER_KEYS: &[&str] = &[
@@ -21,8 +22,15 @@ pub(crate) const CONTAINER_KEYS: &[&str] = &[
     PARTITION_KEY_WITH,
     DESTROYED,
     PAYLOAD_WITH,
+    AVRO,
     CRATE,
 ];
+
+// Inside `avro(..)` on the struct.
+pub(crate) const NAME: &str = "name";
+pub(crate) const NAMESPACE: &str = "namespace";
+
+pub(crate) const AVRO_KEYS: &[&str] = &[NAME, NAMESPACE];
 
 // #[outbox(..)] on a field.
 pub(crate) const SKIP: &str = "skip";
@@ -31,8 +39,9 @@ pub(crate) const SINCE: &str = "since";
 pub(crate) const UNTIL: &str = "until";
 pub(crate) const WITH: &str = "with";
 pub(crate) const DEFAULT: &str = "default";
+pub(crate) const AVRO_TYPE: &str = "avro_type";
 
-pub(crate) const FIELD_KEYS: &[&str] = &[SKIP, RENAME, SINCE, UNTIL, WITH, DEFAULT];
+pub(crate) const FIELD_KEYS: &[&str] = &[SKIP, RENAME, SINCE, UNTIL, WITH, DEFAULT, AVRO_TYPE];
 
 // #[diesel(..)] keys the derive reads; it ignores the others.
 pub(crate) const TABLE_NAME: &str = "table_name";

@@ -148,6 +148,30 @@ pub enum Error {
         /// The versions the reader knows.
         supported: Vec<u32>,
     },
+
+    /// A model has no generated schemas: its derive has no `#[outbox(avro)]`.
+    #[error(
+        "the model of route `{route}` (topic `{topic}`) has no generated schemas: \
+         add `#[outbox(avro)]` to its `#[derive(Outboxed)]`"
+    )]
+    NoSchema {
+        /// The model's topic.
+        topic: &'static str,
+        /// The model's route.
+        route: &'static str,
+    },
+
+    /// A model's schema of a version breaks a rule of Avro's the derive could
+    /// not check at compile time (a default of the wrong type, a union in a union).
+    #[error("`{model}` has no valid Avro schema for version {version}: {reason}")]
+    Schema {
+        /// The model's name.
+        model: &'static str,
+        /// The version.
+        version: u32,
+        /// The field and the rule it breaks.
+        reason: String,
+    },
 }
 
 /// Why a Kafka record is not a valid [`Message`](crate::Message).

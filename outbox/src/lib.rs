@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod avro;
 #[cfg(feature = "diesel")]
 mod controller;
 mod error;

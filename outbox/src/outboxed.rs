@@ -90,4 +90,71 @@ pub trait Outboxed: Sized {
     /// [`Error::UnknownVersion`] for a version this side does not know;
     /// [`Error::Payload`] when a key field is missing or of the wrong type.
     fn key_from_payload(version: u32, payload: &Value) -> Result<Self::Key, Error>;
+
+    /// The Avro record schema of payload `version`, as JSON text (see
+    /// [`avro`](crate::avro) for how versions, renames and defaults map).
+    /// Built on first use and kept for the life of the process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSchema`] for a model derived without `#[outbox(avro)]` (or
+    /// implemented by hand); [`Error::UnknownVersion`]; [`Error::Schema`]
+    /// when a field's default has no Avro form.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::Outboxed;
+    ///
+    /// #[derive(Outboxed)]
+    /// #[outbox(topic = "billing.invoices-v2", route = "invoices", avro)]
+    /// struct Invoice {
+    ///     id: i64,
+    ///     #[outbox(avro_type = "timestamp-millis")]
+    ///     issued_at: chrono::DateTime<chrono::Utc>,
+    /// }
+    ///
+    /// let schema: serde_json::Value = serde_json::from_str(Invoice::avro_schema(1)?)?;
+    /// assert_eq!(schema["namespace"], "billing.invoices_v2");
+    /// assert_eq!(schema["fields"][1]["type"]["logicalType"], "timestamp-millis");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn avro_schema(version: u32) -> Result<&'static str, Error> {
+        let _ = version;
+        Err(Error::NoSchema {
+            topic: Self::TOPIC,
+            route: Self::ROUTE,
+        })
+    }
+
+    /// The JSON Schema (draft 2020-12) of the JSON payload of `version`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`avro_schema`](Outboxed::avro_schema).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::Outboxed;
+    ///
+    /// #[derive(Outboxed)]
+    /// #[outbox(topic = "accounts", route = "users", avro)]
+    /// struct User {
+    ///     id: i64,
+    ///     nick: Option<String>,
+    /// }
+    ///
+    /// let schema = User::json_schema(1)?;
+    /// assert_eq!(schema["properties"]["id"]["type"], "integer");
+    /// assert_eq!(schema["required"], serde_json::json!(["id"]));
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    fn json_schema(version: u32) -> Result<&'static Value, Error> {
+        let _ = version;
+        Err(Error::NoSchema {
+            topic: Self::TOPIC,
+            route: Self::ROUTE,
+        })
+    }
 }

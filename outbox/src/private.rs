@@ -12,10 +12,17 @@ pub use crate::event::Event;
 pub use crate::outboxed::Outboxed;
 
 pub use core::default::Default;
+pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
 pub use std::format;
 pub use std::string::{String, ToString};
+pub use std::vec;
 pub use std::vec::Vec;
+
+/// What the schemas of `#[outbox(avro)]` are built with.
+pub mod avro {
+    pub use crate::avro::{AvroField, Cache, FieldSpec, RecordSpec, parse_avro_type, schemas};
+}
 
 /// The payload of a version, serialized by its generated view.
 pub fn to_value<T: serde::Serialize>(

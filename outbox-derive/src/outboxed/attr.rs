@@ -32,6 +32,12 @@ pub(crate) enum Destroyed {
     Full,
 }
 
+/// `avro` / `avro(name = "..", namespace = "..")` on the struct.
+pub(crate) struct AvroAttrs {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) namespace: Option<LitStr>,
+}
+
 /// The struct's attributes.
 pub(crate) struct ContainerAttrs {
     pub(crate) topic: Option<LitStr>,
@@ -41,6 +47,7 @@ pub(crate) struct ContainerAttrs {
     pub(crate) partition_key_with: Option<Path>,
     pub(crate) destroyed: Option<Destroyed>,
     pub(crate) payload_with: Option<Path>,
+    pub(crate) avro: Option<AvroAttrs>,
     pub(crate) krate: Option<Path>,
     /// `#[diesel(table_name = ..)]`.
     pub(crate) table_name: Option<Path>,
@@ -69,6 +76,9 @@ pub(crate) struct FieldAttrs {
     pub(crate) until: Option<(u32, Span)>,
     pub(crate) with: Option<Path>,
     pub(crate) default: Option<FieldDefault>,
+    pub(crate) avro_type: Option<LitStr>,
+    /// The `avro_type` key, for errors about giving it at all.
+    pub(crate) avro_type_key: Option<Span>,
 }
 
 impl ContainerAttrs {
@@ -80,6 +90,7 @@ impl ContainerAttrs {
         let mut partition_key_with = Attr::none(PARTITION_KEY_WITH);
         let mut destroyed = Attr::none(DESTROYED);
         let mut payload_with = Attr::none(PAYLOAD_WITH);
+        let mut avro = Attr::none(AVRO);
         let mut krate = Attr::none(CRATE);
         let mut table_name = Attr::none(TABLE_NAME);
         let mut primary_key = Attr::none(PRIMARY_KEY);
@@ -153,6 +164,7 @@ impl ContainerAttrs {
                                 payload_with.set(cx, &meta.path, v);
                             }
                         }
+                        AVRO => avro.set(cx, &meta.path, avro_attrs(cx, &meta)?),
                         CRATE => {
                             if let Some(v) =
                                 record(cx, &meta, attr_util::item_path(&meta, CRATE, CRATE_PATH))
@@ -212,6 +224,7 @@ impl ContainerAttrs {
             partition_key_with: partition_key_with.get(),
             destroyed: destroyed.get(),
             payload_with: payload_with.get(),
+            avro: avro.get(),
             krate: krate.get(),
             table_name: table_name.get(),
             primary_key: primary_key.get(),
@@ -229,6 +242,7 @@ impl FieldAttrs {
         let mut until = Attr::none(UNTIL);
         let mut with = Attr::none(WITH);
         let mut default = Attr::none(DEFAULT);
+        let mut avro_type = Attr::none(AVRO_TYPE);
 
         for attr in attrs.iter().filter(|a| a.path().is_ident(OUTBOX)) {
             let parsed = attr.parse_nested_meta(|meta| {
@@ -302,6 +316,11 @@ impl FieldAttrs {
                             default.set(cx, &meta.path, FieldDefault::Trait);
                         }
                     }
+                    AVRO_TYPE => {
+                        if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, AVRO_TYPE)) {
+                            avro_type.set(cx, &meta.path, (meta.path.span(), v));
+                        }
+                    }
                     _ => {
                         attr_util::unknown_key(cx, &meta, "`outbox` field", FIELD_KEYS)?;
                     }
@@ -313,6 +332,7 @@ impl FieldAttrs {
             }
         }
 
+        let avro_type = avro_type.get();
         FieldAttrs {
             skip: skip.get(),
             rename: rename.get(),
@@ -321,6 +341,48 @@ impl FieldAttrs {
             until: until.get(),
             with: with.get(),
             default: default.get(),
+            avro_type_key: avro_type.as_ref().map(|(key, _)| *key),
+            avro_type: avro_type.map(|(_, v)| v),
         }
     }
+}
+
+/// The value of `avro`: nothing, or a `(name = "..", namespace = "..")` list.
+/// Only the syntax is read here; validation checks the names.
+fn avro_attrs(cx: &Ctxt, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<AvroAttrs> {
+    let mut name = Attr::none(NAME);
+    let mut namespace = Attr::none(NAMESPACE);
+    if meta.input.peek(syn::token::Paren) {
+        meta.parse_nested_meta(|inner| {
+            match key_name(&inner).as_str() {
+                NAME => {
+                    if let Some(v) = record(cx, &inner, attr_util::lit_str(&inner, NAME)) {
+                        name.set(cx, &inner.path, v);
+                    }
+                }
+                NAMESPACE => {
+                    if let Some(v) = record(cx, &inner, attr_util::lit_str(&inner, NAMESPACE)) {
+                        namespace.set(cx, &inner.path, v);
+                    }
+                }
+                _ => {
+                    attr_util::unknown_key(cx, &inner, "`avro`", AVRO_KEYS)?;
+                }
+            }
+            Ok(())
+        })?;
+    } else if meta.input.peek(syn::Token![=]) {
+        cx.error_spanned_by(
+            &meta.path,
+            "`avro` takes a list or nothing: `#[outbox(avro)]` or \
+             `#[outbox(avro(name = \"...\", namespace = \"...\"))]`",
+        );
+        attr_util::skip_value(meta)?;
+    }
+    // Kept even after a mistake above, so fields' `avro_type` are not reported
+    // as needing `avro` too.
+    Ok(AvroAttrs {
+        name: name.get(),
+        namespace: namespace.get(),
+    })
 }

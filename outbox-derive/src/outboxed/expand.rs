@@ -61,6 +61,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     let (to_payload, write_payload) = cx.to_payload_bodies();
     let from_payload = cx.read_payload_body();
     let key_from_payload = cx.key_read_payload_body();
+    let (schema_items, schema_methods) = super::schemas::expand(model, &private);
 
     quote! {
         // The views repeat the model's field names and types: lints about those
@@ -75,6 +76,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
             #(#key_ser_views)*
             #(#de_views)*
             #(#key_de_views)*
+            #schema_items
 
             #[automatically_derived]
             impl #krate::Outboxed for #ident {
@@ -118,9 +120,21 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
                 ) -> #private::Result<Self::Key, #private::Error> {
                     #key_from_payload
                 }
+
+                #schema_methods
             }
         };
     }
+}
+
+/// The function that adapts a `with` module to a borrowed view's `&&T`.
+pub(super) fn serialize_helper_name(field: &ModelField<'_>) -> Ident {
+    format_ident!("__outbox_serialize_{}", field.ident.unraw())
+}
+
+/// The function giving a field's default (`default`, `default = path`, `skip`).
+pub(super) fn default_helper_name(field: &ModelField<'_>) -> Ident {
+    format_ident!("__outbox_default_{}", field.ident.unraw())
 }
 
 /// Stub impl emitted beside errors, so one mistake does not cascade into
@@ -198,11 +212,6 @@ impl Expander<'_, '_> {
             .find(|f| !f.skip && !f.wire.contains_key(&version) && f.default.is_none())
     }
 
-    /// The function that adapts a `with` module to a borrowed view's `&&T`.
-    fn serialize_helper_name(field: &ModelField<'_>) -> Ident {
-        format_ident!("__outbox_serialize_{}", field.ident.unraw())
-    }
-
     /// The function that reads a `with` field through its module.
     fn deserialize_helper_name(field: &ModelField<'_>) -> Ident {
         format_ident!("__outbox_deserialize_{}", field.ident.unraw())
@@ -216,7 +225,7 @@ impl Expander<'_, '_> {
     fn with_helpers(&self, field: &ModelField<'_>) -> Option<TokenStream> {
         let with = field.with.as_ref()?;
         let private = &self.private;
-        let serialize = Self::serialize_helper_name(field);
+        let serialize = serialize_helper_name(field);
         let deserialize = Self::deserialize_helper_name(field);
         let ty = field.ty;
         // Declared and used under the one span, these names agree in any expansion.
@@ -240,10 +249,6 @@ impl Expander<'_, '_> {
         })
     }
 
-    fn default_helper_name(field: &ModelField<'_>) -> Ident {
-        format_ident!("__outbox_default_{}", field.ident.unraw())
-    }
-
     /// The value of a field a version does not carry: its `default = path`, or
     /// `Default::default()` (for `default` and `skip`). Spanned on the user's
     /// tokens, so a missing `Default` impl is reported at the field.
@@ -252,7 +257,7 @@ impl Expander<'_, '_> {
             return None;
         }
         let private = &self.private;
-        let name = Self::default_helper_name(field);
+        let name = default_helper_name(field);
         let ty = field.ty;
         let value = match &field.default {
             Some(FieldDefault::Path(path)) => {
@@ -281,7 +286,7 @@ impl Expander<'_, '_> {
                 let ident = field.ident;
                 let ty = field.ty;
                 let with = field.with.as_ref().map(|with| {
-                    let helper = Self::serialize_helper_name(field).to_string();
+                    let helper = serialize_helper_name(field).to_string();
                     let helper = LitStr::new(&helper, call_site_at(with.span()));
                     quote!(#[serde(serialize_with = #helper)])
                 });
@@ -317,7 +322,7 @@ impl Expander<'_, '_> {
                     quote!(#[serde(deserialize_with = #helper)])
                 });
                 let default = field.default.as_ref().map(|_| {
-                    let helper = Self::default_helper_name(field).to_string();
+                    let helper = default_helper_name(field).to_string();
                     let helper = LitStr::new(&helper, call_site_at(field.ident.span()));
                     quote!(#[serde(default = #helper)])
                 });
@@ -460,7 +465,7 @@ impl Expander<'_, '_> {
                 if field.wire.contains_key(&version) {
                     quote!(#member: __view.#member)
                 } else {
-                    let helper = Self::default_helper_name(field);
+                    let helper = default_helper_name(field);
                     quote!(#member: #helper())
                 }
             });

@@ -3,6 +3,7 @@
 mod ast;
 mod attr;
 mod expand;
+mod schemas;
 mod validate;
 
 use proc_macro2::TokenStream;

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use proc_macro2::Span;
-use syn::{Ident, Path, Type, parse_quote};
+use syn::{Ident, LitStr, Path, Type, parse_quote};
 
 use super::ast::{Container, Field};
-use super::attr::{Destroyed, FieldDefault};
-use crate::attr_util::version_of;
+use super::attr::{AvroAttrs, Destroyed, FieldDefault};
+use crate::attr_util::{path_to_string, version_of};
 use crate::ctxt::Ctxt;
 
 /// Everything expansion needs, already checked.
@@ -23,7 +23,16 @@ pub(crate) struct Model<'a> {
     pub(crate) key_fields: Vec<usize>,
     pub(crate) destroyed: Destroyed,
     pub(crate) payload_with: Option<Path>,
+    pub(crate) avro: Option<AvroModel>,
     pub(crate) fields: Vec<ModelField<'a>>,
+}
+
+/// The Avro record's full name, defaults applied.
+pub(crate) struct AvroModel {
+    /// `name`, else the struct's ident (raw `r#` stripped).
+    pub(crate) name: String,
+    /// `namespace`, else the topic made Avro-legal ([`avro_namespace`]).
+    pub(crate) namespace: String,
 }
 
 pub(crate) enum PartitionKey {
@@ -41,6 +50,8 @@ pub(crate) struct ModelField<'a> {
     pub(crate) skip: bool,
     /// The wire name in each version that carries the field.
     pub(crate) wire: BTreeMap<u32, String>,
+    /// `avro_type = ".."`: a checked Avro type name or JSON schema text.
+    pub(crate) avro_type: Option<LitStr>,
 }
 
 pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>> {
@@ -73,10 +84,14 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
         }
     };
     let versions = versions(cx, attrs.versions.as_ref());
+    let avro = attrs
+        .avro
+        .as_ref()
+        .map(|avro| avro_model(cx, avro, ident, &topic));
     let fields: Vec<ModelField<'a>> = container
         .fields
         .iter()
-        .map(|field| model_field(cx, field, &versions))
+        .map(|field| model_field(cx, field, &versions, avro.is_some()))
         .collect();
     check_wire_names(cx, &container.fields, &fields);
 
@@ -86,6 +101,13 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
         cx.error_spanned_by(
             first,
             "give either `partition_key` or `partition_key_with`, not both",
+        );
+    }
+    if let (Some(_), Some(path)) = (&attrs.avro, &attrs.payload_with) {
+        cx.error_spanned_by(
+            path,
+            "`payload_with` and `avro` do not go together: the derive cannot generate a schema \
+             for the JSON a custom payload function returns; remove one of them",
         );
     }
 
@@ -105,6 +127,7 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
         key_fields,
         destroyed: attrs.destroyed.unwrap_or(Destroyed::Keys),
         payload_with: attrs.payload_with.clone(),
+        avro,
         fields,
     })
 }
@@ -140,7 +163,8 @@ fn versions(cx: &Ctxt, given: Option<&(Vec<syn::LitInt>, Span)>) -> Vec<u32> {
     versions
 }
 
-fn model_field<'a>(cx: &Ctxt, field: &Field<'a>, versions: &[u32]) -> ModelField<'a> {
+/// `avro`: whether the struct has `#[outbox(avro)]`.
+fn model_field<'a>(cx: &Ctxt, field: &Field<'a>, versions: &[u32], avro: bool) -> ModelField<'a> {
     let attrs = &field.attrs;
     let declared = |version: u32, span: Span| {
         let known = versions.contains(&version);
@@ -187,6 +211,7 @@ fn model_field<'a>(cx: &Ctxt, field: &Field<'a>, versions: &[u32]) -> ModelField
                 .with
                 .as_ref()
                 .map(|w| ("with", syn::spanned::Spanned::span(w))),
+            attrs.avro_type.as_ref().map(|t| ("avro_type", t.span())),
         ];
         for (key, span) in ignored.into_iter().flatten() {
             cx.error_at(span, format!("`{key}` has no effect on a skipped field"));
@@ -195,6 +220,39 @@ fn model_field<'a>(cx: &Ctxt, field: &Field<'a>, versions: &[u32]) -> ModelField
 
     let name = field.ident.to_string();
     let name = name.strip_prefix("r#").unwrap_or(&name);
+
+    if let Some(avro_type) = &attrs.avro_type
+        && let Err(reason) = check_avro_type(&avro_type.value())
+    {
+        cx.error_spanned_by(avro_type, reason);
+    }
+    // A skipped field is in no schema: "no effect" above says all there is.
+    if !skip {
+        if let Some(key) = attrs.avro_type_key
+            && !avro
+        {
+            cx.error_at(
+                key,
+                "`avro_type` needs `#[outbox(avro)]` on the struct \
+                 (it gives the field's type in the generated Avro schema)",
+            );
+        }
+        // The module may serialize to anything; only the user knows its Avro type.
+        if let Some(with) = &attrs.with
+            && avro
+            && attrs.avro_type.is_none()
+        {
+            cx.error_spanned_by(
+                with,
+                format!(
+                    "the Avro type of field `{name}` is unknown: `with = {}` decides how it is \
+                     serialized; give it with `avro_type = \"...\"`",
+                    path_to_string(with)
+                ),
+            );
+        }
+    }
+
     let mut wire = BTreeMap::new();
     if !skip {
         for &version in versions {
@@ -230,6 +288,7 @@ fn model_field<'a>(cx: &Ctxt, field: &Field<'a>, versions: &[u32]) -> ModelField
         default: attrs.default.clone(),
         skip,
         wire,
+        avro_type: attrs.avro_type.clone(),
     }
 }
 
@@ -331,5 +390,311 @@ fn partition_key(
             PartitionKey::Fields(Vec::new())
         }
         Some(index) => PartitionKey::Fields(vec![index]),
+    }
+}
+
+/// `avro(name, namespace)` checked, with the defaults for what is left out.
+fn avro_model(cx: &Ctxt, avro: &AvroAttrs, ident: &Ident, topic: &str) -> AvroModel {
+    let name = match &avro.name {
+        Some(name) => {
+            let value = name.value();
+            if let Err(reason) =
+                check_avro_name("`name`", &value).and_then(|()| not_primitive(&value))
+            {
+                cx.error_spanned_by(name, reason);
+            }
+            value
+        }
+        None => {
+            let value = ident.to_string();
+            let value = value.strip_prefix("r#").unwrap_or(&value).to_owned();
+            // Rust allows non-ASCII identifiers; Avro does not.
+            if let Err(reason) = check_avro_name(&format!("the struct's name `{value}`"), &value)
+                .and_then(|()| not_primitive(&value))
+            {
+                cx.error_spanned_by(
+                    ident,
+                    format!(
+                        "{reason}; name the Avro record with `#[outbox(avro(name = \"...\"))]`"
+                    ),
+                );
+            }
+            value
+        }
+    };
+    let namespace = match &avro.namespace {
+        Some(namespace) => {
+            let value = namespace.value();
+            if let Err(reason) = check_avro_namespace(&value) {
+                cx.error_spanned_by(namespace, reason);
+            }
+            value
+        }
+        None => avro_namespace(topic),
+    };
+    AvroModel { name, namespace }
+}
+
+/// Avro's rule for a name: `[A-Za-z_][A-Za-z0-9_]*`. `what` starts the message.
+fn check_avro_name(what: &str, name: &str) -> Result<(), String> {
+    let Some(first) = name.chars().next() else {
+        return Err(format!("{what} must not be empty"));
+    };
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return Err(format!(
+            "{what} starts with {first:?}; an Avro name starts with an ASCII letter or `_`"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        return Err(format!(
+            "{what} contains {c:?}; an Avro name uses only ASCII letters, digits and `_`"
+        ));
+    }
+    Ok(())
+}
+
+/// Avro reserves the primitive types' names: no record may take one.
+fn not_primitive(name: &str) -> Result<(), String> {
+    if AVRO_PRIMITIVES.contains(&name) {
+        return Err(format!(
+            "`{name}` names an Avro primitive type; a record cannot take it"
+        ));
+    }
+    Ok(())
+}
+
+/// An Avro namespace: one or more names joined by `.`.
+fn check_avro_namespace(namespace: &str) -> Result<(), String> {
+    if namespace.is_empty() {
+        return Err("`namespace` must not be empty".to_owned());
+    }
+    for segment in namespace.split('.') {
+        if segment.is_empty() {
+            return Err(format!(
+                "`namespace` \"{namespace}\" has an empty segment; an Avro namespace is names \
+                 joined by `.`, like `com.acme.billing`"
+            ));
+        }
+        check_avro_name(&format!("`namespace` segment `{segment}`"), segment)?;
+    }
+    Ok(())
+}
+
+/// The default namespace: the topic with each `.`-separated segment made an
+/// Avro name (`billing.invoices-v2` → `billing.invoices_v2`). Kafka allows
+/// `-` and leading digits in topics, Avro not in names.
+fn avro_namespace(topic: &str) -> String {
+    let segments: Vec<String> = topic
+        .split('.')
+        .map(|segment| {
+            let mut name: String = segment
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            // `a..b` and `.a` are legal topics; an empty Avro name is not.
+            if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+                name.insert(0, '_');
+            }
+            name
+        })
+        .collect();
+    segments.join(".")
+}
+
+const AVRO_PRIMITIVES: &[&str] = &[
+    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+];
+
+/// Logical types written by name alone; `decimal` and `duration` need more
+/// (precision, a fixed size), so they are given as JSON.
+const AVRO_LOGICAL_TYPES: &[&str] = &[
+    "date",
+    "time-millis",
+    "time-micros",
+    "timestamp-millis",
+    "timestamp-micros",
+    "local-timestamp-millis",
+    "local-timestamp-micros",
+    "uuid",
+];
+
+/// `avro_type = ".."`: a primitive or logical type's name, or schema JSON text
+/// (a type name as a JSON string, a schema object, or a union array). The
+/// runtime reads the schema itself; this only catches what cannot be one.
+fn check_avro_type(text: &str) -> Result<(), String> {
+    if AVRO_PRIMITIVES.contains(&text) || AVRO_LOGICAL_TYPES.contains(&text) {
+        return Ok(());
+    }
+    // Anything else that does not open like JSON is a misspelt name, not bad JSON.
+    if !text.trim_start().starts_with(['{', '[', '"']) {
+        return Err(unknown_avro_type(text));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Err(error) => Err(format!("`avro_type` is not valid JSON: {error}")),
+        Ok(serde_json::Value::String(_) | serde_json::Value::Array(_)) => Ok(()),
+        Ok(serde_json::Value::Object(object))
+            if object.get("type").is_some_and(serde_json::Value::is_string) =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(
+            "`avro_type` is a JSON object without a string `\"type\"` member; an Avro schema \
+             object names its type: `{\"type\": \"enum\", ...}`"
+                .to_owned(),
+        ),
+    }
+}
+
+fn unknown_avro_type(text: &str) -> String {
+    let scored: Vec<(f64, &str)> = AVRO_PRIMITIVES
+        .iter()
+        .chain(AVRO_LOGICAL_TYPES)
+        .map(|name| (strsim::jaro_winkler(text, name), *name))
+        .filter(|(score, _)| *score > 0.8)
+        .collect();
+    let best = scored.iter().map(|(score, _)| *score).fold(0.0, f64::max);
+    // `timestamp` is as near `timestamp-millis` as `timestamp-micros`: offer both.
+    let nearest: Vec<String> = scored
+        .iter()
+        .filter(|(score, _)| *score == best)
+        .map(|(_, name)| format!("{name:?}"))
+        .collect();
+    let suggestion = if nearest.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", nearest.join(" or "))
+    };
+    format!(
+        "unknown Avro type {text:?}{suggestion}\nexpected a primitive ({}), a logical type ({}), \
+         or an Avro schema as JSON text",
+        AVRO_PRIMITIVES.join(", "),
+        AVRO_LOGICAL_TYPES.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_namespace_is_the_topic_made_avro_legal() {
+        for (topic, namespace) in [
+            ("billing.invoices-v2", "billing.invoices_v2"),
+            ("2024.events", "_2024.events"),
+            ("accounts", "accounts"),
+            ("a-b.c-1.9x", "a_b.c_1._9x"),
+            ("Acme_1.users", "Acme_1.users"),
+            ("a..b", "a._.b"),
+            (".a", "_.a"),
+        ] {
+            assert_eq!(avro_namespace(topic), namespace, "{topic}");
+            assert_eq!(
+                check_avro_namespace(&avro_namespace(topic)),
+                Ok(()),
+                "{topic}"
+            );
+        }
+    }
+
+    #[test]
+    fn avro_names_follow_the_spec() {
+        for name in ["Invoice", "_x", "a1_B"] {
+            assert_eq!(check_avro_name("`name`", name), Ok(()), "{name}");
+        }
+        for (name, error) in [
+            ("", "`name` must not be empty"),
+            (
+                "1x",
+                "`name` starts with '1'; an Avro name starts with an ASCII letter or `_`",
+            ),
+            (
+                "a-b",
+                "`name` contains '-'; an Avro name uses only ASCII letters, digits and `_`",
+            ),
+            (
+                "Café",
+                "`name` contains 'é'; an Avro name uses only ASCII letters, digits and `_`",
+            ),
+        ] {
+            assert_eq!(
+                check_avro_name("`name`", name).unwrap_err(),
+                error,
+                "{name}"
+            );
+        }
+        assert!(not_primitive("string").is_err());
+        assert!(not_primitive("String").is_ok());
+    }
+
+    #[test]
+    fn avro_namespaces_are_names_joined_by_dots() {
+        for namespace in ["com.acme.billing", "acme", "_1.x"] {
+            assert_eq!(check_avro_namespace(namespace), Ok(()), "{namespace}");
+        }
+        for namespace in ["", "com..acme", ".com", "com.", "com.1acme", "com.ac-me"] {
+            assert!(check_avro_namespace(namespace).is_err(), "{namespace}");
+        }
+    }
+
+    #[test]
+    fn avro_types_are_names_or_schema_json() {
+        for text in [
+            "null",
+            "string",
+            "timestamp-millis",
+            "local-timestamp-micros",
+            "uuid",
+            r#""com.acme.Kind""#,
+            r#"{"type": "enum", "name": "Kind", "symbols": ["A", "B"]}"#,
+            r#" ["null", "string"]"#,
+        ] {
+            assert_eq!(check_avro_type(text), Ok(()), "{text}");
+        }
+        for text in [
+            "",
+            "i64",
+            "decimal",
+            "42",
+            "true",
+            r#"{"name": "x"}"#,
+            r#"{"type": 1}"#,
+        ] {
+            assert!(check_avro_type(text).is_err(), "{text}");
+        }
+        let error = check_avro_type(r#"{"type": "enum",}"#).unwrap_err();
+        assert!(
+            error.starts_with("`avro_type` is not valid JSON: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn near_misses_of_avro_type_names_get_suggestions() {
+        let error = check_avro_type("timestamp").unwrap_err();
+        assert!(
+            error.starts_with(
+                r#"unknown Avro type "timestamp"; did you mean "timestamp-millis" or "timestamp-micros"?"#
+            ),
+            "{error}"
+        );
+        let error = check_avro_type("String").unwrap_err();
+        assert!(
+            error.starts_with(r#"unknown Avro type "String"; did you mean "string"?"#),
+            "{error}"
+        );
+        let error = check_avro_type("i64").unwrap_err();
+        assert!(
+            error.starts_with("unknown Avro type \"i64\"\nexpected a primitive (null, "),
+            "{error}"
+        );
     }
 }
