@@ -161,6 +161,17 @@ pub enum Error {
         route: &'static str,
     },
 
+    /// A model could not be written as, or read from, an Avro datum.
+    #[error("`{model}` version {version} as Avro: {reason}")]
+    Avro {
+        /// The model's name.
+        model: &'static str,
+        /// The payload version.
+        version: u32,
+        /// The field, and what is wrong with its value or bytes.
+        reason: String,
+    },
+
     /// A model's schema of a version breaks a rule of Avro's the derive could
     /// not check at compile time (a default of the wrong type, a union in a union).
     #[error("`{model}` has no valid Avro schema for version {version}: {reason}")]

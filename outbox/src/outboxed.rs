@@ -127,6 +127,67 @@ pub trait Outboxed: Sized {
         })
     }
 
+    /// Appends the Avro binary encoding of the model in payload `version`
+    /// (a datum of [`avro_schema`](Outboxed::avro_schema)`(version)`, without
+    /// any framing). Destroyed events carry the whole model too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSchema`], [`Error::UnknownVersion`], [`Error::Schema`] as for
+    /// `avro_schema`; [`Error::Avro`] when a field's value does not fit its
+    /// `avro_type`. On error, `out` may hold part of the datum.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::Outboxed;
+    ///
+    /// #[derive(Debug, PartialEq, Outboxed)]
+    /// #[outbox(topic = "accounts", route = "users", versions = [1, 2], avro)]
+    /// struct User {
+    ///     id: i64,
+    ///     #[outbox(rename(v1 = "mail"))]
+    ///     email: String,
+    ///     #[outbox(since = 2, default)]
+    ///     tags: Vec<String>,
+    /// }
+    ///
+    /// let user = User { id: 1, email: "a@b.c".into(), tags: vec!["x".into()] };
+    /// let mut datum = Vec::new();
+    /// user.write_avro(2, &mut datum)?;
+    /// assert_eq!(datum, b"\x02\x0aa@b.c\x02\x02x\x00");
+    /// assert_eq!(User::read_avro(2, &datum)?, user);
+    ///
+    /// // Version 1 carries no tags: read back, they take their default.
+    /// datum.clear();
+    /// user.write_avro(1, &mut datum)?;
+    /// assert_eq!(User::read_avro(1, &datum)?.tags, Vec::<String>::new());
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    fn write_avro(&self, version: u32, out: &mut Vec<u8>) -> Result<(), Error> {
+        let _ = (version, out);
+        Err(Error::NoSchema {
+            topic: Self::TOPIC,
+            route: Self::ROUTE,
+        })
+    }
+
+    /// Reads the model from a datum of [`avro_schema`](Outboxed::avro_schema)`(version)`
+    /// (written by [`write_avro`](Outboxed::write_avro) of the same version);
+    /// fields the version does not carry take their default.
+    ///
+    /// # Errors
+    ///
+    /// As for `write_avro`; [`Error::Avro`] naming the field and the byte
+    /// when the datum is not one of this version.
+    fn read_avro(version: u32, datum: &[u8]) -> Result<Self, Error> {
+        let _ = (version, datum);
+        Err(Error::NoSchema {
+            topic: Self::TOPIC,
+            route: Self::ROUTE,
+        })
+    }
+
     /// The JSON Schema (draft 2020-12) of the JSON payload of `version`.
     ///
     /// # Errors

@@ -21,7 +21,11 @@ pub use std::vec::Vec;
 
 /// What the schemas of `#[outbox(avro)]` are built with.
 pub mod avro {
-    pub use crate::avro::{AvroField, Cache, FieldSpec, RecordSpec, parse_avro_type, schemas};
+    pub use crate::avro::codec::AvroReader;
+    pub use crate::avro::{
+        AvroField, Cache, FieldSpec, RecordSpec, field, field_error, finish, parse_avro_type,
+        read_bridged, schemas, write_bridged,
+    };
 }
 
 /// The payload of a version, serialized by its generated view.

@@ -61,7 +61,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     let (to_payload, write_payload) = cx.to_payload_bodies();
     let from_payload = cx.read_payload_body();
     let key_from_payload = cx.key_read_payload_body();
-    let (schema_items, schema_methods) = super::schemas::expand(model, &private);
+    let (schema_items, schema_methods) = super::avro::expand(model, &private);
 
     quote! {
         // The views repeat the model's field names and types: lints about those
@@ -130,6 +130,11 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
 /// The function that adapts a `with` module to a borrowed view's `&&T`.
 pub(super) fn serialize_helper_name(field: &ModelField<'_>) -> Ident {
     format_ident!("__outbox_serialize_{}", field.ident.unraw())
+}
+
+/// The function that reads a `with` field through its module.
+pub(super) fn deserialize_helper_name(field: &ModelField<'_>) -> Ident {
+    format_ident!("__outbox_deserialize_{}", field.ident.unraw())
 }
 
 /// The function giving a field's default (`default`, `default = path`, `skip`).
@@ -212,11 +217,6 @@ impl Expander<'_, '_> {
             .find(|f| !f.skip && !f.wire.contains_key(&version) && f.default.is_none())
     }
 
-    /// The function that reads a `with` field through its module.
-    fn deserialize_helper_name(field: &ModelField<'_>) -> Ident {
-        format_ident!("__outbox_deserialize_{}", field.ident.unraw())
-    }
-
     /// Functions calling the `with` module, so the views name them rather
     /// than the user's path: serde reads a path from a string, which would
     /// lose where the path resolves (`$crate::..` from a generator cannot be
@@ -226,7 +226,7 @@ impl Expander<'_, '_> {
         let with = field.with.as_ref()?;
         let private = &self.private;
         let serialize = serialize_helper_name(field);
-        let deserialize = Self::deserialize_helper_name(field);
+        let deserialize = deserialize_helper_name(field);
         let ty = field.ty;
         // Declared and used under the one span, these names agree in any expansion.
         Some(quote_spanned! {with.span()=>
@@ -317,7 +317,7 @@ impl Expander<'_, '_> {
                 let ident = field.ident;
                 let ty = field.ty;
                 let with = field.with.as_ref().map(|with| {
-                    let helper = Self::deserialize_helper_name(field).to_string();
+                    let helper = deserialize_helper_name(field).to_string();
                     let helper = LitStr::new(&helper, call_site_at(with.span()));
                     quote!(#[serde(deserialize_with = #helper)])
                 });

@@ -2,8 +2,8 @@
 
 mod ast;
 mod attr;
+mod avro;
 mod expand;
-mod schemas;
 mod validate;
 
 use proc_macro2::TokenStream;

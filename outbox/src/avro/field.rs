@@ -4,6 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
+use super::codec::{
+    AvroError, AvroReader, write_bool, write_bytes, write_double, write_float, write_long,
+};
+
 /// A field type with a known Avro type: what `#[derive(Outboxed)]` puts in a
 /// model's generated schemas (`#[outbox(avro)]`) for a field of this type.
 ///
@@ -26,8 +30,10 @@ use serde_json::{Value, json};
 ///
 /// ```
 /// use outbox::avro::AvroField;
+/// use outbox::avro::codec::{AvroError, AvroReader, write_long};
 /// use serde_json::{Value, json};
 ///
+/// #[derive(Debug, PartialEq)]
 /// enum Status { Active, Closed }
 ///
 /// impl AvroField for Status {
@@ -37,10 +43,26 @@ use serde_json::{Value, json};
 ///     fn json_schema() -> Value {
 ///         json!({"enum": ["active", "closed"]})
 ///     }
+///     fn write_avro(&self, out: &mut Vec<u8>) {
+///         write_long(out, match self { Status::Active => 0, Status::Closed => 1 });
+///     }
+///     fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+///         match reader.read_long()? {
+///             0 => Ok(Status::Active),
+///             1 => Ok(Status::Closed),
+///             n => Err(reader.error(format!("no status {n}"))),
+///         }
+///     }
 /// }
 ///
 /// assert_eq!(<Option<Status>>::avro_schema(), json!(["null", Status::avro_schema()]));
 /// assert_eq!(<Vec<i64>>::avro_schema(), json!({"type": "array", "items": "long"}));
+///
+/// let mut datum = Vec::new();
+/// Some(Status::Closed).write_avro(&mut datum);
+/// assert_eq!(datum, [2, 2]); // the union's second branch, then symbol 1
+/// assert_eq!(<Option<Status>>::read_avro(&mut AvroReader::new(&datum))?, Some(Status::Closed));
+/// # Ok::<(), AvroError>(())
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no Avro mapping",
@@ -55,19 +77,26 @@ pub trait AvroField {
 
     /// The JSON Schema of the field's JSON payload form (what serde writes).
     fn json_schema() -> Value;
+
+    /// Appends the value's Avro binary encoding (of [`avro_schema`](AvroField::avro_schema)).
+    fn write_avro(&self, out: &mut Vec<u8>);
+
+    /// Reads a value written by [`write_avro`](AvroField::write_avro).
+    ///
+    /// # Errors
+    ///
+    /// [`AvroError`] when the bytes are not such a value (cut short, out of
+    /// the type's range, not UTF-8, ...).
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError>
+    where
+        Self: Sized;
 }
 
-macro_rules! primitive {
-    ($($ty:ty => $avro:literal, $json:expr;)*) => {$(
-        impl AvroField for $ty {
-            fn avro_schema() -> Value {
-                Value::from($avro)
-            }
-            fn json_schema() -> Value {
-                $json
-            }
-        }
-    )*};
+/// An integer read as a `long`, checked against the Rust type's range.
+fn read_ranged<T: TryFrom<i64>>(reader: &mut AvroReader<'_>, what: &str) -> Result<T, AvroError> {
+    let at = reader.clone();
+    let n = reader.read_long()?;
+    T::try_from(n).map_err(|_| at.error(format!("{n} is out of {what}'s range")))
 }
 
 /// JSON Schema of an integer type's range.
@@ -75,16 +104,91 @@ fn integer(min: i128, max: i128) -> Value {
     json!({"type": "integer", "minimum": min, "maximum": max})
 }
 
-primitive! {
-    bool => "boolean", json!({"type": "boolean"});
-    i16 => "int", integer(i16::MIN.into(), i16::MAX.into());
-    u16 => "int", integer(0, u16::MAX.into());
-    i32 => "int", integer(i32::MIN.into(), i32::MAX.into());
-    u32 => "long", integer(0, u32::MAX.into());
-    i64 => "long", integer(i64::MIN.into(), i64::MAX.into());
-    f32 => "float", json!({"type": "number"});
-    f64 => "double", json!({"type": "number"});
-    String => "string", json!({"type": "string"});
+macro_rules! integers {
+    ($($ty:ty => $avro:literal;)*) => {$(
+        impl AvroField for $ty {
+            fn avro_schema() -> Value {
+                Value::from($avro)
+            }
+            fn json_schema() -> Value {
+                integer(<$ty>::MIN.into(), <$ty>::MAX.into())
+            }
+            fn write_avro(&self, out: &mut Vec<u8>) {
+                write_long(out, i64::from(*self));
+            }
+            fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+                read_ranged(reader, stringify!($ty))
+            }
+        }
+    )*};
+}
+
+integers! {
+    i16 => "int";
+    u16 => "int";
+    i32 => "int";
+    u32 => "long";
+    i64 => "long";
+}
+
+impl AvroField for bool {
+    fn avro_schema() -> Value {
+        Value::from("boolean")
+    }
+    fn json_schema() -> Value {
+        json!({"type": "boolean"})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_bool(out, *self);
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        reader.read_bool()
+    }
+}
+
+impl AvroField for f32 {
+    fn avro_schema() -> Value {
+        Value::from("float")
+    }
+    fn json_schema() -> Value {
+        json!({"type": "number"})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_float(out, *self);
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        reader.read_float()
+    }
+}
+
+impl AvroField for f64 {
+    fn avro_schema() -> Value {
+        Value::from("double")
+    }
+    fn json_schema() -> Value {
+        json!({"type": "number"})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_double(out, *self);
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        reader.read_double()
+    }
+}
+
+impl AvroField for String {
+    fn avro_schema() -> Value {
+        Value::from("string")
+    }
+    fn json_schema() -> Value {
+        json!({"type": "string"})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_bytes(out, self.as_bytes());
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        reader.read_str().map(str::to_owned)
+    }
 }
 
 impl AvroField for Vec<u8> {
@@ -95,17 +199,41 @@ impl AvroField for Vec<u8> {
     fn json_schema() -> Value {
         json!({"type": "array", "items": integer(0, 255)})
     }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_bytes(out, self);
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        reader.read_bytes().map(<[u8]>::to_vec)
+    }
 }
 
 impl<T: AvroField> AvroField for Option<T> {
     /// `null` first, so that the field's default can be `null`; a field whose
     /// default is a value gets the value's type first instead (the record
-    /// builder reorders, as Avro wants a default of the union's first type).
+    /// builder reorders, as Avro wants a default of the union's first type,
+    /// and such a field is then written through its JSON).
     fn avro_schema() -> Value {
         json!(["null", T::avro_schema()])
     }
     fn json_schema() -> Value {
         json!({"anyOf": [{"type": "null"}, T::json_schema()]})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        match self {
+            None => write_long(out, 0),
+            Some(value) => {
+                write_long(out, 1);
+                value.write_avro(out);
+            }
+        }
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        let at = reader.clone();
+        match reader.read_long()? {
+            0 => Ok(None),
+            1 => T::read_avro(reader).map(Some),
+            n => Err(at.error(format!("union branch {n} of [\"null\", T]"))),
+        }
     }
 }
 
@@ -116,14 +244,63 @@ impl<T: AvroField> AvroField for Vec<T> {
     fn json_schema() -> Value {
         json!({"type": "array", "items": T::json_schema()})
     }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        super::codec::write_block(out, self, |out, item| item.write_avro(out));
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        let mut items = Vec::new();
+        // Every mapped type takes a byte at least.
+        reader.read_blocks(1, |r| {
+            items.push(T::read_avro(r)?);
+            Ok(())
+        })?;
+        Ok(items)
+    }
 }
 
-impl<T: AvroField, S> AvroField for HashMap<String, T, S> {
+/// A map's entries as one block: key, value, ... then the end.
+fn write_map<'a, T: AvroField + 'a>(
+    out: &mut Vec<u8>,
+    len: usize,
+    entries: impl Iterator<Item = (&'a String, &'a T)>,
+) {
+    if len > 0 {
+        write_long(out, len as i64);
+        for (key, value) in entries {
+            write_bytes(out, key.as_bytes());
+            value.write_avro(out);
+        }
+    }
+    out.push(0);
+}
+
+fn read_map<T: AvroField>(
+    reader: &mut AvroReader<'_>,
+    mut insert: impl FnMut(String, T),
+) -> Result<(), AvroError> {
+    reader.read_blocks(1, |r| {
+        let key = r.read_str()?.to_owned();
+        insert(key, T::read_avro(r)?);
+        Ok(())
+    })
+}
+
+impl<T: AvroField, S: std::hash::BuildHasher + Default> AvroField for HashMap<String, T, S> {
     fn avro_schema() -> Value {
         json!({"type": "map", "values": T::avro_schema()})
     }
     fn json_schema() -> Value {
         json!({"type": "object", "additionalProperties": T::json_schema()})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_map(out, self.len(), self.iter());
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        let mut map = HashMap::default();
+        read_map(reader, |k, v| {
+            map.insert(k, v);
+        })?;
+        Ok(map)
     }
 }
 
@@ -134,16 +311,35 @@ impl<T: AvroField> AvroField for BTreeMap<String, T> {
     fn json_schema() -> Value {
         json!({"type": "object", "additionalProperties": T::json_schema()})
     }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_map(out, self.len(), self.iter());
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        let mut map = BTreeMap::new();
+        read_map(reader, |k, v| {
+            map.insert(k, v);
+        })?;
+        Ok(map)
+    }
 }
 
 impl AvroField for chrono::DateTime<chrono::Utc> {
     /// Microseconds: PostgreSQL's `timestamptz` holds no finer; pick
-    /// milliseconds with `avro_type = "timestamp-millis"`.
+    /// milliseconds with `avro_type = "timestamp-millis"`. Nanoseconds are cut.
     fn avro_schema() -> Value {
         json!({"type": "long", "logicalType": "timestamp-micros"})
     }
     fn json_schema() -> Value {
         json!({"type": "string", "format": "date-time"})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_long(out, self.timestamp_micros());
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        let at = reader.clone();
+        let micros = reader.read_long()?;
+        chrono::DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| at.error(format!("{micros} µs is out of a timestamp's range")))
     }
 }
 
@@ -155,6 +351,12 @@ impl AvroField for chrono::NaiveDateTime {
     fn json_schema() -> Value {
         json!({"type": "string"})
     }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_long(out, self.and_utc().timestamp_micros());
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        chrono::DateTime::<chrono::Utc>::read_avro(reader).map(|at| at.naive_utc())
+    }
 }
 
 impl AvroField for chrono::NaiveDate {
@@ -163,6 +365,21 @@ impl AvroField for chrono::NaiveDate {
     }
     fn json_schema() -> Value {
         json!({"type": "string", "format": "date"})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        let days = (*self - chrono::DateTime::UNIX_EPOCH.date_naive()).num_days();
+        write_long(out, days);
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        let at = reader.clone();
+        let days = reader.read_int()?;
+        chrono::Duration::try_days(days.into())
+            .and_then(|d| {
+                chrono::DateTime::UNIX_EPOCH
+                    .date_naive()
+                    .checked_add_signed(d)
+            })
+            .ok_or_else(|| at.error(format!("{days} days is out of a date's range")))
     }
 }
 
@@ -173,6 +390,20 @@ impl AvroField for uuid::Uuid {
     fn json_schema() -> Value {
         json!({"type": "string", "format": "uuid"})
     }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_bytes(
+            out,
+            self.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .as_bytes(),
+        );
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        let at = reader.clone();
+        let text = reader.read_str()?;
+        text.parse()
+            .map_err(|e| at.error(format!("{text:?} is not a uuid ({e})")))
+    }
 }
 
 impl AvroField for Value {
@@ -182,6 +413,14 @@ impl AvroField for Value {
     }
     fn json_schema() -> Value {
         json!({})
+    }
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        write_bytes(out, self.to_string().as_bytes());
+    }
+    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+        let at = reader.clone();
+        let text = reader.read_str()?;
+        serde_json::from_str(text).map_err(|e| at.error(format!("a string that is not JSON ({e})")))
     }
 }
 

@@ -45,17 +45,23 @@
 //! # Ok::<(), outbox::Error>(())
 //! ```
 
+mod bridge;
+pub mod codec;
 mod field;
 mod schema;
 
+use std::fmt::Display;
 use std::sync::OnceLock;
+
+use serde_json::Value;
 
 pub use field::AvroField;
 pub use schema::JSON_SCHEMA_DIALECT;
 #[doc(hidden)]
-pub use schema::{Built, FieldSpec, RecordSpec, parse_avro_type};
+pub use schema::{Built, FieldCodec, FieldSpec, RecordSpec, parse_avro_type};
 
 use crate::error::Error;
+use codec::{AvroError, AvroReader};
 
 /// A model's built schemas, one per version in `VERSIONS` order, or the
 /// first version that could not be built and why.
@@ -99,4 +105,56 @@ pub fn schemas(
             reason: reason.clone(),
         }),
     }
+}
+
+/// The codec of field `index` of a built version.
+#[doc(hidden)]
+pub fn field<'a>(
+    built: &'a Built,
+    index: usize,
+    model: &'static str,
+    version: u32,
+) -> Result<&'a FieldCodec, Error> {
+    built.fields.get(index).ok_or_else(|| Error::Avro {
+        model,
+        version,
+        reason: format!("no field {index} in the schema"),
+    })
+}
+
+/// Writes a field through its JSON (`json`: what serde wrote of it).
+#[doc(hidden)]
+pub fn write_bridged<E: Display>(
+    codec: &FieldCodec,
+    json: Result<Value, E>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let json = json.map_err(|e| format!("its serializer failed: {e}"))?;
+    bridge::write_json(&codec.avro, &json, out)
+}
+
+/// Reads a field written by [`write_bridged`], as the JSON its `Deserialize` reads.
+#[doc(hidden)]
+pub fn read_bridged(codec: &FieldCodec, reader: &mut AvroReader<'_>) -> Result<Value, AvroError> {
+    bridge::read_json(&codec.avro, codec.with, reader)
+}
+
+/// The error of field `field` of a datum of `model`.
+#[doc(hidden)]
+pub fn field_error(model: &'static str, version: u32, field: &str, reason: impl Display) -> Error {
+    Error::Avro {
+        model,
+        version,
+        reason: format!("field `{field}`: {reason}"),
+    }
+}
+
+/// The error of a datum with bytes after its last field.
+#[doc(hidden)]
+pub fn finish(reader: &AvroReader<'_>, model: &'static str, version: u32) -> Result<(), Error> {
+    reader.finish().map_err(|e| Error::Avro {
+        model,
+        version,
+        reason: e.to_string(),
+    })
 }

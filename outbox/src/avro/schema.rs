@@ -59,6 +59,21 @@ pub struct RecordSpec {
 pub struct Built {
     pub avro: String,
     pub json: Value,
+    /// Per field of the version, in order: how its value is written and read.
+    pub fields: Vec<FieldCodec>,
+}
+
+/// How a field's value is written and read.
+#[doc(hidden)]
+pub struct FieldCodec {
+    /// Its Avro type in the schema.
+    pub avro: Value,
+    /// Through serde's JSON and [`avro`](FieldCodec::avro) (`avro_type`, or an
+    /// `Option` whose union was reordered for its default), rather than its
+    /// type's [`AvroField`](super::AvroField) encoding.
+    pub bridge: bool,
+    /// Whether a `with` module reads it: logical types are read as numbers.
+    pub with: bool,
 }
 
 impl RecordSpec {
@@ -67,10 +82,12 @@ impl RecordSpec {
         let mut avro_fields = Vec::with_capacity(self.fields.len());
         let mut properties = Map::new();
         let mut required = Vec::new();
+        let mut codecs = Vec::with_capacity(self.fields.len());
         for field in self.fields {
             let in_field = |reason: String| format!("field `{}`: {reason}", field.name);
             let mut avro = field.avro.map_err(in_field)?;
             check_type(&avro, false).map_err(in_field)?;
+            let mapped = avro.clone();
             let default = match field.default {
                 Some(value) => Some(
                     value
@@ -80,6 +97,12 @@ impl RecordSpec {
                 None if is_null_first_union(&avro) => Some(Value::Null),
                 None => None,
             };
+            let bridge = field.json.is_none() || avro != mapped;
+            codecs.push(FieldCodec {
+                avro: avro.clone(),
+                bridge,
+                with: field.with,
+            });
             let json = field
                 .json
                 .unwrap_or_else(|| json_schema_of(&avro, field.with));
@@ -100,6 +123,7 @@ impl RecordSpec {
         Ok(Built {
             avro,
             json: Value::Object(json),
+            fields: codecs,
         })
     }
 }
@@ -349,7 +373,7 @@ fn bytes_default(value: Value) -> Result<Value, String> {
 }
 
 /// A date or time as chrono's serde writes it, as the number its logical type holds.
-fn temporal(logical: &str, text: &str) -> Result<Value, String> {
+pub(crate) fn temporal(logical: &str, text: &str) -> Result<Value, String> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
     let unparsable = |e: chrono::ParseError| format!("{text:?} is not a {logical}: {e}");
     let number = match logical {
