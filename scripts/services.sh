@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The project's services: a private PostgreSQL cluster and a KRaft Kafka of one node or three.
+# The project's services: a private PostgreSQL cluster, a KRaft Kafka of one node or three,
+# and a Confluent-compatible schema registry (Apicurio Registry, in memory).
 #
-#   scripts/services.sh up [--brokers 1|3] [--only kafka|postgres]
-#                                install what is missing, start both (or the one named), wait
-#                                until they answer
-#   scripts/services.sh down     stop both (WIPE=1 also deletes their data and certificates, keeps jars)
+#   scripts/services.sh up [--brokers 1|3] [--only kafka|postgres|registry]
+#                                install what is missing, start all three (or the one named),
+#                                wait until they answer
+#   scripts/services.sh down [--only kafka|postgres|registry]
+#                                stop them (WIPE=1 also deletes their data and certificates, keeps
+#                                the downloaded jars and registry distribution)
 #   scripts/services.sh status   say what runs where; exit 1 if a service does not answer
 #
 # Faults on purpose, for the chaos run and outage tests (quiet on success, non-zero on error;
@@ -15,10 +18,11 @@
 #   scripts/services.sh kafka-node status N   exit 1 unless node N runs and answers
 #   scripts/services.sh postgres restart fast|immediate   pg_ctl restart -m fast|immediate;
 #                                returns when PostgreSQL answers again
-#   scripts/services.sh reserve [postgres] [kafka]   take the ports of PG_PORT / KAFKA_PORT,
-#                                KAFKA_CONTROLLER_PORT, KAFKA_SASL_PORT (all three nodes') out of
-#                                the kernel's ephemeral range, as `up` does for its own, for a
-#                                server started later (needs root; says so otherwise)
+#   scripts/services.sh reserve [postgres] [kafka] [registry]   take the ports of PG_PORT /
+#                                KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_SASL_PORT (all three
+#                                nodes') / REGISTRY_PORT, REGISTRY_MGMT_PORT out of the kernel's
+#                                ephemeral range, as `up` does for its own, for a server started
+#                                later (needs root; says so otherwise)
 #
 # --brokers 3: three broker+controller nodes (node ids 1..3, all three voters) on this
 # machine, node n on each port + 100 × (n - 1), heap KAFKA_CLUSTER_HEAP_OPTS each;
@@ -26,17 +30,28 @@
 # leader election. Without the flag, `up` keeps the node count Kafka's storage is formatted
 # for (one when there is none yet), so a bare `up` never undoes `up --brokers 3`; only
 # `--brokers N` with another count than the storage's stops Kafka and reformats it (test data).
-# --only kafka|postgres: start that one alone (the cluster test's private Kafka needs no
-# PostgreSQL); `down` and `status` act on what is there.
+# --only kafka|postgres|registry: start (or stop) that one alone (the cluster test's private
+# Kafka needs no PostgreSQL); a bare `down` stops all three, `status` reports on all three.
 #
 # Idempotent and quick when already up. Data lives under target/services/ of the clone.
 # If DATABASE_URL is set, that PostgreSQL is used and no cluster is started; likewise
-# KAFKA_BROKERS for Kafka. Settings (all optional): PG_PORT (54329), PG_DB (outbox_test),
-# KAFKA_PORT (59092), KAFKA_CONTROLLER_PORT (59093), KAFKA_SASL_PORT (59094),
+# KAFKA_BROKERS for Kafka and SCHEMA_REGISTRY_URL (its Confluent-compatible base URL, whose
+# `/subjects` must answer) for the registry. Settings (all optional): PG_PORT (54329), PG_DB
+# (outbox_test), KAFKA_PORT (59092), KAFKA_CONTROLLER_PORT (59093), KAFKA_SASL_PORT (59094),
 # KAFKA_VERSION (4.4.0), KAFKA_HEAP_OPTS ("-Xms256m -Xmx512m"), KAFKA_CLUSTER_HEAP_OPTS
 # ("-Xms128m -Xmx384m"), SVC_DIR (target/services), KAFKA_JARS (target/services/kafka: the
 # folder of the Kafka jars, shared by every SVC_DIR of the clone, so a second set of services,
 # e.g. the cluster test's private one, downloads nothing).
+#
+# The schema registry: Apicurio Registry's `all` distribution from Maven Central (158 MB,
+# fetched once with mvn into REGISTRY_DIST, target/services/registry, shared like KAFKA_JARS),
+# run as one Java process with in-memory storage (every subject is gone when it stops), its
+# Confluent API at http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7. Settings: REGISTRY_PORT
+# (58086), REGISTRY_MGMT_PORT (58087, Quarkus' management interface), REGISTRY_VERSION (3.3.3
+# when a Java 21 or newer is found, /usr/lib/jvm included, else 3.0.9 on Java 17),
+# REGISTRY_JAVA (a java binary), REGISTRY_JAVA_OPTS ("-Xms64m -Xmx512m -XX:+UseSerialGC
+# -XX:TieredStopAtLevel=1"). Its compatibility level is Apicurio's default, NONE (Confluent's
+# is BACKWARD): tests set the level of their subjects.
 #
 # TLS and SASL, beside the plaintext listeners (tests that do not care keep using those):
 # - $SVC_DIR/tls/ holds a test CA (ca.pem, ca.key), a server certificate signed by it
@@ -74,6 +89,15 @@ KAFKA_NODES= # set by kafka_up (`--brokers N`, else the storage's count) and cmd
 KDIR=$SVC_DIR/kafka
 KAFKA_JARS=${KAFKA_JARS:-$ROOT/target/services/kafka}
 
+REGISTRY_PORT=${REGISTRY_PORT:-58086}
+REGISTRY_MGMT_PORT=${REGISTRY_MGMT_PORT:-58087}
+REGISTRY_VERSION=${REGISTRY_VERSION:-} # empty: chosen by the Java found (registry_java)
+REGISTRY_JAVA_OPTS=${REGISTRY_JAVA_OPTS:-"-Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1"}
+RDIR=$SVC_DIR/registry
+REGISTRY_DIST=${REGISTRY_DIST:-$ROOT/target/services/registry}
+# Marks the registry's JVM as ours (and for which folder) in its command line.
+REGISTRY_MARK="-Doutbox.services.registry=$RDIR"
+
 TLS_DIR=$SVC_DIR/tls
 SASL_USER=outbox
 SASL_PASSWORD=outbox-secret # a fixed test value; printed masked
@@ -107,7 +131,7 @@ apt_install() { # packages...
 # Reserved ports are never handed out as ephemeral ones. The setting is system-wide: it is
 # written only when one of our ports is missing, keeping what is there. Needs root for
 # that; warns without only when asked (by `up`), not on every fault command.
-reserve_ports() { # warn|quiet, services (postgres, kafka)...
+reserve_ports() { # warn|quiet, services (postgres, kafka, registry)...
   local f=/proc/sys/net/ipv4/ip_local_reserved_ports mode=$1 want=() missing=() ranges=() p r n base covered current
   shift
   for p in "$@"; do
@@ -117,6 +141,8 @@ reserve_ports() { # warn|quiet, services (postgres, kafka)...
         for n in 1 2 3; do
           for base in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT"; do want+=("$(node_port "$base" "$n")"); done
         done ;;
+      registry) want+=("$REGISTRY_PORT" "$REGISTRY_MGMT_PORT") ;;
+      *) die "reserve: unknown service '$p' (postgres, kafka or registry)" ;;
     esac
   done
   current=$(cat "$f" 2>/dev/null) || return 0
@@ -207,17 +233,18 @@ tls_up() {
 
 # ---------------------------------------------------------------- PostgreSQL
 
+# shellcheck disable=SC2012 # the folders are version numbers
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
 
 # Every folder above the cluster must be enterable by the cluster's owner; a clone under a
 # private home (mode 700) is not, so fall back to a folder under the temporary directory.
 pg_home() {
-  local want=$SVC_DIR/postgres
+  local alt
   mkdir -p "$SVC_DIR" && chmod 755 "$SVC_DIR"
   if [ "$(id -u)" != 0 ] || runuser -u "$PG_USER" -- test -x "$SVC_DIR" 2>/dev/null; then
-    echo "$want"
+    echo "$SVC_DIR/postgres"
   else
-    local alt="${TMPDIR:-/tmp}/outbox-services-$(printf '%s' "$SVC_DIR" | cksum | cut -d' ' -f1)/postgres"
+    alt="${TMPDIR:-/tmp}/outbox-services-$(printf '%s' "$SVC_DIR" | cksum | cut -d' ' -f1)/postgres"
     say "services: $(dirname "$SVC_DIR") is not enterable by user $PG_USER; the cluster lives in $alt" >&2
     echo "$alt"
   fi
@@ -366,7 +393,7 @@ pg_restart() { # fast|immediate
   [[ ${1:-} =~ ^(fast|immediate)$ ]] || die "usage: services.sh postgres restart fast|immediate"
   local bin home data log out
   bin=$(pg_bin); home=$(pg_home 2>/dev/null); data=$home/data; log=$home/postgres.log
-  [ -n "$bin" ] && as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 \
+  { [ -n "$bin" ] && as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; } \
     || die "no PostgreSQL of this script runs in $data: start it with scripts/services.sh up"
   exec 8>"$SVC_DIR/.postgres.lock"; flock 8
   # -l: the server started anew logs where it did; without it, it would hold our stdout.
@@ -493,7 +520,7 @@ kafka_current() { # node: it runs with today's settings, keystore and storage la
 kafka_libs() {
   if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then apt_install openjdk-17-jre-headless maven; fi
   local jmajor
-  jmajor=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | cut -d. -f1)
+  jmajor=$(java_major java)
   [ "${jmajor:-0}" -ge 17 ] || die "Kafka $KAFKA_VERSION needs Java 17 or newer, found ${jmajor:-none}"
   KAFKA_LIBS=$KAFKA_JARS/libs-$KAFKA_VERSION
   [ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || return 0
@@ -597,6 +624,12 @@ kafka_stop() { # TERM|KILL, nodes...: signals them all at once, waits until each
   done
 }
 
+kafka_stop_all() { # every node with a folder here, at once
+  local nodes
+  mapfile -t nodes < <(kafka_known_nodes)
+  kafka_stop TERM "${nodes[@]}"
+}
+
 kafka_up() { # node count asked (`--brokers N`), or nothing: sets KAFKA_NODES
   local count formatted n restart=() start=()
   mkdir -p "$KDIR"
@@ -621,17 +654,17 @@ kafka_up() { # node count asked (`--brokers N`), or nothing: sets KAFKA_NODES
   # older one), or without the SCRAM user (no way in over SASL_SSL) is test data: reformat.
   if [ -n "$formatted" ] && [ "$formatted" != "$count" ]; then
     say "services: Kafka is formatted for $formatted node(s), $count asked: stopping it and reformatting its storage (test data)"
-    kafka_stop TERM $(kafka_known_nodes)
+    kafka_stop_all
     kafka_wipe
   elif [ -n "$formatted" ] && [ "$(cat "$KDIR/data.version" 2>/dev/null)" != "$KAFKA_LAYOUT" ]; then
     say "services: reformatting Kafka's storage (test data) for: $KAFKA_LAYOUT"
-    kafka_stop TERM $(kafka_known_nodes)
+    kafka_stop_all
     kafka_wipe
   else
     for n in $(seq 1 "$count"); do
       [ -f "$(node_dir "$n")/data/meta.properties" ] && continue
       [ -n "$formatted" ] && say "services: Kafka node $n has no storage: reformatting the cluster's (test data)"
-      kafka_stop TERM $(kafka_known_nodes)
+      kafka_stop_all
       kafka_wipe
       break
     done
@@ -672,7 +705,7 @@ kafka_down() {
   local n running=0
   for n in $(kafka_known_nodes); do kafka_pid "$n" >/dev/null && running=1; done
   # All at once: a cluster's last nodes would otherwise wait for a quorum to shut down.
-  kafka_stop TERM $(kafka_known_nodes)
+  kafka_stop_all
   [ $running = 0 ] || say "kafka: stopped"
   if [ "${WIPE:-0}" = 1 ]; then kafka_wipe; fi
   flock -u 9
@@ -694,7 +727,7 @@ kafka_node() { # action, node, [--signal TERM|KILL]
   [ "$action" = stop ] || [ "$signal" = TERM ] || die "--signal goes with stop only"
   count=$(kafka_formatted_nodes)
   [ -n "$count" ] || die "no Kafka storage in $KDIR: start the services with scripts/services.sh up first"
-  [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "$count" ] \
+  { [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "$count" ]; } \
     || die "kafka-node: node '$n' does not exist; the cluster has node(s) 1..$count"
   case "$action" in
     stop)
@@ -746,6 +779,174 @@ kafka_sasl_settings() { # CA file
     "-X sasl.password=*** -X ssl.ca.location=$1"
 }
 
+# ---------------------------------------------------------------- schema registry
+#
+# Apicurio Registry (its Confluent-compatible API at /apis/ccompat/v7), a Quarkus app run as
+# one JVM with in-memory storage: nothing to format, nothing kept. Its distribution lives in
+# $REGISTRY_DIST/apicurio-<version>, fetched once; its pid in $RDIR/registry.pid, its log in
+# $LOGS/registry.log (the previous run's in registry.log.1).
+
+registry_url() { echo "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"; }
+
+registry_answers() { # base URL: GET <url>/subjects answers 2xx
+  command -v curl >/dev/null || return 1
+  curl -sf -o /dev/null --max-time 10 "${1%/}/subjects"
+}
+
+registry_alive() { grep -qs -- "$REGISTRY_MARK" "/proc/$1/cmdline"; } # pid: our registry's JVM
+
+registry_pid() { # prints the pid of our registry if it runs
+  local pid
+  [ -s "$RDIR/registry.pid" ] || return 1
+  pid=$(cat "$RDIR/registry.pid")
+  registry_alive "$pid" && echo "$pid"
+}
+
+registry_ports_open() { port_open 127.0.0.1 "$REGISTRY_PORT" || port_open 127.0.0.1 "$REGISTRY_MGMT_PORT"; }
+
+java_major() { # java binary: its major version, nothing when it does not run
+  "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | cut -d. -f1
+}
+
+# Sets REGISTRY_VERSION (when not given) and REGISTRY_JAVA_BIN: Apicurio 3.1 and later are built
+# for Java 21; 3.0.x runs on Java 17. The first Java new enough wins: REGISTRY_JAVA, JAVA_HOME's,
+# the PATH's, then those under /usr/lib/jvm (Debian 12 has no Java 21; this machine kind ships
+# a Temurin 25 there).
+registry_java() {
+  local j major need candidates=()
+  if ! command -v java >/dev/null && ! ls /usr/lib/jvm/*/bin/java >/dev/null 2>&1; then
+    apt_install openjdk-17-jre-headless
+  fi
+  [ -z "${REGISTRY_JAVA:-}" ] || candidates+=("$REGISTRY_JAVA")
+  [ -z "${JAVA_HOME:-}" ] || candidates+=("$JAVA_HOME/bin/java")
+  command -v java >/dev/null && candidates+=("$(command -v java)")
+  for j in /usr/lib/jvm/*/bin/java; do candidates+=("$j"); done
+  need=21
+  case $REGISTRY_VERSION in 3.0.*|2.*) need=17 ;; esac
+  for j in "${candidates[@]}"; do
+    [ -x "$j" ] || continue
+    major=$(java_major "$j")
+    if [ "${major:-0}" -ge "$need" ]; then
+      REGISTRY_JAVA_BIN=$j; REGISTRY_VERSION=${REGISTRY_VERSION:-3.3.3}; return 0
+    fi
+    if [ -z "$REGISTRY_VERSION" ] && [ "${major:-0}" -ge 17 ]; then REGISTRY_JAVA_BIN=$j; fi
+  done
+  if [ -z "$REGISTRY_VERSION" ] && [ -n "${REGISTRY_JAVA_BIN:-}" ]; then
+    REGISTRY_VERSION=3.0.9; return 0 # no Java 21: the last Apicurio that runs on Java 17
+  fi
+  die "Apicurio Registry ${REGISTRY_VERSION:-3.3.3} needs Java $need or newer, and none was found" \
+    "(REGISTRY_JAVA, JAVA_HOME, PATH, /usr/lib/jvm); REGISTRY_VERSION=3.0.9 runs on Java 17"
+}
+
+# Sets REGISTRY_JAR: the runnable jar of REGISTRY_VERSION, fetched from Maven Central once
+# (the `all` tarball of io.apicurio:apicurio-registry-app: the ready-to-run Quarkus app; the
+# plain jar does not start), under the dist folder's own lock (two sets of services may start
+# at once).
+registry_dist() {
+  local dist=$REGISTRY_DIST/apicurio-$REGISTRY_VERSION started scratch
+  if [ ! -f "$dist/.complete" ]; then
+    command -v mvn >/dev/null || apt_install maven
+    mkdir -p "$REGISTRY_DIST"
+    exec 6>"$REGISTRY_DIST/.dist.lock"; flock 6
+    if [ ! -f "$dist/.complete" ]; then
+      say "services: fetching Apicurio Registry $REGISTRY_VERSION (158 MB) from Maven Central into $REGISTRY_DIST"
+      started=$SECONDS
+      rm -rf "$dist.tmp" && mkdir -p "$dist.tmp"
+      # mvn runs in a scratch folder: outside a project it leaves marker folders in the
+      # working folder, and a stale marker makes a later unpack skip silently.
+      scratch=$(mktemp -d)
+      (cd "$scratch" && mvn -q -B dependency:unpack \
+          -Dartifact="io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all" \
+          -DoutputDirectory="$dist.tmp") >"$LOGS/registry-mvn.log" 2>&1 \
+        || { rm -rf "$scratch"; show_log "$LOGS/registry-mvn.log"; die "could not fetch Apicurio Registry $REGISTRY_VERSION"; }
+      rm -rf "$scratch" "$dist"
+      mv "$dist.tmp" "$dist" && touch "$dist/.complete"
+      say "services: fetched Apicurio Registry $REGISTRY_VERSION in $((SECONDS - started)) s"
+    fi
+    exec 6>&-
+  fi
+  # 3.1 and later: a Quarkus fast-jar (quarkus-run.jar); 3.0: a *-runner.jar beside lib/.
+  REGISTRY_JAR=$dist/quarkus-run.jar
+  if [ ! -f "$REGISTRY_JAR" ]; then
+    REGISTRY_JAR=$(find "$dist" -maxdepth 1 -name '*-runner.jar' | head -n1)
+    [ -n "$REGISTRY_JAR" ] || die "no runnable jar in $dist (remove the folder to fetch it again)"
+  fi
+}
+
+registry_wait() { # pid, seconds: until the registry answers; dies when it exits or time runs out
+  local pid=$1 limit=$2 started=$SECONDS url
+  url=$(registry_url)
+  until registry_answers "$url"; do
+    proc_runs "$pid" || { show_log "$LOGS/registry.log"; die "the schema registry exited during start-up"; }
+    if [ $((SECONDS - started)) -ge "$limit" ]; then
+      show_log "$LOGS/registry.log"; die "the schema registry does not answer on $url within $limit s"
+    fi
+    sleep 0.25
+  done
+}
+
+registry_up() {
+  local pid started url
+  url=$(registry_url)
+  mkdir -p "$RDIR"
+  exec 4>"$RDIR/.lock"; flock 4
+  if pid=$(registry_pid); then
+    # Ours runs (a second `up` while it starts waits here too).
+    registry_wait "$pid" 120
+    flock -u 4; return 0
+  fi
+  if registry_ports_open; then
+    # Another checkout's registry on the same port: use it as it is.
+    registry_answers "$url" || die "127.0.0.1:$REGISTRY_PORT or $REGISTRY_MGMT_PORT is taken by a process" \
+      "this script did not start, and $url/subjects does not answer (REGISTRY_PORT, REGISTRY_MGMT_PORT)"
+    say "services: a schema registry already answers on 127.0.0.1:$REGISTRY_PORT (not started here); using it"
+    flock -u 4; return 0
+  fi
+  command -v curl >/dev/null || apt_install curl
+  registry_java
+  registry_dist
+  if [ -s "$LOGS/registry.log" ]; then mv -f "$LOGS/registry.log" "$LOGS/registry.log.1"; fi
+  : >"$LOGS/registry.log"
+  started=$SECONDS
+  # In-memory H2 storage (Apicurio's default, said here so that no other default applies);
+  # both listeners on the loopback (the management one defaults to 0.0.0.0:9000). Without the
+  # locks' descriptors: a registry outliving a failed start must not hold a lock.
+  # shellcheck disable=SC2086 # the Java options are meant to split
+  (cd "$RDIR" && exec setsid nohup "$REGISTRY_JAVA_BIN" $REGISTRY_JAVA_OPTS "$REGISTRY_MARK" \
+      -Djava.awt.headless=true -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+      -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MGMT_PORT" \
+      -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=h2 \
+      -jar "$REGISTRY_JAR" >>"$LOGS/registry.log" 2>&1 </dev/null 4>&- 6>&- 7>&- 8>&- 9>&-) &
+  pid=$!
+  echo "$pid" >"$RDIR/registry.pid"
+  registry_wait "$pid" 120
+  say "services: schema registry (Apicurio $REGISTRY_VERSION, Java $(java_major "$REGISTRY_JAVA_BIN")) ready in $((SECONDS - started)) s"
+  flock -u 4
+}
+
+# TERM (Quarkus stops gracefully), KILL after 20 s; returns once it has exited and closed its ports.
+registry_down() {
+  local pid
+  [ -d "$RDIR" ] || return 0
+  exec 4>"$RDIR/.lock"; flock 4
+  if pid=$(registry_pid); then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+      ! registry_alive "$pid" && ! registry_ports_open && break
+      sleep 0.1
+    done
+    if registry_alive "$pid"; then
+      say "registry: did not stop in 20 s, killing $pid" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do registry_alive "$pid" || break; sleep 0.1; done
+      ! registry_alive "$pid" || die "the schema registry (pid $pid) does not exit"
+    fi
+    say "registry: stopped"
+  fi
+  rm -f "$RDIR/registry.pid"
+  flock -u 4
+}
+
 # ---------------------------------------------------------------- commands
 
 need_build_deps() {
@@ -765,25 +966,31 @@ tls_pg_url() { if [ -n "${DATABASE_URL:-}" ]; then echo "${DATABASE_URL_TLS:-}";
 tls_brokers() { if [ -n "${KAFKA_BROKERS:-}" ]; then echo "${KAFKA_SASL_SSL_BROKERS:-}"; else node_list "$KAFKA_NODES" "$KAFKA_SASL_PORT"; fi; }
 tls_ca() { if [ -n "${KAFKA_BROKERS:-}" ]; then echo "${KAFKA_SSL_CA_LOCATION:-}"; else echo "$TLS_DIR/ca.pem"; fi; }
 
-cmd_up() { # [--brokers N] [--only kafka|postgres]
-  local asked= only= tls_url brokers ca reserve=()
+# service: the one `--only` named, or any without `--only` (reads the calling command's $only)
+wants() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
+cmd_up() { # [--brokers N] [--only kafka|postgres|registry]
+  local asked='' only='' tls_url brokers ca reserve=()
   while [ $# -gt 0 ]; do
     case "$1" in
       --brokers) asked=${2:-}; shift 2 || die "--brokers takes 1 or 3" ;;
-      --only) only=${2:-}; shift 2 || die "--only takes kafka or postgres" ;;
-      *) die "up: unknown argument '$1' (usage: services.sh up [--brokers 1|3] [--only kafka|postgres])" ;;
+      --only) only=${2:-}; shift 2 || die "--only takes kafka, postgres or registry" ;;
+      *) die "up: unknown argument '$1' (usage: services.sh up [--brokers 1|3] [--only kafka|postgres|registry])" ;;
     esac
   done
   [ -z "$asked" ] || [[ $asked =~ ^[13]$ ]] || die "--brokers takes 1 or 3, not '$asked'"
-  [ -z "$only" ] || [[ $only =~ ^(kafka|postgres)$ ]] || die "--only takes kafka or postgres, not '$only'"
-  [ "$only" != postgres ] || [ -z "$asked" ] || die "--brokers is for Kafka, which --only postgres leaves alone"
+  [ -z "$only" ] || [[ $only =~ ^(kafka|postgres|registry)$ ]] || die "--only takes kafka, postgres or registry, not '$only'"
+  [ -z "$only" ] || [ "$only" = kafka ] || [ -z "$asked" ] || die "--brokers is for Kafka, which --only $only leaves alone"
   mkdir -p "$LOGS"
-  [ "$only" = kafka ] || [ -n "${DATABASE_URL:-}" ] || reserve+=(postgres)
-  [ "$only" = postgres ] || [ -n "${KAFKA_BROKERS:-}" ] || reserve+=(kafka)
+  ! wants postgres || [ -n "${DATABASE_URL:-}" ] || reserve+=(postgres)
+  ! wants kafka || [ -n "${KAFKA_BROKERS:-}" ] || reserve+=(kafka)
+  ! wants registry || [ -n "${SCHEMA_REGISTRY_URL:-}" ] || reserve+=(registry)
   reserve_ports warn "${reserve[@]}"
-  need_build_deps
-  tls_up # also when both services are given: tests use other-ca.pem
-  if [ "$only" != kafka ]; then
+  if [ "$only" != registry ]; then
+    need_build_deps
+    tls_up # also when both services are given: tests use other-ca.pem
+  fi
+  if wants postgres; then
     if [ -n "${DATABASE_URL:-}" ]; then
       pg_answers "$DATABASE_URL" || die "DATABASE_URL=$(mask_url "$DATABASE_URL") does not answer"
       say "DATABASE_URL=$(mask_url "$DATABASE_URL") (given)"
@@ -800,39 +1007,62 @@ cmd_up() { # [--brokers N] [--only kafka|postgres]
       say "services: no verified TLS session with DATABASE_URL_TLS=$(mask_url "$tls_url"); the TLS tests will fail" >&2
     fi
   fi
-  [ "$only" != postgres ] || return 0
-  if [ -n "${KAFKA_BROKERS:-}" ]; then
-    kafka_answers "$KAFKA_BROKERS" || die "KAFKA_BROKERS=$KAFKA_BROKERS does not answer"
-    say "KAFKA_BROKERS=$KAFKA_BROKERS (given)"
-  else
-    kafka_up "$asked"
-    say "KAFKA_BROKERS=$(node_list "$KAFKA_NODES" "$KAFKA_PORT")"
+  if wants kafka; then
+    if [ -n "${KAFKA_BROKERS:-}" ]; then
+      kafka_answers "$KAFKA_BROKERS" || die "KAFKA_BROKERS=$KAFKA_BROKERS does not answer"
+      say "KAFKA_BROKERS=$KAFKA_BROKERS (given)"
+    else
+      kafka_up "$asked"
+      say "KAFKA_BROKERS=$(node_list "$KAFKA_NODES" "$KAFKA_PORT")"
+    fi
+    brokers=$(tls_brokers); ca=$(tls_ca)
+    if [ -z "$brokers" ]; then
+      say "KAFKA_SASL_SSL_BROKERS is not set: the Kafka SASL_SSL tests will fail (see this script's header)"
+    elif ! kafka_answers_tls "$brokers" "$ca"; then
+      say "services: no verified TLS handshake with $brokers (CA ${ca:-of the system}); the SASL_SSL tests will fail" >&2
+    elif [ -n "${KAFKA_BROKERS:-}" ]; then
+      say "KAFKA_SASL_SSL_BROKERS=$brokers (given; with KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CA_LOCATION)"
+    else
+      say "KAFKA_SASL_SSL_BROKERS=$brokers  ($(kafka_sasl_settings "$ca"))"
+      say "  sasl.password is the fixed test password in scripts/services.sh (SASL_PASSWORD)"
+    fi
   fi
-  brokers=$(tls_brokers); ca=$(tls_ca)
-  if [ -z "$brokers" ]; then
-    say "KAFKA_SASL_SSL_BROKERS is not set: the Kafka SASL_SSL tests will fail (see this script's header)"
-  elif ! kafka_answers_tls "$brokers" "$ca"; then
-    say "services: no verified TLS handshake with $brokers (CA ${ca:-of the system}); the SASL_SSL tests will fail" >&2
-  elif [ -n "${KAFKA_BROKERS:-}" ]; then
-    say "KAFKA_SASL_SSL_BROKERS=$brokers (given; with KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CA_LOCATION)"
-  else
-    say "KAFKA_SASL_SSL_BROKERS=$brokers  ($(kafka_sasl_settings "$ca"))"
-    say "  sasl.password is the fixed test password in scripts/services.sh (SASL_PASSWORD)"
+  if wants registry; then
+    if [ -n "${SCHEMA_REGISTRY_URL:-}" ]; then
+      command -v curl >/dev/null || apt_install curl
+      registry_answers "$SCHEMA_REGISTRY_URL" \
+        || die "SCHEMA_REGISTRY_URL=$(mask_url "$SCHEMA_REGISTRY_URL") does not answer (GET /subjects there)"
+      say "SCHEMA_REGISTRY_URL=$(mask_url "$SCHEMA_REGISTRY_URL") (given)"
+    else
+      registry_up
+      say "SCHEMA_REGISTRY_URL=$(registry_url)"
+    fi
   fi
 }
 
-cmd_down() {
-  [ -n "${KAFKA_BROKERS:-}" ] || kafka_down
-  [ -n "${DATABASE_URL:-}" ] || pg_down
-  if [ "${WIPE:-0}" = 1 ]; then rm -rf "$TLS_DIR"; fi
+cmd_down() { # [--only kafka|postgres|registry]
+  local only=''
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --only) only=${2:-}; shift 2 || die "--only takes kafka, postgres or registry" ;;
+      *) die "down: unknown argument '$1' (usage: services.sh down [--only kafka|postgres|registry])" ;;
+    esac
+  done
+  [ -z "$only" ] || [[ $only =~ ^(kafka|postgres|registry)$ ]] || die "--only takes kafka, postgres or registry, not '$only'"
+  # The reverse of `up`'s order.
+  if wants registry && [ -z "${SCHEMA_REGISTRY_URL:-}" ]; then registry_down; fi
+  if wants kafka && [ -z "${KAFKA_BROKERS:-}" ]; then kafka_down; fi
+  if wants postgres && [ -z "${DATABASE_URL:-}" ]; then pg_down; fi
+  if [ "${WIPE:-0}" = 1 ] && [ -z "$only" ]; then rm -rf "$TLS_DIR"; fi
 }
 
 cmd_status() {
-  local ok=0 url brokers tls_url tls_brokers ca n pid
+  local ok=0 url brokers tls_url tls_brokers ca n pid registry
   KAFKA_NODES=$(kafka_formatted_nodes); KAFKA_NODES=${KAFKA_NODES:-1}
   url=${DATABASE_URL:-$(pg_url)}
   brokers=${KAFKA_BROKERS:-$(node_list "$KAFKA_NODES" "$KAFKA_PORT")}
   tls_url=$(tls_pg_url); tls_brokers=$(tls_brokers); ca=$(tls_ca)
+  registry=${SCHEMA_REGISTRY_URL:-$(registry_url)}
   line() { printf '%-17s %-5s %s\n' "$@"; }
   if pg_answers "$url"; then line postgres: up "DATABASE_URL=$(mask_url "$url")"
   else line postgres: down "($(mask_url "$url"))"; ok=1; fi
@@ -862,19 +1092,28 @@ cmd_status() {
   elif kafka_answers_tls "$tls_brokers" "$ca"; then
     line "kafka (SASL_SSL):" up "KAFKA_SASL_SSL_BROKERS=$tls_brokers (certificate verified with $ca)"
   else line "kafka (SASL_SSL):" down "($tls_brokers, CA ${ca:-not set})"; ok=1; fi
+  pid=
+  [ -n "${SCHEMA_REGISTRY_URL:-}" ] || pid=$(registry_pid) || true
+  if registry_answers "$registry"; then
+    line registry: up "SCHEMA_REGISTRY_URL=$(mask_url "$registry")${pid:+ (pid $pid)}"
+  elif [ -n "$pid" ]; then
+    line registry: down "($registry; pid $pid runs but does not answer)"; ok=1
+  else
+    line registry: down "($(mask_url "$registry"))"; ok=1
+  fi
   return $ok
 }
 
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
-  down) cmd_down ;;
+  down) shift; cmd_down "$@" ;;
   status) cmd_status ;;
   kafka-node) shift; mkdir -p "$LOGS"; reserve_ports quiet kafka; kafka_node "$@" ;;
-  reserve) shift; [ $# -gt 0 ] || set -- postgres kafka; reserve_ports warn "$@" ;;
+  reserve) shift; [ $# -gt 0 ] || set -- postgres kafka registry; reserve_ports warn "$@" ;;
   postgres)
     [ "${2:-}" = restart ] || die "usage: services.sh postgres restart fast|immediate"
     mkdir -p "$LOGS"; reserve_ports quiet postgres; pg_restart "${3:-}" ;;
   *)
-    echo "usage: $0 up [--brokers 1|3] [--only kafka|postgres] | down | status | kafka-node stop|start|status N | postgres restart fast|immediate | reserve [postgres] [kafka]" >&2
+    echo "usage: $0 up [--brokers 1|3] [--only kafka|postgres|registry] | down [--only kafka|postgres|registry] | status | kafka-node stop|start|status N | postgres restart fast|immediate | reserve [postgres] [kafka] [registry]" >&2
     exit 2 ;;
 esac

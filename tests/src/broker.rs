@@ -108,8 +108,9 @@ fn services_dir() -> PathBuf {
     )
 }
 
-/// Runs `scripts/services.sh <command>` with `DATABASE_URL` set, so only Kafka
-/// is touched (and `KAFKA_BROKERS` unset, so the script does manage Kafka).
+/// Runs `scripts/services.sh <command> --only kafka` (with `KAFKA_BROKERS`
+/// unset, so the script does manage Kafka): PostgreSQL and the schema
+/// registry are left as they are.
 ///
 /// # Panics
 ///
@@ -122,7 +123,7 @@ fn services_dir() -> PathBuf {
 /// outbox_tests::broker::services("up");
 /// ```
 pub fn services(command: &str) {
-    Services::bench().run_ok(&[command]);
+    Services::bench().run_ok(&[command, "--only", "kafka"]);
 }
 
 /// How many Kafka nodes the bench runs: the count the services script

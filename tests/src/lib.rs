@@ -32,6 +32,7 @@ mod names;
 mod on_topic;
 pub mod process;
 mod reader;
+pub mod registry;
 mod running;
 pub mod secure;
 
@@ -40,6 +41,7 @@ pub use db::TestDb;
 pub use kafka::TestKafka;
 pub use on_topic::OnTopic;
 pub use reader::{TopicReader, header, headers_of};
+pub use registry::TestRegistry;
 pub use running::{
     Running, RunningConsumer, RunningRelay, STOP_TIMEOUT, Shutdown, consumer_test_settings,
     relay_test_settings,
