@@ -6,6 +6,11 @@
 //!   reading the same `serde_json::Value` (what a consumer has after decoding
 //!   the envelope).
 //!
+//! - Avro (`#[outbox(avro)]`): the same model's `write_avro` against its JSON
+//!   `write_payload`, and `read_avro` against reading its JSON from bytes
+//!   (`serde_json::from_slice` to a `Value`, then `from_payload`), with the
+//!   bytes per record of each. The aim: Avro no slower than JSON.
+//!
 //! Run: `cargo bench -p outbox-examples --bench payload`. Criterion measures
 //! each of the four; then the ratios are taken from an interleaved run (serde,
 //! outbox, serde, outbox, … `OUTBOX_BENCH_PAYLOAD_ROUNDS` rounds, 40 by
@@ -42,14 +47,17 @@ enum Status {
 /// The model as a service declares it.
 #[derive(Debug, Clone, PartialEq, Outboxed)]
 #[diesel(table_name = accounts)]
-#[outbox(topic = "accounts", versions = [1, 2])]
+#[outbox(topic = "accounts", versions = [1, 2], avro)]
 struct Account {
     id: i64,
     #[outbox(rename(v1 = "mail", v2 = "email"))]
     email: String,
     display_name: Option<String>,
-    #[outbox(with = chrono::serde::ts_milliseconds)]
+    #[outbox(with = chrono::serde::ts_milliseconds, avro_type = "timestamp-millis")]
     created_at: DateTime<Utc>,
+    // serde's form of the enum: "active", or {"suspended": {"reason": ".."}}.
+    #[outbox(avro_type = r#"["string", {"type": "map", "values": {"type": "record",
+        "name": "Suspended", "fields": [{"name": "reason", "type": "string"}]}}]"#)]
     status: Status,
     #[outbox(since = 2, default)]
     preferences: Value,
@@ -141,6 +149,22 @@ impl Cases {
     fn decode_outbox(&self) -> Account {
         Account::from_payload(&Event::Updated, 2, black_box(&self.payload)).unwrap()
     }
+
+    fn encode_avro(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        black_box(&self.account).write_avro(2, &mut out).unwrap();
+        out
+    }
+
+    /// The JSON side of the Avro comparison: from the payload's bytes.
+    fn decode_json_bytes(&self, json: &[u8]) -> Account {
+        let payload: Value = serde_json::from_slice(black_box(json)).unwrap();
+        Account::from_payload(&Event::Updated, 2, &payload).unwrap()
+    }
+
+    fn decode_avro(&self, datum: &[u8]) -> Account {
+        Account::read_avro(2, black_box(datum)).unwrap()
+    }
 }
 
 fn bench(c: &mut Criterion, cases: &Cases) {
@@ -180,6 +204,82 @@ fn interleaved(cases: &Cases, rounds: usize) -> [Vec<f64>; 4] {
         }
     }
     times
+}
+
+/// The Avro comparison, interleaved likewise: `[encode JSON, encode Avro,
+/// decode JSON from bytes, decode Avro]`.
+fn interleaved_avro(cases: &Cases, rounds: usize) -> [Vec<f64>; 4] {
+    const CALLS: u32 = 20_000;
+    fn round<T>(f: impl Fn() -> T) -> f64 {
+        let start = Instant::now();
+        for _ in 0..CALLS {
+            black_box(f());
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    }
+    let (json, datum) = (cases.encode_outbox(), cases.encode_avro());
+    let mut times: [Vec<f64>; 4] = Default::default();
+    for _ in 0..rounds {
+        let round = [
+            round(|| cases.encode_outbox()),
+            round(|| cases.encode_avro()),
+            round(|| cases.decode_json_bytes(&json)),
+            round(|| cases.decode_avro(&datum)),
+        ];
+        for (times, time) in times.iter_mut().zip(round) {
+            times.push(time);
+        }
+    }
+    times
+}
+
+/// Avro against JSON: both ways, and the bytes of each.
+fn avro_figures(cases: &Cases, rounds: usize) {
+    let (json, datum) = (cases.encode_outbox(), cases.encode_avro());
+    assert_eq!(cases.decode_avro(&datum), cases.decode_json_bytes(&json));
+    println!(
+        "\nAvro against JSON, the same model and version, {rounds} interleaved rounds; bytes per record: \
+         JSON {}, Avro {} (÷ JSON {:.2}; the registry's framing adds 5)",
+        json.len(),
+        datum.len(),
+        datum.len() as f64 / json.len() as f64
+    );
+    Figure::new("payload", "bytes", "JSON", "bytes per record", "B")
+        .value(json.len() as f64)
+        .lower_is_better()
+        .record();
+    Figure::new("payload", "bytes", "Avro", "bytes per record", "B")
+        .value(datum.len() as f64)
+        .lower_is_better()
+        .note(format!("÷ JSON {:.2}", datum.len() as f64 / json.len() as f64))
+        .record();
+    let [encode_json, encode_avro, decode_json, decode_avro] = interleaved_avro(cases, rounds);
+    for (part, what, avro, json) in [
+        ("avro encode", "encode (write_avro vs write_payload)", &encode_avro, &encode_json),
+        (
+            "avro decode",
+            "decode from bytes (read_avro vs from_slice + from_payload)",
+            &decode_avro,
+            &decode_json,
+        ),
+    ] {
+        Figure::new("payload", part, "JSON", "time per call", "ns")
+            .rounds(json)
+            .lower_is_better()
+            .record();
+        let figure = Figure::new("payload", part, "Avro", "time per call", "ns")
+            .rounds(avro)
+            .lower_is_better()
+            .against("JSON", json)
+            .target_at_most(1.0);
+        println!(
+            "  {what}: median of {rounds} paired ratios Avro ÷ JSON {:.3}; medians Avro {:.0} ns, JSON {:.0} ns",
+            figure.ratio.unwrap_or(f64::NAN),
+            figure.value,
+            results::median(json)
+        );
+        figure.record();
+    }
 }
 
 fn fastest(times: &[f64]) -> f64 {
@@ -273,4 +373,5 @@ fn main() {
         );
         figure.record();
     }
+    avro_figures(&cases, rounds);
 }

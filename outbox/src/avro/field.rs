@@ -415,7 +415,22 @@ impl AvroField for Value {
         json!({})
     }
     fn write_avro(&self, out: &mut Vec<u8>) {
-        write_bytes(out, self.to_string().as_bytes());
+        // The text straight into `out`, then its length in front of it.
+        let start = out.len();
+        // Writing a `Value` to a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, self);
+        let mut length = [0u8; 10];
+        let mut n = out.len() - start;
+        let mut used = 0;
+        // `write_long` of a length: zig-zag doubles it, then 7 bits a byte.
+        n <<= 1;
+        while n >= 0x80 {
+            length[used] = (n as u8) | 0x80;
+            n >>= 7;
+            used += 1;
+        }
+        length[used] = n as u8;
+        out.splice(start..start, length[..=used].iter().copied());
     }
     fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
         let at = reader.clone();
@@ -439,6 +454,19 @@ mod tests {
             <Vec<String>>::avro_schema(),
             json!({"type": "array", "items": "string"})
         );
+    }
+
+    #[test]
+    fn json_values_travel_as_their_text() {
+        for value in [json!(null), json!({"a": "x".repeat(200), "b": [1, 2.5]})] {
+            let mut out = vec![7];
+            value.write_avro(&mut out);
+            let mut reader = AvroReader::new(&out[1..]);
+            assert_eq!(reader.read_str().unwrap(), value.to_string());
+            let mut reader = AvroReader::new(&out[1..]);
+            assert_eq!(Value::read_avro(&mut reader).unwrap(), value);
+            reader.finish().unwrap();
+        }
     }
 
     #[test]
