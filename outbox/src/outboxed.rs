@@ -188,6 +188,26 @@ pub trait Outboxed: Sized {
         })
     }
 
+    /// Reads the model's `version` from a datum written with another schema,
+    /// `writer` (a producer's version, older or newer, from a registry): Avro's
+    /// schema resolution, as [`WriterSchema`](crate::avro::WriterSchema) says.
+    ///
+    /// # Errors
+    ///
+    /// As for [`read_avro`](Outboxed::read_avro); [`Error::Avro`] when the
+    /// writer lacks a field this version has no default for.
+    fn read_avro_from(
+        writer: &crate::avro::WriterSchema,
+        version: u32,
+        datum: &[u8],
+    ) -> Result<Self, Error> {
+        let _ = (writer, version, datum);
+        Err(Error::NoSchema {
+            topic: Self::TOPIC,
+            route: Self::ROUTE,
+        })
+    }
+
     /// The JSON Schema (draft 2020-12) of the JSON payload of `version`.
     ///
     /// # Errors

@@ -26,6 +26,7 @@ pub mod avro {
         AvroField, Cache, FieldSpec, RecordSpec, field, field_error, finish, parse_avro_type,
         read_bridged, schemas, write_bridged,
     };
+    pub use crate::avro::{Step, WriterSchema};
 }
 
 /// The payload of a version, serialized by its generated view.

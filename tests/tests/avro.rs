@@ -13,6 +13,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value as AvroValue;
 use chrono::{DateTime, NaiveDate, Utc};
+use outbox::avro::WriterSchema;
 use outbox::{Error, Outboxed};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -569,5 +570,208 @@ proptest! {
         for version in Account::VERSIONS {
             let _ = Account::read_avro(*version, &bytes);
         }
+    }
+}
+
+/// A consumer built before versions 2 and 3 of `Account`: it knows only
+/// version 1 (`mail`, `legacy_flags`), and never heard of `locale`, `tags`
+/// or `last_login`.
+#[derive(Debug, Clone, PartialEq, Outboxed)]
+#[outbox(
+    topic = "identity.accounts-v2",
+    route = "accounts",
+    avro(name = "Account")
+)]
+struct OldAccount {
+    id: i64,
+    #[outbox(rename = "mail")]
+    email: String,
+    display_name: Option<String>,
+    #[outbox(with = chrono::serde::ts_milliseconds, avro_type = "timestamp-millis")]
+    created_at: DateTime<Utc>,
+    #[outbox(
+        avro_type = r#"{"type": "enum", "name": "Status", "symbols": ["active", "suspended"]}"#
+    )]
+    status: Status,
+    #[outbox(default)]
+    legacy_flags: u32,
+    balance_cents: i64,
+    avatar: Option<Vec<u8>>,
+    limits: BTreeMap<String, i32>,
+    birthday: Option<NaiveDate>,
+    external_id: Uuid,
+}
+
+/// The same consumer without a default for the field version 3 dropped.
+#[derive(Debug, Outboxed)]
+#[allow(dead_code)]
+#[outbox(
+    topic = "identity.accounts-v2",
+    route = "accounts",
+    avro(name = "Account")
+)]
+struct StrictOldAccount {
+    id: i64,
+    legacy_flags: u32,
+}
+
+fn writer<M: Outboxed>(version: u32) -> WriterSchema {
+    WriterSchema::parse(M::avro_schema(version).unwrap()).unwrap()
+}
+
+#[test]
+fn an_old_consumer_reads_every_version_of_a_newer_producer() {
+    let model = account(9);
+    for version in Account::VERSIONS {
+        let bytes = datum(&model, *version);
+        let old = OldAccount::read_avro_from(&writer::<Account>(*version), 1, &bytes)
+            .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        assert_eq!(old.email, model.email, "the rename resolves (v{version})");
+        assert_eq!(old.created_at, model.created_at);
+        assert_eq!(old.status, model.status);
+        assert_eq!(
+            (old.avatar.as_deref(), old.birthday),
+            (model.avatar.as_deref(), model.birthday)
+        );
+        assert_eq!(
+            (&old.limits, old.external_id),
+            (&model.limits, model.external_id)
+        );
+        // Version 3 dropped `legacy_flags`: the consumer's default.
+        let flags = if *version == 3 { 0 } else { model.legacy_flags };
+        assert_eq!(old.legacy_flags, flags, "v{version}");
+    }
+    // Without a default, version 3 cannot be read, and the error says why.
+    let bytes = datum(&model, 3);
+    let error = StrictOldAccount::read_avro_from(&writer::<Account>(3), 1, &bytes).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`StrictOldAccount` version 1 as Avro: the writer's schema has no field `legacy_flags` \
+         and the reader has no default for it"
+    );
+    let strict =
+        StrictOldAccount::read_avro_from(&writer::<Account>(2), 1, &datum(&model, 2)).unwrap();
+    assert_eq!((strict.id, strict.legacy_flags), (9, 7));
+}
+
+#[test]
+fn a_new_consumer_reads_an_old_producer() {
+    let old = OldAccount {
+        id: 3,
+        email: "old@example.com".into(),
+        display_name: None,
+        created_at: DateTime::from_timestamp_millis(1_600_000_000_000).unwrap(),
+        status: Status::Active,
+        legacy_flags: 5,
+        balance_cents: 100,
+        avatar: None,
+        limits: BTreeMap::new(),
+        birthday: None,
+        external_id: Uuid::nil(),
+    };
+    let mut bytes = Vec::new();
+    old.write_avro(1, &mut bytes).unwrap();
+    // The old producer's schema lists no alias: the new reader's own do it.
+    let writer = writer::<OldAccount>(1);
+    for version in Account::VERSIONS {
+        let new = Account::read_avro_from(&writer, *version, &bytes).unwrap();
+        assert_eq!(new.email, "old@example.com");
+        assert_eq!(
+            (new.locale.as_str(), new.tags.len(), new.last_login),
+            ("en", 0, None)
+        );
+        let flags = if *version == 3 { 0 } else { 5 };
+        assert_eq!(new.legacy_flags, flags, "v{version}");
+        assert_eq!(
+            (new.id, new.balance_cents, new.status),
+            (3, 100, Status::Active)
+        );
+    }
+}
+
+#[derive(Debug, PartialEq, Outboxed)]
+#[outbox(
+    topic = "metrics",
+    route = "samples",
+    avro(name = "Sample", namespace = "metrics")
+)]
+struct NarrowSample {
+    id: i64,
+    count: i32,
+    total: i64,
+    unit: String,
+    #[outbox(default)]
+    label: String,
+}
+
+/// The consumer's view: wider types, an `Option`, a field the writer lacks.
+#[derive(Debug, PartialEq, Outboxed)]
+#[outbox(
+    topic = "metrics",
+    route = "samples",
+    avro(name = "Sample", namespace = "metrics")
+)]
+struct WideSample {
+    id: i64,
+    count: i64,
+    total: f64,
+    unit: Option<String>,
+    note: Option<String>,
+}
+
+#[test]
+fn avro_promotions_apply_and_unknown_fields_are_skipped() {
+    let narrow = NarrowSample {
+        id: 1,
+        count: -7,
+        total: 1 << 40,
+        unit: "ms".into(),
+        label: "skipped by the reader".into(),
+    };
+    let mut bytes = Vec::new();
+    narrow.write_avro(1, &mut bytes).unwrap();
+    let wide = WideSample::read_avro_from(&writer::<NarrowSample>(1), 1, &bytes).unwrap();
+    assert_eq!(
+        wide,
+        WideSample {
+            id: 1,
+            count: -7,
+            total: (1_u64 << 40) as f64,
+            unit: Some("ms".into()),
+            note: None,
+        }
+    );
+    // The other way, a value that does not fit: named.
+    let mut bytes = Vec::new();
+    WideSample {
+        id: 1,
+        count: 1 << 40,
+        total: 0.5,
+        unit: None,
+        note: None,
+    }
+    .write_avro(1, &mut bytes)
+    .unwrap();
+    let error = NarrowSample::read_avro_from(&writer::<WideSample>(1), 1, &bytes).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("`NarrowSample` version 1 as Avro: field `count`:"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_writer_schema_that_is_not_a_record_or_not_avro_is_refused() {
+    for (text, reason) in [
+        ("\"long\"", "a message's schema must be a record"),
+        ("{", "not JSON"),
+        (
+            r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "Nope"}]}"#,
+            "unknown type `Nope`",
+        ),
+    ] {
+        let error = WriterSchema::parse(text).unwrap_err().to_string();
+        assert!(error.contains(reason), "{text}: {error}");
     }
 }

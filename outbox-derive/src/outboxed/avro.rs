@@ -53,6 +53,10 @@ pub(crate) fn expand(model: &Model<'_>, private: &TokenStream) -> (TokenStream, 
         .versions
         .iter()
         .map(|&version| read_version(model, version, model_name, private));
+    let reads_from = model
+        .versions
+        .iter()
+        .map(|&version| read_from_version(model, version, model_name, private));
     let methods = quote! {
         fn avro_schema(__version: u32) -> #private::Result<&'static str, #private::Error> {
             #lookup.map(|__built| __built.avro.as_str())
@@ -72,6 +76,18 @@ pub(crate) fn expand(model: &Model<'_>, private: &TokenStream) -> (TokenStream, 
                 #(#writes)*
                 // `lookup` has refused every other version.
                 _ => #private::Ok(()),
+            }
+        }
+
+        fn read_avro_from(
+            __writer: &#private::avro::WriterSchema,
+            __version: u32,
+            __datum: &[u8],
+        ) -> #private::Result<Self, #private::Error> {
+            let __built = #lookup?;
+            match __version {
+                #(#reads_from)*
+                _ => #private::Err(#private::avro::field_error(#model_name, __version, "", "no such version")),
             }
         }
 
@@ -249,35 +265,9 @@ fn read_version(
     let reads = carried(model, version).map(|(index, field, wire)| {
         let ty = field.ty;
         let local = local(field);
-        let from_json = match &field.with {
-            Some(_) => {
-                let deserialize = deserialize_helper_name(field);
-                quote!(#deserialize(__json))
-            }
-            None => quote!(#private::serde_json::from_value::<#ty>(__json)),
-        };
-        let bridged = quote! {{
-            let __json = #private::avro::read_bridged(__codec, &mut __reader)
-                .map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?;
-            #from_json.map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?
-        }};
-        let value = if field.avro_type.is_some() {
-            bridged
-        } else {
-            let direct = quote_spanned!(ty.span()=> <#ty as #private::avro::AvroField>::read_avro(&mut __reader));
-            quote! {
-                if __codec.bridge {
-                    #bridged
-                } else {
-                    #direct.map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?
-                }
-            }
-        };
+        let value = field_read(field, index, version, wire, model_name, private);
         quote! {
-            let #local: #ty = {
-                let __codec = #private::avro::field(__built, #index, #model_name, #version)?;
-                #value
-            };
+            let #local: #ty = #value;
         }
     });
     let inits = model.fields.iter().map(|field| {
@@ -293,6 +283,151 @@ fn read_version(
     quote! {
         #version => {
             #(#reads)*
+            #private::avro::finish(&__reader, #model_name, #version)?;
+            #private::Ok(Self { #(#inits,)* })
+        }
+    }
+}
+
+/// The expression reading field `index` of `version` by the field's own
+/// encoding (or through JSON, when the built schema says so), from `__reader`.
+fn field_read(
+    field: &ModelField<'_>,
+    index: usize,
+    version: u32,
+    wire: &str,
+    model_name: &str,
+    private: &TokenStream,
+) -> TokenStream {
+    let ty = field.ty;
+    let from_json = from_json(field, version, wire, model_name, private);
+    let bridged = quote! {{
+        let __json = #private::avro::read_bridged(__codec, &mut __reader)
+            .map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?;
+        #from_json
+    }};
+    let value = if field.avro_type.is_some() {
+        bridged
+    } else {
+        let direct = quote_spanned!(ty.span()=> <#ty as #private::avro::AvroField>::read_avro(&mut __reader));
+        quote! {
+            if __codec.bridge {
+                #bridged
+            } else {
+                #direct.map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?
+            }
+        }
+    };
+    quote! {{
+        let __codec = #private::avro::field(__built, #index, #model_name, #version)?;
+        #value
+    }}
+}
+
+/// The field from `__json` (a `serde_json::Value`), through its `with` module or `Deserialize`.
+fn from_json(
+    field: &ModelField<'_>,
+    version: u32,
+    wire: &str,
+    model_name: &str,
+    private: &TokenStream,
+) -> TokenStream {
+    let ty = field.ty;
+    let read = match &field.with {
+        Some(_) => {
+            let deserialize = deserialize_helper_name(field);
+            quote!(#deserialize(__json))
+        }
+        None => quote!(#private::serde_json::from_value::<#ty>(__json)),
+    };
+    quote!(#read.map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?)
+}
+
+/// `N => { plan; read the writer's fields as it says; defaults; Ok(Self { .. }) }`.
+fn read_from_version(
+    model: &Model<'_>,
+    version: u32,
+    model_name: &str,
+    private: &TokenStream,
+) -> TokenStream {
+    if let Some(missing) = model
+        .fields
+        .iter()
+        .find(|f| !f.skip && !f.wire.contains_key(&version) && f.default.is_none())
+    {
+        let reason = format!(
+            "version {version} does not carry field `{}`, which has no default",
+            missing.ident.unraw()
+        );
+        return quote! {
+            #version => #private::Err(#private::avro::field_error(#model_name, #version, "", #reason)),
+        };
+    }
+    let names = carried(model, version).map(|(_, field, wire)| {
+        let aliases = field.wire.values().filter(|other| *other != wire);
+        quote!(&[#wire #(, #aliases)*])
+    });
+    let slots = carried(model, version).map(|(_, field, _)| {
+        let (ty, local) = (field.ty, local(field));
+        quote!(let mut #local: #private::Option<#ty> = #private::None;)
+    });
+    let arms = carried(model, version).map(|(index, field, wire)| {
+        let local = local(field);
+        let direct = field_read(field, index, version, wire, model_name, private);
+        let from_json = from_json(field, version, wire, model_name, private);
+        let with = field.with.is_some();
+        quote! {
+            #index => {
+                #local = #private::Some(if __direct {
+                    #direct
+                } else {
+                    let __json = __writer.read_json(__node, #with, &mut __reader)
+                        .map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?;
+                    #from_json
+                });
+            }
+        }
+    });
+    let inits = model.fields.iter().map(|field| {
+        let ident = field.ident;
+        match field.wire.get(&version) {
+            Some(wire) => {
+                let local = local(field);
+                // Absent from the writer: the plan has checked there is a default.
+                let absent = match &field.default {
+                    Some(_) => {
+                        let default = default_helper_name(field);
+                        quote!(#default())
+                    }
+                    None => {
+                        let from_json = from_json(field, version, wire, model_name, private);
+                        quote!({ let __json = #private::Value::Null; #from_json })
+                    }
+                };
+                quote!(#ident: match #local { #private::Some(__value) => __value, #private::None => #absent })
+            }
+            None => {
+                let default = default_helper_name(field);
+                quote!(#ident: #default())
+            }
+        }
+    });
+    quote! {
+        #version => {
+            let __plan = __writer.plan::<Self>(#version, #model_name, __built, &[#(#names),*])?;
+            let mut __reader = #private::avro::AvroReader::new(__datum);
+            #(#slots)*
+            for __step in &__plan.steps {
+                match *__step {
+                    #private::avro::Step::Skip(__node) => __writer
+                        .skip(__node, &mut __reader)
+                        .map_err(|__e| #private::avro::field_error(#model_name, #version, "(the writer's)", __e))?,
+                    #private::avro::Step::Field { field: __field, direct: __direct, node: __node } => match __field {
+                        #(#arms)*
+                        _ => {}
+                    },
+                }
+            }
             #private::avro::finish(&__reader, #model_name, #version)?;
             #private::Ok(Self { #(#inits,)* })
         }

@@ -345,7 +345,7 @@ fn read_primitive(
 }
 
 /// A logical type's number as the string chrono's serde reads.
-fn from_temporal(logical: &str, n: i64) -> Result<Value, String> {
+pub(crate) fn from_temporal(logical: &str, n: i64) -> Result<Value, String> {
     use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat};
     let out_of_range = || format!("{n} is out of range for {logical}");
     let text = match logical {

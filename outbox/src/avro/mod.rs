@@ -48,6 +48,7 @@
 mod bridge;
 pub mod codec;
 mod field;
+mod resolve;
 mod schema;
 
 use std::fmt::Display;
@@ -56,6 +57,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 pub use field::AvroField;
+pub use resolve::WriterSchema;
+#[doc(hidden)]
+pub use resolve::{Plan, Step};
 pub use schema::JSON_SCHEMA_DIALECT;
 #[doc(hidden)]
 pub use schema::{Built, FieldCodec, FieldSpec, RecordSpec, parse_avro_type};

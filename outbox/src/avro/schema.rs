@@ -74,6 +74,8 @@ pub struct FieldCodec {
     pub bridge: bool,
     /// Whether a `with` module reads it: logical types are read as numbers.
     pub with: bool,
+    /// Whether the schema gives it a default: a writer without it can be read.
+    pub has_default: bool,
 }
 
 impl RecordSpec {
@@ -102,6 +104,7 @@ impl RecordSpec {
                 avro: avro.clone(),
                 bridge,
                 with: field.with,
+                has_default: default.is_some(),
             });
             let json = field
                 .json

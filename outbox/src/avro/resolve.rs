@@ -1,0 +1,540 @@
+//! Reading a datum written with another schema (Avro's schema resolution):
+//! the writer's schema parsed into [`WriterSchema`], matched field by field
+//! against a version of the reading model ([`Plan`]). A writer field the
+//! reader knows (by name, or by one of the reader field's other names, its
+//! aliases) is read into it: straight by the field's own encoding when both
+//! sides encode it alike, else through serde's JSON, which also does Avro's
+//! promotions (int to long or double, a value into an `Option`, ...). A
+//! writer field the reader does not know is skipped; a reader field the
+//! writer does not have takes its default.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+
+use super::codec::{AvroError, AvroReader};
+use super::schema::{Built, PRIMITIVES};
+use crate::error::Error;
+
+/// One type of a writer's schema.
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Null,
+    Boolean,
+    Int(Option<String>),
+    Long(Option<String>),
+    Float,
+    Double,
+    Bytes(Option<String>),
+    String(Option<String>),
+    Fixed(usize),
+    Enum(Vec<String>),
+    Array(usize),
+    Map(usize),
+    Union(Vec<usize>),
+    /// Fields: name, aliases, type.
+    Record(Vec<(String, Vec<String>, usize)>),
+    /// A named type being parsed (a record's own fields may name it).
+    Pending,
+}
+
+/// A writer's schema, parsed: what a datum written with it holds, and how
+/// to read or skip each part.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::Outboxed;
+/// use outbox::avro::WriterSchema;
+///
+/// #[derive(Debug, PartialEq, Outboxed)]
+/// #[outbox(topic = "accounts", route = "users", versions = [1, 2], avro)]
+/// struct User {
+///     id: i64,
+///     #[outbox(rename(v1 = "mail"))]
+///     email: String,
+///     #[outbox(since = 2, default)]
+///     tags: Vec<String>,
+/// }
+///
+/// // A producer on version 2; a consumer reading it as version 1.
+/// let user = User { id: 1, email: "a@b.c".into(), tags: vec!["x".into()] };
+/// let mut datum = Vec::new();
+/// user.write_avro(2, &mut datum)?;
+/// let writer = WriterSchema::parse(User::avro_schema(2)?)?;
+/// let read = User::read_avro_from(&writer, 1, &datum)?;
+/// assert_eq!(read, User { id: 1, email: "a@b.c".into(), tags: vec![] });
+/// # Ok::<(), outbox::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct WriterSchema {
+    nodes: Vec<Node>,
+    root: usize,
+    plans: Mutex<HashMap<(TypeId, u32), Arc<Plan>>>,
+}
+
+/// How to read a writer's record into one version of a model.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Plan {
+    /// In the writer's field order.
+    pub steps: Vec<Step>,
+}
+
+/// What to do with one field of the writer's record.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    /// Read it into the reader's field `field` (its index in the version),
+    /// by the field's own encoding (`direct`) or through JSON from `node`.
+    Field {
+        field: usize,
+        direct: bool,
+        node: usize,
+    },
+    /// Not the reader's: read past it.
+    Skip(usize),
+}
+
+impl WriterSchema {
+    /// Parses a writer's schema (the registry's text).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Schema`] when the text is not JSON, not a record, or not a
+    /// valid Avro schema (an unknown named type, a union in a union, ...).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::Schema {
+            model: "the writer's schema",
+            version: 0,
+            reason,
+        };
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let mut parser = Parser::default();
+        let root = parser.node(&value, "", 0).map_err(invalid)?;
+        if !matches!(parser.nodes[root], Node::Record(_)) {
+            return Err(invalid("a message's schema must be a record".into()));
+        }
+        Ok(WriterSchema {
+            nodes: parser.nodes,
+            root,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The plan of model `M`'s `version`, made once per writer schema:
+    /// `fields` holds, per field of the version in order, its name there and
+    /// then its names in other versions (aliases).
+    #[doc(hidden)]
+    pub fn plan<M: 'static>(
+        &self,
+        version: u32,
+        model: &'static str,
+        built: &Built,
+        fields: &[&[&str]],
+    ) -> Result<Arc<Plan>, Error> {
+        let key = (TypeId::of::<M>(), version);
+        if let Some(plan) = self
+            .plans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Arc::clone(plan));
+        }
+        let plan = Arc::new(self.make_plan(version, model, built, fields)?);
+        self.plans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Arc::clone(&plan));
+        Ok(plan)
+    }
+
+    fn make_plan(
+        &self,
+        version: u32,
+        model: &'static str,
+        built: &Built,
+        fields: &[&[&str]],
+    ) -> Result<Plan, Error> {
+        let Node::Record(writer_fields) = &self.nodes[self.root] else {
+            unreachable!("parse accepts records only")
+        };
+        let mut read = vec![false; fields.len()];
+        let mut steps = Vec::with_capacity(writer_fields.len());
+        for (name, aliases, node) in writer_fields {
+            // By the reader's names (its field's name and aliases), as Avro
+            // resolves; and by the writer's aliases too: a derived model's
+            // schema lists every name a field had, so a consumer built
+            // before a rename still finds the renamed field.
+            let known = |names: &&[&str]| {
+                names.contains(&name.as_str())
+                    || aliases.iter().any(|alias| names.contains(&alias.as_str()))
+            };
+            let found = fields.iter().position(known);
+            match found {
+                Some(index) if !read[index] => {
+                    read[index] = true;
+                    let expected = built.fields.get(index).map(|f| &f.avro);
+                    let direct = expected.is_some_and(|e| self.encodes_as(*node, e, 0));
+                    steps.push(Step::Field {
+                        field: index,
+                        direct,
+                        node: *node,
+                    });
+                }
+                _ => steps.push(Step::Skip(*node)),
+            }
+        }
+        let missing: Vec<&str> = fields
+            .iter()
+            .zip(&read)
+            .enumerate()
+            .filter(|(index, (_, read))| {
+                !**read && !built.fields.get(*index).is_some_and(|f| f.has_default)
+            })
+            .map(|(_, (names, _))| names.first().copied().unwrap_or(""))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Avro {
+                model,
+                version,
+                reason: format!(
+                    "the writer's schema has no field {} and the reader has no default for it",
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        Ok(Plan { steps })
+    }
+
+    /// Whether a value of `node` is encoded as the reader's type `expected`
+    /// (a schema as JSON) encodes it: then the reader's own decoding reads it.
+    fn encodes_as(&self, node: usize, expected: &Value, depth: usize) -> bool {
+        if depth > 32 {
+            return false;
+        }
+        let mut parser = Parser::default();
+        let Ok(reader) = parser.node(expected, "", 0) else {
+            return false;
+        };
+        same(&self.nodes, node, &parser.nodes, reader, 0)
+    }
+
+    /// Reads past a value of `node`.
+    #[doc(hidden)]
+    pub fn skip(&self, node: usize, r: &mut AvroReader<'_>) -> Result<(), AvroError> {
+        match &self.nodes[node] {
+            Node::Null | Node::Pending => Ok(()),
+            Node::Boolean => r.read_bool().map(drop),
+            Node::Int(_) | Node::Long(_) | Node::Enum(_) => r.read_long().map(drop),
+            Node::Float => r.read_float().map(drop),
+            Node::Double => r.read_double().map(drop),
+            Node::Bytes(_) | Node::String(_) => r.read_bytes().map(drop),
+            Node::Fixed(size) => r.read_fixed(*size).map(drop),
+            Node::Array(items) => {
+                let items = *items;
+                r.read_blocks(self.min_bytes(items), |r| self.skip(items, r))
+            }
+            Node::Map(values) => {
+                let values = *values;
+                r.read_blocks(1, |r| {
+                    r.read_bytes()?;
+                    self.skip(values, r)
+                })
+            }
+            Node::Union(branches) => {
+                let branch = self.branch(branches, r)?;
+                self.skip(branch, r)
+            }
+            Node::Record(fields) => fields.iter().try_for_each(|(_, _, f)| self.skip(*f, r)),
+        }
+    }
+
+    fn min_bytes(&self, node: usize) -> usize {
+        usize::from(!matches!(self.nodes[node], Node::Null | Node::Pending))
+    }
+
+    fn branch(&self, branches: &[usize], r: &mut AvroReader<'_>) -> Result<usize, AvroError> {
+        let at = r.clone();
+        let index = r.read_long()?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| branches.get(i).copied())
+            .ok_or_else(|| at.error(format!("union branch {index} of {}", branches.len())))
+    }
+
+    /// Reads a value of `node` as the JSON serde reads the reader's field
+    /// from (`with`: the field has a `with` module, so logical types stay numbers).
+    #[doc(hidden)]
+    pub fn read_json(
+        &self,
+        node: usize,
+        with: bool,
+        r: &mut AvroReader<'_>,
+    ) -> Result<Value, AvroError> {
+        Ok(match &self.nodes[node] {
+            Node::Null | Node::Pending => Value::Null,
+            Node::Boolean => Value::Bool(r.read_bool()?),
+            Node::Int(logical) | Node::Long(logical) => {
+                let at = r.clone();
+                let n = match &self.nodes[node] {
+                    Node::Int(_) => i64::from(r.read_int()?),
+                    _ => r.read_long()?,
+                };
+                match logical.as_deref().filter(|_| !with) {
+                    Some(logical) => {
+                        super::bridge::from_temporal(logical, n).map_err(|e| at.error(e))?
+                    }
+                    None => Value::from(n),
+                }
+            }
+            Node::Float => Value::from(f64::from(r.read_float()?)),
+            Node::Double => Value::from(r.read_double()?),
+            Node::Bytes(_) => Value::from(r.read_bytes()?.to_vec()),
+            Node::String(_) => Value::from(r.read_str()?),
+            Node::Fixed(size) => Value::from(r.read_fixed(*size)?.to_vec()),
+            Node::Enum(symbols) => {
+                let at = r.clone();
+                let index = r.read_long()?;
+                let symbol = usize::try_from(index).ok().and_then(|i| symbols.get(i));
+                Value::from(
+                    symbol
+                        .ok_or_else(|| at.error(format!("enum symbol {index} does not exist")))?
+                        .as_str(),
+                )
+            }
+            Node::Array(items) => {
+                let items = *items;
+                let mut values = Vec::new();
+                r.read_blocks(self.min_bytes(items), |r| {
+                    values.push(self.read_json(items, with, r)?);
+                    Ok(())
+                })?;
+                Value::Array(values)
+            }
+            Node::Map(values) => {
+                let values = *values;
+                let mut entries = Map::new();
+                r.read_blocks(1, |r| {
+                    let key = r.read_str()?.to_owned();
+                    entries.insert(key, self.read_json(values, with, r)?);
+                    Ok(())
+                })?;
+                Value::Object(entries)
+            }
+            Node::Union(branches) => {
+                let branch = self.branch(branches, r)?;
+                self.read_json(branch, with, r)?
+            }
+            Node::Record(fields) => {
+                let mut object = Map::new();
+                for (name, _, field) in fields {
+                    object.insert(name.clone(), self.read_json(*field, with, r)?);
+                }
+                Value::Object(object)
+            }
+        })
+    }
+}
+
+/// Whether two types encode alike: same kinds, same logical types (a
+/// timestamp in millis is not one in micros), unions with the same branches
+/// in the same order, enums with the same symbols.
+fn same(a: &[Node], x: usize, b: &[Node], y: usize, depth: usize) -> bool {
+    if depth > 32 {
+        return false;
+    }
+    let same_at = |x: usize, y: usize| same(a, x, b, y, depth + 1);
+    match (&a[x], &b[y]) {
+        (Node::Array(i), Node::Array(j)) | (Node::Map(i), Node::Map(j)) => same_at(*i, *j),
+        (Node::Union(i), Node::Union(j)) => {
+            i.len() == j.len() && i.iter().zip(j).all(|(i, j)| same_at(*i, *j))
+        }
+        (Node::Record(i), Node::Record(j)) => {
+            i.len() == j.len()
+                && i.iter()
+                    .zip(j)
+                    .all(|((n, _, i), (m, _, j))| n == m && same_at(*i, *j))
+        }
+        (Node::Pending, _) | (_, Node::Pending) => false,
+        (left, right) => left == right,
+    }
+}
+
+/// Turns schema JSON into nodes, registering named types by full name.
+#[derive(Default)]
+struct Parser {
+    nodes: Vec<Node>,
+    named: HashMap<String, usize>,
+}
+
+impl Parser {
+    fn push(&mut self, node: Node) -> usize {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    fn full_name(name: &str, namespace: &str) -> String {
+        if name.contains('.') || namespace.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{namespace}.{name}")
+        }
+    }
+
+    fn node(&mut self, value: &Value, namespace: &str, depth: usize) -> Result<usize, String> {
+        if depth > 64 {
+            return Err("the schema nests deeper than 64 levels".into());
+        }
+        match value {
+            Value::String(name) => self.named_or_primitive(name, None, namespace),
+            Value::Array(branches) => {
+                let mut nodes = Vec::with_capacity(branches.len());
+                for branch in branches {
+                    let node = self.node(branch, namespace, depth + 1)?;
+                    if matches!(self.nodes[node], Node::Union(_)) {
+                        return Err("a union directly inside a union".into());
+                    }
+                    nodes.push(node);
+                }
+                Ok(self.push(Node::Union(nodes)))
+            }
+            Value::Object(object) => {
+                let kind = object
+                    .get("type")
+                    .ok_or_else(|| format!("a type without \"type\": {value}"))?;
+                let logical = object.get("logicalType").and_then(Value::as_str);
+                let Value::String(kind) = kind else {
+                    return self.node(kind, namespace, depth + 1);
+                };
+                let name = object.get("name").and_then(Value::as_str);
+                let namespace = object
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or(namespace)
+                    .to_owned();
+                let full = name.map(|n| Self::full_name(n, &namespace));
+                // A named type's own namespace is its full name's.
+                let inner = full
+                    .as_deref()
+                    .and_then(|f| f.rsplit_once('.').map(|(ns, _)| ns.to_owned()))
+                    .unwrap_or_else(|| namespace.clone());
+                match kind.as_str() {
+                    "record" | "error" => {
+                        let full = full.ok_or("a record without a name")?;
+                        let index = self.push(Node::Pending);
+                        self.named.insert(full, index);
+                        let fields = object
+                            .get("fields")
+                            .and_then(Value::as_array)
+                            .ok_or("a record without \"fields\"")?;
+                        let mut nodes = Vec::with_capacity(fields.len());
+                        for field in fields {
+                            let name = field
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .ok_or("a record field without a name")?;
+                            let kind = field
+                                .get("type")
+                                .ok_or_else(|| format!("field `{name}` has no type"))?;
+                            let aliases = field
+                                .get("aliases")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|a| a.as_str().map(str::to_owned))
+                                .collect();
+                            nodes.push((
+                                name.to_owned(),
+                                aliases,
+                                self.node(kind, &inner, depth + 1)?,
+                            ));
+                        }
+                        self.nodes[index] = Node::Record(nodes);
+                        Ok(index)
+                    }
+                    "enum" => {
+                        let symbols = object
+                            .get("symbols")
+                            .and_then(Value::as_array)
+                            .ok_or("an enum without \"symbols\"")?
+                            .iter()
+                            .map(|s| {
+                                s.as_str()
+                                    .map(str::to_owned)
+                                    .ok_or("an enum symbol that is not a string")
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let index = self.push(Node::Enum(symbols));
+                        if let Some(full) = full {
+                            self.named.insert(full, index);
+                        }
+                        Ok(index)
+                    }
+                    "fixed" => {
+                        let size = object
+                            .get("size")
+                            .and_then(Value::as_u64)
+                            .and_then(|s| usize::try_from(s).ok())
+                            .ok_or("a fixed without a \"size\"")?;
+                        let index = self.push(Node::Fixed(size));
+                        if let Some(full) = full {
+                            self.named.insert(full, index);
+                        }
+                        Ok(index)
+                    }
+                    "array" => {
+                        let items = object.get("items").ok_or("an array without \"items\"")?;
+                        let items = self.node(items, &namespace, depth + 1)?;
+                        Ok(self.push(Node::Array(items)))
+                    }
+                    "map" => {
+                        let values = object.get("values").ok_or("a map without \"values\"")?;
+                        let values = self.node(values, &namespace, depth + 1)?;
+                        Ok(self.push(Node::Map(values)))
+                    }
+                    other => self.named_or_primitive(other, logical, &namespace),
+                }
+            }
+            other => Err(format!("{other} is not an Avro type")),
+        }
+    }
+
+    fn named_or_primitive(
+        &mut self,
+        name: &str,
+        logical: Option<&str>,
+        namespace: &str,
+    ) -> Result<usize, String> {
+        let logical = logical.map(str::to_owned);
+        let node = match name {
+            "null" => Node::Null,
+            "boolean" => Node::Boolean,
+            "int" => Node::Int(logical),
+            "long" => Node::Long(logical),
+            "float" => Node::Float,
+            "double" => Node::Double,
+            "bytes" => Node::Bytes(logical),
+            "string" => Node::String(logical),
+            _ => {
+                let found = self
+                    .named
+                    .get(&Self::full_name(name, namespace))
+                    .or_else(|| self.named.get(name));
+                return found
+                    .copied()
+                    .ok_or_else(|| format!("unknown type `{name}`"));
+            }
+        };
+        debug_assert!(PRIMITIVES.contains(&name));
+        Ok(self.push(node))
+    }
+}
