@@ -9,6 +9,7 @@ mod cli {
     mod parked;
     mod partitions;
     mod relay;
+    mod schemas;
     mod secure;
     mod status;
     mod support;

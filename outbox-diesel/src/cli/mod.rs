@@ -16,6 +16,8 @@
 //! outbox dlq replay <DLQ_TOPIC> [--group GROUP] [--brokers HOSTS] [-X KEY=VALUE]...
 //! outbox topics create <TOPIC>... [--dlq] --partitions N --replication-factor N
 //!                                 [--brokers HOSTS] [-X KEY=VALUE]...
+//! outbox schemas export --dir DIR          (a binary made with `main_with`)
+//! outbox schemas check --against DIR       (likewise)
 //! ```
 //!
 //! `--database-url` defaults to `DATABASE_URL`, `--brokers` to `KAFKA_BROKERS`;
@@ -34,7 +36,10 @@ mod output;
 mod partitions;
 mod relay;
 mod roles;
+mod schemas;
 mod topics;
+
+pub use schemas::Schemas;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -59,11 +64,21 @@ use crate::ops::{self, Applied, Selection};
 /// }
 /// ```
 pub fn main() -> ExitCode {
-    run(std::env::args_os())
+    run(Schemas::new(), std::env::args_os())
+}
+
+/// [`main`] in a service's own binary, which knows its models: `outbox schemas`
+/// exports the schemas of those it produces and checks those it consumes.
+///
+/// # Examples
+///
+/// See [`Schemas`].
+pub fn main_with(schemas: Schemas) -> ExitCode {
+    run(schemas, std::env::args_os())
 }
 
 /// [`main`] on the arguments `args` (the first one is the program's name).
-fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+fn run(schemas: Schemas, args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
     let cli = match parse(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -72,7 +87,7 @@ fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode 
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    match execute(cli).and_then(|output| write_stdout(&output)) {
+    match execute(cli, &schemas).and_then(|output| write_stdout(&output)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }
@@ -145,6 +160,10 @@ enum Command {
     /// Kafka topics: create those of your models, and their dead-letter topics
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// Avro schemas of the models of a binary made with `main_with`: export them, or
+    /// check its consumers against a producer's export
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,10 +269,11 @@ impl Failure {
     }
 }
 
-fn execute(cli: Cli) -> Result<String, Failure> {
+fn execute(cli: Cli, schemas: &Schemas) -> Result<String, Failure> {
     let url = cli.database_url.filter(|url| !url.trim().is_empty());
     let url = || url.as_deref().ok_or_else(db::no_database);
     match cli.command {
+        Command::Schemas(command) => schemas::run(schemas, command),
         Command::Migrations(MigrationsCommand::Print(args)) => roles::print(args),
         Command::Migrations(MigrationsCommand::Write { dir }) => {
             let folder = crate::migrations::write_to(&dir)

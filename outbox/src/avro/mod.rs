@@ -57,9 +57,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 pub use field::AvroField;
-pub use resolve::WriterSchema;
 #[doc(hidden)]
 pub use resolve::{Plan, Step};
+pub use resolve::{ReadCheck, WriterSchema};
 pub use schema::JSON_SCHEMA_DIALECT;
 #[doc(hidden)]
 pub use schema::{Built, FieldCodec, FieldSpec, RecordSpec, parse_avro_type};

@@ -34,8 +34,8 @@ enum Node {
     Array(usize),
     Map(usize),
     Union(Vec<usize>),
-    /// Fields: name, aliases, type.
-    Record(Vec<(String, Vec<String>, usize)>),
+    /// Fields: name, aliases, type, whether it has a default.
+    Record(Vec<(String, Vec<String>, usize, bool)>),
     /// A named type being parsed (a record's own fields may name it).
     Pending,
 }
@@ -165,7 +165,7 @@ impl WriterSchema {
         };
         let mut read = vec![false; fields.len()];
         let mut steps = Vec::with_capacity(writer_fields.len());
-        for (name, aliases, node) in writer_fields {
+        for (name, aliases, node, _) in writer_fields {
             // By the reader's names (its field's name and aliases), as Avro
             // resolves; and by the writer's aliases too: a derived model's
             // schema lists every name a field had, so a consumer built
@@ -254,7 +254,7 @@ impl WriterSchema {
                 let branch = self.branch(branches, r)?;
                 self.skip(branch, r)
             }
-            Node::Record(fields) => fields.iter().try_for_each(|(_, _, f)| self.skip(*f, r)),
+            Node::Record(fields) => fields.iter().try_for_each(|(_, _, f, _)| self.skip(*f, r)),
         }
     }
 
@@ -336,12 +336,213 @@ impl WriterSchema {
             }
             Node::Record(fields) => {
                 let mut object = Map::new();
-                for (name, _, field) in fields {
+                for (name, _, field, _) in fields {
                     object.insert(name.clone(), self.read_json(*field, with, r)?);
                 }
                 Value::Object(object)
             }
         })
+    }
+}
+
+/// What a reader's schema makes of a writer's, field by field: the
+/// static side of [`read_avro_from`](crate::Outboxed::read_avro_from), for
+/// checks before a deploy (`outbox schemas check --against`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadCheck {
+    /// Reader fields the writer does not send: they take their default.
+    pub defaulted: Vec<String>,
+    /// Writer fields the reader does not know: skipped.
+    pub ignored: Vec<String>,
+    /// Why some records cannot be read: a reader field without default the
+    /// writer lacks, types that disagree (each names its field).
+    pub problems: Vec<String>,
+}
+
+impl ReadCheck {
+    /// Whether every record of the writer's schema can be read.
+    pub fn readable(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl WriterSchema {
+    /// Checks whether records of this (the writer's) schema can be read
+    /// with `reader`, by the same matching as [`read_avro_from`]: names, the
+    /// reader's aliases and the writer's; Avro's promotions (int to long,
+    /// float or double; long to float or double; float to double; string and
+    /// bytes), a value into a union holding its type, enums whose writer
+    /// symbols the reader knows.
+    ///
+    /// [`read_avro_from`]: crate::Outboxed::read_avro_from
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::avro::WriterSchema;
+    ///
+    /// let v1 = WriterSchema::parse(r#"{"type": "record", "name": "U", "fields": [
+    ///     {"name": "id", "type": "int"}, {"name": "mail", "type": "string"}]}"#)?;
+    /// let v2 = WriterSchema::parse(r#"{"type": "record", "name": "U", "fields": [
+    ///     {"name": "id", "type": "long"}, {"name": "email", "type": "string", "aliases": ["mail"]},
+    ///     {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []}]}"#)?;
+    /// let check = v1.check_read(&v2);
+    /// assert!(check.readable());
+    /// assert_eq!(check.defaulted, ["tags"]);
+    /// let back = v2.check_read(&v1);
+    /// assert_eq!(back.problems, ["field `id`: a long cannot be read as an int"]);
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    pub fn check_read(&self, reader: &WriterSchema) -> ReadCheck {
+        let mut check = ReadCheck::default();
+        let (Node::Record(w), Node::Record(r)) =
+            (&self.nodes[self.root], &reader.nodes[reader.root])
+        else {
+            check.problems.push("both schemas must be records".into());
+            return check;
+        };
+        let mut read = vec![false; r.len()];
+        for (name, aliases, node, _) in w {
+            let found = r.iter().position(|(r_name, r_aliases, _, _)| {
+                let reader_names = || std::iter::once(r_name).chain(r_aliases);
+                reader_names().any(|n| n == name || aliases.contains(n))
+            });
+            match found {
+                Some(index) if !read[index] => {
+                    read[index] = true;
+                    let (r_name, _, r_node, _) = &r[index];
+                    if let Err(why) = reads(&self.nodes, *node, &reader.nodes, *r_node, 0) {
+                        check.problems.push(format!("field `{r_name}`: {why}"));
+                    }
+                }
+                _ => check.ignored.push(name.clone()),
+            }
+        }
+        for ((name, _, _, has_default), read) in r.iter().zip(read) {
+            match (read, has_default) {
+                (true, _) => {}
+                (false, true) => check.defaulted.push(name.clone()),
+                (false, false) => check.problems.push(format!(
+                    "field `{name}`: the writer does not send it and the reader has no default"
+                )),
+            }
+        }
+        check
+    }
+}
+
+/// The name of a type, for messages.
+fn kind(nodes: &[Node], node: usize) -> String {
+    match &nodes[node] {
+        Node::Null => "null".into(),
+        Node::Boolean => "boolean".into(),
+        Node::Int(l) | Node::Long(l) | Node::Bytes(l) | Node::String(l) => {
+            let base = match &nodes[node] {
+                Node::Int(_) => "int",
+                Node::Long(_) => "long",
+                Node::Bytes(_) => "bytes",
+                _ => "string",
+            };
+            match l {
+                Some(logical) => format!("{base} ({logical})"),
+                None => base.into(),
+            }
+        }
+        Node::Float => "float".into(),
+        Node::Double => "double".into(),
+        Node::Fixed(n) => format!("fixed({n})"),
+        Node::Enum(_) => "enum".into(),
+        Node::Array(_) => "array".into(),
+        Node::Map(_) => "map".into(),
+        Node::Union(_) => "union".into(),
+        Node::Record(_) => "record".into(),
+        Node::Pending => "a type being defined".into(),
+    }
+}
+
+fn article(kind: &str) -> &'static str {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// Whether a value of writer type `x` reads as reader type `y`, else why not.
+fn reads(w: &[Node], x: usize, r: &[Node], y: usize, depth: usize) -> Result<(), String> {
+    if depth > 32 {
+        return Ok(());
+    }
+    let cannot = || {
+        let (from, to) = (kind(w, x), kind(r, y));
+        Err(format!(
+            "{} {from} cannot be read as {} {to}",
+            article(&from),
+            article(&to)
+        ))
+    };
+    match (&w[x], &r[y]) {
+        (Node::Union(branches), _) => {
+            for branch in branches {
+                reads(w, *branch, r, y, depth + 1).map_err(|why| match &w[*branch] {
+                    Node::Null => {
+                        "the writer may send null, which the reader's type does not hold".to_owned()
+                    }
+                    _ => why,
+                })?;
+            }
+            Ok(())
+        }
+        (_, Node::Union(branches)) => {
+            if branches
+                .iter()
+                .any(|b| reads(w, x, r, *b, depth + 1).is_ok())
+            {
+                Ok(())
+            } else {
+                cannot()
+            }
+        }
+        (Node::Null, Node::Null) | (Node::Boolean, Node::Boolean) => Ok(()),
+        (Node::Int(_), Node::Int(_) | Node::Long(_) | Node::Float | Node::Double) => Ok(()),
+        (Node::Long(_), Node::Long(_) | Node::Float | Node::Double) => Ok(()),
+        (Node::Float, Node::Float | Node::Double) | (Node::Double, Node::Double) => Ok(()),
+        (Node::String(_) | Node::Bytes(_), Node::String(_) | Node::Bytes(_)) => Ok(()),
+        (Node::Enum(_), Node::String(_)) => Ok(()),
+        (Node::Fixed(a), Node::Fixed(b)) if a == b => Ok(()),
+        (Node::Enum(ws), Node::Enum(rs)) => {
+            let unknown: Vec<&String> = ws.iter().filter(|s| !rs.contains(s)).collect();
+            if unknown.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the reader's enum lacks the writer's symbols {unknown:?}"
+                ))
+            }
+        }
+        (Node::Array(i), Node::Array(j)) | (Node::Map(i), Node::Map(j)) => {
+            reads(w, *i, r, *j, depth + 1)
+        }
+        (Node::Record(wf), Node::Record(rf)) => {
+            for (name, _, node, _) in wf {
+                if let Some((_, _, r_node, _)) =
+                    rf.iter().find(|(n, a, _, _)| n == name || a.contains(name))
+                {
+                    reads(w, *node, r, *r_node, depth + 1)
+                        .map_err(|why| format!("`{name}`: {why}"))?;
+                }
+            }
+            match rf
+                .iter()
+                .find(|(n, a, _, d)| !d && !wf.iter().any(|(m, _, _, _)| m == n || a.contains(m)))
+            {
+                Some((n, _, _, _)) => Err(format!(
+                    "the writer's record lacks `{n}`, which has no default"
+                )),
+                None => Ok(()),
+            }
+        }
+        _ => cannot(),
     }
 }
 
@@ -362,7 +563,7 @@ fn same(a: &[Node], x: usize, b: &[Node], y: usize, depth: usize) -> bool {
             i.len() == j.len()
                 && i.iter()
                     .zip(j)
-                    .all(|((n, _, i), (m, _, j))| n == m && same_at(*i, *j))
+                    .all(|((n, _, i, _), (m, _, j, _))| n == m && same_at(*i, *j))
         }
         (Node::Pending, _) | (_, Node::Pending) => false,
         (left, right) => left == right,
@@ -452,11 +653,9 @@ impl Parser {
                                 .flatten()
                                 .filter_map(|a| a.as_str().map(str::to_owned))
                                 .collect();
-                            nodes.push((
-                                name.to_owned(),
-                                aliases,
-                                self.node(kind, &inner, depth + 1)?,
-                            ));
+                            let node = self.node(kind, &inner, depth + 1)?;
+                            let has_default = field.get("default").is_some();
+                            nodes.push((name.to_owned(), aliases, node, has_default));
                         }
                         self.nodes[index] = Node::Record(nodes);
                         Ok(index)

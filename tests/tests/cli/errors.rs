@@ -181,6 +181,7 @@ fn help_and_version_succeed() {
         "parked",
         "partitions",
         "dlq",
+        "schemas",
     ] {
         assert!(text.contains(command), "{text}");
     }
