@@ -29,7 +29,7 @@ while (($#)); do
 done
 
 # relay_row last: its feature rebuilds the crate once, not twice.
-all_targets=(record_decode record_roundtrip outboxed_payload derive_attrs controller_attrs relay_row)
+all_targets=(record_decode record_roundtrip outboxed_payload avro_datum derive_attrs controller_attrs relay_row)
 if [[ -n "${list:-}" ]]; then
   printf '%s\n' "${all_targets[@]}"
   exit 0

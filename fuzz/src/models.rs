@@ -86,3 +86,35 @@ pub struct Product {
 fn default_locale() -> String {
     "en".into()
 }
+
+/// An account with Avro schemas (`#[outbox(avro)]`): a rename, fields added
+/// and dropped, the mapped column types, and `avro_type` fields (an enum with
+/// data, a `with` timestamp) that go through serde's JSON.
+#[derive(Debug, Clone, PartialEq, Outboxed)]
+#[outbox(topic = "identity.accounts-v2", route = "accounts", versions = [1, 2, 3], avro)]
+pub struct AvroAccount {
+    pub id: i64,
+    #[outbox(rename(v1 = "mail"))]
+    pub email: String,
+    pub display_name: Option<String>,
+    #[outbox(with = chrono::serde::ts_milliseconds, avro_type = "timestamp-millis")]
+    pub created_at: DateTime<Utc>,
+    #[outbox(avro_type = r#"["string", {"type": "map", "values": {"type": "record",
+        "name": "Suspended", "fields": [{"name": "reason", "type": "string"}]}}]"#)]
+    pub status: Status,
+    #[outbox(since = 2, default = default_locale)]
+    pub locale: String,
+    #[outbox(since = 2, default)]
+    pub tags: Vec<String>,
+    #[outbox(until = 2, default)]
+    pub legacy_flags: u32,
+    #[outbox(since = 3, default)]
+    pub last_login: Option<DateTime<Utc>>,
+    pub preferences: Value,
+    pub avatar: Option<Vec<u8>>,
+    pub limits: std::collections::BTreeMap<String, i32>,
+    pub birthday: Option<chrono::NaiveDate>,
+    pub score: f64,
+    #[outbox(skip)]
+    pub password_hash: String,
+}
