@@ -251,11 +251,19 @@ fn avro_figures(cases: &Cases, rounds: usize) {
     Figure::new("payload", "bytes", "Avro", "bytes per record", "B")
         .value(datum.len() as f64)
         .lower_is_better()
-        .note(format!("÷ JSON {:.2}", datum.len() as f64 / json.len() as f64))
+        .note(format!(
+            "÷ JSON {:.2}",
+            datum.len() as f64 / json.len() as f64
+        ))
         .record();
     let [encode_json, encode_avro, decode_json, decode_avro] = interleaved_avro(cases, rounds);
     for (part, what, avro, json) in [
-        ("avro encode", "encode (write_avro vs write_payload)", &encode_avro, &encode_json),
+        (
+            "avro encode",
+            "encode (write_avro vs write_payload)",
+            &encode_avro,
+            &encode_json,
+        ),
         (
             "avro decode",
             "decode from bytes (read_avro vs from_slice + from_payload)",
