@@ -179,58 +179,56 @@ fn bench(c: &mut Criterion, cases: &Cases) {
     decode.finish();
 }
 
-/// Nanoseconds per call in each of `rounds` rounds, the contenders
-/// interleaved: `[encode serde, encode outbox, decode serde, decode outbox]`,
-/// each with one value per round.
-fn interleaved(cases: &Cases, rounds: usize) -> [Vec<f64>; 4] {
-    const CALLS: u32 = 20_000;
-    fn round<T>(f: impl Fn() -> T) -> f64 {
-        let start = Instant::now();
-        for _ in 0..CALLS {
-            black_box(f());
-        }
-        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+/// Calls per round of an interleaved run.
+const CALLS: u32 = 20_000;
+
+/// Nanoseconds per call of `f`, over `CALLS` calls.
+fn per_call(f: &dyn Fn()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..CALLS {
+        f();
     }
+    start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+}
+
+/// Nanoseconds per call of each of `sides` in each of `rounds` rounds, the
+/// sides interleaved, each with one value per round.
+fn interleave(rounds: usize, sides: [&dyn Fn(); 4]) -> [Vec<f64>; 4] {
     let mut times: [Vec<f64>; 4] = Default::default();
     for _ in 0..rounds {
-        let round = [
-            round(|| cases.encode_serde()),
-            round(|| cases.encode_outbox()),
-            round(|| cases.decode_serde()),
-            round(|| cases.decode_outbox()),
-        ];
-        for (times, time) in times.iter_mut().zip(round) {
-            times.push(time);
+        for (times, side) in times.iter_mut().zip(sides) {
+            times.push(per_call(side));
         }
     }
     times
 }
 
+/// `[encode serde, encode outbox, decode serde, decode outbox]`, interleaved.
+fn interleaved(cases: &Cases, rounds: usize) -> [Vec<f64>; 4] {
+    interleave(
+        rounds,
+        [
+            &|| drop(black_box(cases.encode_serde())),
+            &|| drop(black_box(cases.encode_outbox())),
+            &|| drop(black_box(cases.decode_serde())),
+            &|| drop(black_box(cases.decode_outbox())),
+        ],
+    )
+}
+
 /// The Avro comparison, interleaved likewise: `[encode JSON, encode Avro,
 /// decode JSON from bytes, decode Avro]`.
 fn interleaved_avro(cases: &Cases, rounds: usize) -> [Vec<f64>; 4] {
-    const CALLS: u32 = 20_000;
-    fn round<T>(f: impl Fn() -> T) -> f64 {
-        let start = Instant::now();
-        for _ in 0..CALLS {
-            black_box(f());
-        }
-        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
-    }
     let (json, datum) = (cases.encode_outbox(), cases.encode_avro());
-    let mut times: [Vec<f64>; 4] = Default::default();
-    for _ in 0..rounds {
-        let round = [
-            round(|| cases.encode_outbox()),
-            round(|| cases.encode_avro()),
-            round(|| cases.decode_json_bytes(&json)),
-            round(|| cases.decode_avro(&datum)),
-        ];
-        for (times, time) in times.iter_mut().zip(round) {
-            times.push(time);
-        }
-    }
-    times
+    interleave(
+        rounds,
+        [
+            &|| drop(black_box(cases.encode_outbox())),
+            &|| drop(black_box(cases.encode_avro())),
+            &|| drop(black_box(cases.decode_json_bytes(&json))),
+            &|| drop(black_box(cases.decode_avro(&datum))),
+        ],
+    )
 }
 
 /// Avro against JSON: both ways, and the bytes of each.

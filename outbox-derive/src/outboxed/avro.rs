@@ -201,16 +201,23 @@ fn write_version(
 ) -> TokenStream {
     let fields = carried(model, version).map(|(index, field, wire)| {
         let ident = field.ident;
-        let json = match &field.with {
+        // Through its `Serialize` straight into the datum; a `with` module
+        // (generic over the serializer) through its JSON.
+        let write = match &field.with {
             Some(_) => {
                 let serialize = serialize_helper_name(field);
-                quote!(#serialize(&&self.#ident, #private::serde_json::value::Serializer))
+                quote! {
+                    #private::avro::write_bridged(
+                        __codec,
+                        #serialize(&&self.#ident, #private::serde_json::value::Serializer),
+                        __out,
+                    )
+                }
             }
-            None => quote!(#private::serde_json::to_value(&self.#ident)),
+            None => quote!(#private::avro::write_serialized(__codec, &self.#ident, __out)),
         };
         let bridged = quote! {
-            #private::avro::write_bridged(__codec, #json, __out)
-                .map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?;
+            #write.map_err(|__e| #private::avro::field_error(#model_name, #version, #wire, __e))?;
         };
         let write = if field.avro_type.is_some() {
             bridged
@@ -238,6 +245,27 @@ fn write_version(
     }
 }
 
+/// The arm of a version that cannot be read: a field it does not carry has
+/// no default (the JSON side refuses it likewise).
+fn unreadable(
+    model: &Model<'_>,
+    version: u32,
+    model_name: &str,
+    private: &TokenStream,
+) -> Option<TokenStream> {
+    let missing = model
+        .fields
+        .iter()
+        .find(|f| !f.skip && !f.wire.contains_key(&version) && f.default.is_none())?;
+    let reason = format!(
+        "version {version} does not carry field `{}`, which has no default",
+        missing.ident.unraw()
+    );
+    Some(quote! {
+        #version => #private::Err(#private::avro::field_error(#model_name, #version, "", #reason)),
+    })
+}
+
 fn local(field: &ModelField<'_>) -> Ident {
     format_ident!("__outbox_field_{}", field.ident.unraw())
 }
@@ -249,18 +277,8 @@ fn read_version(
     model_name: &str,
     private: &TokenStream,
 ) -> TokenStream {
-    if let Some(missing) = model
-        .fields
-        .iter()
-        .find(|f| !f.skip && !f.wire.contains_key(&version) && f.default.is_none())
-    {
-        let reason = format!(
-            "version {version} does not carry field `{}`, which has no default",
-            missing.ident.unraw()
-        );
-        return quote! {
-            #version => #private::Err(#private::avro::field_error(#model_name, #version, "", #reason)),
-        };
+    if let Some(arm) = unreadable(model, version, model_name, private) {
+        return arm;
     }
     let reads = carried(model, version).map(|(index, field, wire)| {
         let ty = field.ty;
@@ -350,18 +368,8 @@ fn read_from_version(
     model_name: &str,
     private: &TokenStream,
 ) -> TokenStream {
-    if let Some(missing) = model
-        .fields
-        .iter()
-        .find(|f| !f.skip && !f.wire.contains_key(&version) && f.default.is_none())
-    {
-        let reason = format!(
-            "version {version} does not carry field `{}`, which has no default",
-            missing.ident.unraw()
-        );
-        return quote! {
-            #version => #private::Err(#private::avro::field_error(#model_name, #version, "", #reason)),
-        };
+    if let Some(arm) = unreadable(model, version, model_name, private) {
+        return arm;
     }
     let names = carried(model, version).map(|(_, field, wire)| {
         let aliases = field.wire.values().filter(|other| *other != wire);

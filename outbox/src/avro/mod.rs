@@ -50,6 +50,7 @@ pub mod codec;
 mod field;
 mod resolve;
 mod schema;
+mod ser;
 
 use std::fmt::Display;
 use std::sync::OnceLock;
@@ -135,6 +136,17 @@ pub fn write_bridged<E: Display>(
 ) -> Result<(), String> {
     let json = json.map_err(|e| format!("its serializer failed: {e}"))?;
     bridge::write_json(&codec.avro, &json, out)
+}
+
+/// Writes a field by its Avro type straight from its `Serialize` (falling
+/// back to its JSON for shapes the direct writer leaves out).
+#[doc(hidden)]
+pub fn write_serialized<T: serde::Serialize + ?Sized>(
+    codec: &FieldCodec,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    ser::write(&codec.avro, value, out)
 }
 
 /// Reads a field written by [`write_bridged`], as the JSON its `Deserialize` reads.
