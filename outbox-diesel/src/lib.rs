@@ -40,6 +40,7 @@ pub mod fault_injection;
 pub mod migrations;
 pub mod ops;
 mod pg;
+pub mod registry;
 pub mod relay;
 pub mod roles;
 pub mod schema;

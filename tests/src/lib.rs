@@ -33,6 +33,7 @@ mod on_topic;
 pub mod process;
 mod reader;
 pub mod registry;
+pub mod registry_proxy;
 mod running;
 pub mod secure;
 
