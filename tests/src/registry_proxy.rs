@@ -5,7 +5,7 @@
 //!
 //! It presents the services script's server certificate (`server.pem`, for
 //! `localhost` and `127.0.0.1`, signed by `ca.pem`; see
-//! [`secure::tls_dir`](crate::secure::tls_dir)), answers 401 with the
+//! [`secure::tls_dir`]), answers 401 with the
 //! registry's error body to a request without the right `Authorization`, and
 //! forwards the others unchanged. It counts the connections it accepts and
 //! the requests it forwards.
