@@ -111,6 +111,7 @@ pub(super) enum Operation {
     Check(String),
     Level(String),
     Versions(String),
+    Version(String, u32),
 }
 
 impl fmt::Display for Operation {
@@ -132,6 +133,9 @@ impl fmt::Display for Operation {
             }
             Operation::Versions(subject) => {
                 write!(f, "listing the versions of subject `{subject}`")
+            }
+            Operation::Version(subject, version) => {
+                write!(f, "fetching version {version} of subject `{subject}`")
             }
         }
     }
@@ -320,7 +324,8 @@ impl RegistryError {
             | Operation::Lookup(subject)
             | Operation::Check(subject)
             | Operation::Level(subject)
-            | Operation::Versions(subject) => Some(subject),
+            | Operation::Versions(subject)
+            | Operation::Version(subject, _) => Some(subject),
             Operation::Configure(_) | Operation::Schema(_) => None,
         }
     }

@@ -52,6 +52,17 @@ use error::{Operation, excerpt};
 use http::{Answer, Http};
 use subject::path_segment;
 
+/// One version of a subject, as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RegisteredSchema {
+    /// The subject's version number.
+    pub version: u32,
+    /// The schema's id (shared by every subject holding the same schema).
+    pub id: u32,
+    /// The schema's text.
+    pub schema: String,
+}
+
 /// A Confluent-compatible schema registry.
 ///
 /// Cloning is cheap, and clones share the connection. `Debug` shows the URL
@@ -371,6 +382,36 @@ impl SchemaRegistry {
             Err(err) if err.code() == Some(SUBJECT_NOT_FOUND) => Ok(Vec::new()),
             Err(err) => Err(err),
         }
+    }
+
+    /// Version `version` of `subject`: its schema id and text
+    /// (`GET /subjects/{subject}/versions/{version}`).
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`](RegistryErrorKind::NotFound) for a subject or version
+    /// that does not exist; and the errors of every request.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(registry: outbox_diesel::registry::SchemaRegistry) -> Result<(), outbox_diesel::registry::RegistryError> {
+    /// for version in registry.versions("orders-value").await? {
+    ///     let registered = registry.version("orders-value", version).await?;
+    ///     println!("version {version}: id {}", registered.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn version(
+        &self,
+        subject: &str,
+        version: u32,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let operation = Operation::Version(subject.to_owned(), version);
+        let path = format!("/subjects/{}/versions/{version}", path_segment(subject));
+        let answer = self.call(&operation, Method::GET, &path, None).await?;
+        let found: RegisteredSchema = self.success(&operation, answer)?;
+        Ok(found)
     }
 
     /// One request; `schema` goes in the body as `{"schema": "<text>"}`.
