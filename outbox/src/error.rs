@@ -161,6 +161,15 @@ pub enum Error {
         route: &'static str,
     },
 
+    /// A schema file of an export could not be written or read.
+    #[error("{path}: {reason}")]
+    Export {
+        /// The file or folder.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A model could not be written as, or read from, an Avro datum.
     #[error("`{model}` version {version} as Avro: {reason}")]
     Avro {

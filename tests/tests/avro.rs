@@ -775,3 +775,47 @@ fn a_writer_schema_that_is_not_a_record_or_not_avro_is_refused() {
         assert!(error.contains(reason), "{text}: {error}");
     }
 }
+
+/// The consumer's test against a producer's export, without a registry.
+#[test]
+fn a_consumer_test_checks_its_model_against_a_producers_export() {
+    let dir = std::env::temp_dir().join(format!("outbox-avro-against-{}", Uuid::now_v7()));
+    let (folder, files) = outbox::avro::export::<Account>(&dir).unwrap();
+    assert_eq!(files.len(), 7, "{files:?}");
+
+    let report = outbox::avro::check_against::<OldAccount>(&dir).unwrap();
+    report.assert_reads_every_version();
+    let as_read: Vec<(u32, u32)> = report
+        .producer_versions
+        .iter()
+        .map(|(p, r, _)| (*p, *r))
+        .collect();
+    assert_eq!(as_read, [(1, 1), (2, 1), (3, 1)]);
+    let v3 = &report.producer_versions[2].2;
+    assert_eq!(v3.defaulted, ["legacy_flags"]);
+    assert_eq!(v3.ignored, ["locale", "tags", "last_login"]);
+
+    // Without the default, version 3 cannot be read: the assertion's message
+    // is the report, naming the field.
+    let strict = outbox::avro::check_against::<StrictOldAccount>(&dir).unwrap();
+    assert!(!strict.readable());
+    let panic = std::panic::catch_unwind(|| strict.assert_reads_every_version()).unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains(
+            "producer v3 read as v1: NOT READABLE: field `legacy_flags`: the writer does not \
+             send it and the reader has no default"
+        ),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let missing = outbox::avro::check_against::<OldAccount>(&dir).unwrap_err();
+    assert!(matches!(missing, Error::Export { .. }));
+    assert!(
+        missing
+            .to_string()
+            .starts_with(&format!("{}: No such file", folder.display())),
+        "{missing}"
+    );
+}

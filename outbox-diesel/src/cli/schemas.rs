@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use outbox::Outboxed;
-use outbox::avro::WriterSchema;
-use serde_json::{Value, json};
+use outbox::avro::{AgainstReport, WriterSchema, describe, full_name};
 
 use super::Failure;
 use crate::registry::{SchemaRegistry, SubjectStrategy};
@@ -44,16 +43,19 @@ pub struct Schemas {
     models: Vec<Model>,
 }
 
+/// [`outbox::avro::export`] of one model: its folder and the files written.
+type ExportFn = fn(&Path) -> outbox::Result<(PathBuf, Vec<String>)>;
+
 /// What `outbox schemas` needs of one model.
 #[derive(Debug, Clone)]
 struct Model {
     name: &'static str,
     topic: &'static str,
-    route: &'static str,
     versions: &'static [u32],
     consumed: bool,
     avro: fn(u32) -> outbox::Result<&'static str>,
-    json: fn(u32) -> outbox::Result<&'static Value>,
+    export: ExportFn,
+    against: fn(&Path) -> outbox::Result<AgainstReport>,
 }
 
 impl Schemas {
@@ -73,15 +75,14 @@ impl Schemas {
     }
 
     fn with<M: Outboxed>(mut self, consumed: bool) -> Self {
-        let name = std::any::type_name::<M>();
         self.models.push(Model {
-            name: name.rsplit("::").next().unwrap_or(name),
+            name: outbox::avro::model_name::<M>(),
             topic: M::TOPIC,
-            route: M::ROUTE,
             versions: M::VERSIONS,
             consumed,
             avro: M::avro_schema,
-            json: M::json_schema,
+            export: |dir| outbox::avro::export::<M>(dir),
+            against: |dir| outbox::avro::check_against::<M>(dir),
         });
         self
     }
@@ -180,16 +181,6 @@ where
 
 fn registry_failure(error: &crate::registry::RegistryError) -> Failure {
     Failure::from_error(Some("schemas"), error)
-}
-
-/// The record's full name in a schema's text (`namespace.Name`).
-fn full_name(avro: &str) -> String {
-    let parsed: Value = serde_json::from_str(avro).unwrap_or_default();
-    let name = parsed["name"].as_str().unwrap_or("");
-    match parsed["namespace"].as_str() {
-        Some(ns) if !ns.is_empty() => format!("{ns}.{name}"),
-        _ => name.to_owned(),
-    }
 }
 
 /// Each produced or consumed model with its subject; two records on one
@@ -362,30 +353,6 @@ async fn check_registry(
     Ok(out)
 }
 
-/// `head: ok` or `head: NOT READABLE: …`, then the defaulted and ignored fields.
-fn describe(head: String, result: &outbox::avro::ReadCheck) -> String {
-    let mut line = head + ": ";
-    if result.readable() {
-        line.push_str("ok");
-    } else {
-        line.push_str("NOT READABLE: ");
-        line.push_str(&result.problems.join("; "));
-    }
-    for (what, fields) in [
-        ("takes defaults for", &result.defaulted),
-        ("ignores", &result.ignored),
-    ] {
-        if !fields.is_empty() {
-            let _ = write!(line, "; {what} {}", fields.join(", "));
-        }
-    }
-    line
-}
-
-fn io_failure(path: &Path, error: &std::io::Error) -> Failure {
-    Failure::runtime(format!("schemas: {}: {error}", path.display()))
-}
-
 fn schema_failure(model: &Model, error: &outbox::Error) -> Failure {
     Failure::runtime(format!("schemas: `{}`: {error}", model.name))
 }
@@ -393,37 +360,7 @@ fn schema_failure(model: &Model, error: &outbox::Error) -> Failure {
 fn export(schemas: &Schemas, dir: &Path) -> Result<String, Failure> {
     let mut out = String::new();
     for model in schemas.models.iter().filter(|m| !m.consumed) {
-        let folder = dir.join(model.topic).join(model.route);
-        std::fs::create_dir_all(&folder).map_err(|e| io_failure(&folder, &e))?;
-        let mut files = Vec::new();
-        let mut record = String::new();
-        for &version in model.versions {
-            let avro = (model.avro)(version).map_err(|e| schema_failure(model, &e))?;
-            let json = (model.json)(version).map_err(|e| schema_failure(model, &e))?;
-            if record.is_empty() {
-                record = full_name(avro);
-            }
-            let pretty = serde_json::to_string_pretty(json).unwrap_or_default();
-            for (name, text) in [
-                (format!("v{version}.avsc"), format!("{avro}\n")),
-                (format!("v{version}.schema.json"), format!("{pretty}\n")),
-            ] {
-                let path = folder.join(&name);
-                std::fs::write(&path, text).map_err(|e| io_failure(&path, &e))?;
-                files.push(name);
-            }
-        }
-        let description = json!({
-            "model": model.name,
-            "topic": model.topic,
-            "route": model.route,
-            "versions": model.versions,
-            "record": record,
-        });
-        let path = folder.join("model.json");
-        let text = serde_json::to_string_pretty(&description).unwrap_or_default() + "\n";
-        std::fs::write(&path, text).map_err(|e| io_failure(&path, &e))?;
-        files.push("model.json".into());
+        let (folder, files) = (model.export)(dir).map_err(|e| schema_failure(model, &e))?;
         let _ = writeln!(out, "wrote {} ({})", folder.display(), files.join(", "));
     }
     if out.is_empty() {
@@ -434,80 +371,27 @@ fn export(schemas: &Schemas, dir: &Path) -> Result<String, Failure> {
     Ok(out)
 }
 
-/// The version a consumer on `known` reads a producer's `version` as: the
-/// same, else its highest below, else its lowest.
-fn reader_version(known: &[u32], version: u32) -> u32 {
-    if known.contains(&version) {
-        return version;
-    }
-    known
-        .iter()
-        .copied()
-        .filter(|v| *v < version)
-        .max()
-        .or_else(|| known.first().copied())
-        .unwrap_or(version)
-}
-
-/// The producer's exported versions of a topic and route: `v<N>.avsc` files.
-fn exported(folder: &Path) -> Result<BTreeMap<u32, PathBuf>, Failure> {
-    let entries = std::fs::read_dir(folder).map_err(|e| io_failure(folder, &e))?;
-    let mut versions = BTreeMap::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if let Some(version) = name
-            .strip_prefix('v')
-            .and_then(|rest| rest.strip_suffix(".avsc"))
-            .and_then(|n| n.parse::<u32>().ok())
-        {
-            versions.insert(version, entry.path());
-        }
-    }
-    Ok(versions)
-}
-
 fn check(schemas: &Schemas, against: &Path) -> Result<String, Failure> {
-    let mut out = String::new();
-    let mut unreadable = 0;
     let consumed: Vec<&Model> = schemas.models.iter().filter(|m| m.consumed).collect();
     if consumed.is_empty() {
         return Err(Failure::usage(
             "schemas check: this binary consumes no model (name them with `.consumes::<M>()`)",
         ));
     }
+    let mut out = String::new();
+    let mut unreadable = 0;
     for model in consumed {
-        let folder = against.join(model.topic).join(model.route);
-        let versions = exported(&folder)?;
-        let _ = writeln!(
-            out,
-            "{}/{} (`{}`, versions {:?}) against {}:",
-            model.topic,
-            model.route,
-            model.name,
-            model.versions,
-            folder.display()
-        );
-        if versions.is_empty() {
+        let report =
+            (model.against)(against).map_err(|e| Failure::runtime(format!("schemas: {e}")))?;
+        unreadable += report
+            .producer_versions
+            .iter()
+            .filter(|(_, _, check)| !check.readable())
+            .count();
+        if report.producer_versions.is_empty() {
             unreadable += 1;
-            let _ = writeln!(out, "  no v<N>.avsc file there: nothing to check");
-            continue;
         }
-        for (version, path) in versions {
-            let text = std::fs::read_to_string(&path).map_err(|e| io_failure(&path, &e))?;
-            let writer = WriterSchema::parse(&text)
-                .map_err(|e| Failure::runtime(format!("schemas check: {}: {e}", path.display())))?;
-            let as_version = reader_version(model.versions, version);
-            let reader = (model.avro)(as_version)
-                .and_then(WriterSchema::parse)
-                .map_err(|e| schema_failure(model, &e))?;
-            let result = writer.check_read(&reader);
-            if !result.readable() {
-                unreadable += 1;
-            }
-            let head = format!("  producer v{version} read as v{as_version}");
-            let _ = writeln!(out, "{}", describe(head, &result));
-        }
+        out.push_str(&report.to_string());
     }
     if unreadable > 0 {
         let mut failure = Failure::runtime(format!(
@@ -521,7 +405,7 @@ fn check(schemas: &Schemas, against: &Path) -> Result<String, Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::{compared, reader_version};
+    use super::compared;
 
     #[test]
     fn a_level_names_the_versions_and_directions_compared() {
@@ -532,12 +416,5 @@ mod tests {
         );
         assert_eq!(compared("FULL", &[4]), (vec![4], true, true));
         assert_eq!(compared("NONE", &[1]), (vec![1], false, false));
-    }
-
-    #[test]
-    fn a_consumer_reads_a_version_as_the_nearest_it_knows() {
-        assert_eq!(reader_version(&[1, 2], 2), 2);
-        assert_eq!(reader_version(&[1, 2], 5), 2);
-        assert_eq!(reader_version(&[3, 4], 1), 3);
     }
 }

@@ -48,6 +48,7 @@
 mod bridge;
 pub mod codec;
 mod field;
+mod files;
 mod resolve;
 mod schema;
 mod ser;
@@ -58,6 +59,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 pub use field::AvroField;
+pub use files::{AgainstReport, check_against, export};
+#[doc(hidden)]
+pub use files::{describe, full_name, model_name, reader_version};
 #[doc(hidden)]
 pub use resolve::{Plan, Step};
 pub use resolve::{ReadCheck, WriterSchema};
