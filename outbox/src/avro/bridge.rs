@@ -1,12 +1,11 @@
 //! Fields without an [`AvroField`](super::AvroField) mapping (`avro_type`,
 //! `with`) go through serde's JSON: their JSON is written by the field's Avro
-//! type, and read back into the JSON their `Deserialize` expects.
+//! type here, and read back into the JSON their `Deserialize` expects by
+//! [`WriterSchema::read_json`](super::WriterSchema::read_json).
 
 use serde_json::{Map, Value};
 
-use super::codec::{
-    AvroError, AvroReader, write_bool, write_bytes, write_double, write_float, write_long,
-};
+use super::codec::{write_bool, write_bytes, write_double, write_float, write_long};
 use super::schema::temporal;
 
 /// Writes `value` (serde's JSON of a field) as a datum of `avro`.
@@ -229,173 +228,16 @@ fn accepts(branch: &Value, value: &Value) -> bool {
     }
 }
 
-/// Reads a datum of `avro` into the JSON serde reads the field from: a
-/// logical type's usual form (an RFC 3339 timestamp, a date, a uuid string),
-/// or with a `with` module, the underlying number.
-pub(crate) fn read_json(
-    avro: &Value,
-    with: bool,
-    r: &mut AvroReader<'_>,
-) -> Result<Value, AvroError> {
-    match avro {
-        Value::String(kind) => read_primitive(kind, None, r),
-        Value::Array(branches) => {
-            let at = r.clone();
-            let index = r.read_long()?;
-            let branch = usize::try_from(index)
-                .ok()
-                .and_then(|i| branches.get(i))
-                .ok_or_else(|| at.error(format!("union branch {index} of {}", branches.len())))?;
-            read_json(branch, with, r)
-        }
-        Value::Object(object) => {
-            let logical = object.get("logicalType").and_then(Value::as_str);
-            let Some(kind) = object.get("type") else {
-                return Err(r.error("an Avro type without a \"type\""));
-            };
-            let Value::String(kind) = kind else {
-                return read_json(kind, with, r);
-            };
-            match kind.as_str() {
-                "array" => {
-                    let items = object.get("items").unwrap_or(&Value::Null);
-                    let mut values = Vec::new();
-                    r.read_blocks(usize::from(items != "null"), |r| {
-                        values.push(read_json(items, with, r)?);
-                        Ok(())
-                    })?;
-                    Ok(Value::Array(values))
-                }
-                "map" => {
-                    let schema = object.get("values").unwrap_or(&Value::Null);
-                    let mut entries = Map::new();
-                    r.read_blocks(1, |r| {
-                        let key = r.read_str()?.to_owned();
-                        entries.insert(key, read_json(schema, with, r)?);
-                        Ok(())
-                    })?;
-                    Ok(Value::Object(entries))
-                }
-                "enum" => {
-                    let at = r.clone();
-                    let index = r.read_long()?;
-                    object
-                        .get("symbols")
-                        .and_then(Value::as_array)
-                        .and_then(|symbols| symbols.get(usize::try_from(index).ok()?))
-                        .cloned()
-                        .ok_or_else(|| at.error(format!("enum symbol {index} does not exist")))
-                }
-                "fixed" => {
-                    let size = object.get("size").and_then(Value::as_u64).unwrap_or(0);
-                    let bytes = r.read_fixed(usize::try_from(size).unwrap_or(usize::MAX))?;
-                    Ok(Value::from(bytes.to_vec()))
-                }
-                "record" | "error" => {
-                    let mut fields = Map::new();
-                    for field in object
-                        .get("fields")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        let name = field.get("name").and_then(Value::as_str).unwrap_or("");
-                        let schema = field.get("type").unwrap_or(&Value::Null);
-                        fields.insert(name.to_owned(), read_json(schema, with, r)?);
-                    }
-                    Ok(Value::Object(fields))
-                }
-                kind => read_primitive(kind, logical.filter(|_| !with), r),
-            }
-        }
-        _ => Err(r.error(format!("{avro} is not an Avro type"))),
-    }
-}
-
-fn read_primitive(
-    kind: &str,
-    logical: Option<&str>,
-    r: &mut AvroReader<'_>,
-) -> Result<Value, AvroError> {
-    Ok(match kind {
-        "null" => Value::Null,
-        "boolean" => Value::Bool(r.read_bool()?),
-        "int" | "long" => {
-            let at = r.clone();
-            let n = if kind == "int" {
-                i64::from(r.read_int()?)
-            } else {
-                r.read_long()?
-            };
-            match logical {
-                Some(logical) => from_temporal(logical, n).map_err(|e| at.error(e))?,
-                None => Value::from(n),
-            }
-        }
-        "float" => Value::from(f64::from(r.read_float()?)),
-        "double" => Value::from(r.read_double()?),
-        "string" => Value::from(r.read_str()?),
-        "bytes" => Value::from(r.read_bytes()?.to_vec()),
-        other => {
-            return Err(r.error(format!(
-                "the named type `{other}` is not supported in `avro_type`"
-            )));
-        }
-    })
-}
-
-/// A logical type's number as the string chrono's serde reads.
-pub(crate) fn from_temporal(logical: &str, n: i64) -> Result<Value, String> {
-    use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat};
-    let out_of_range = || format!("{n} is out of range for {logical}");
-    let text = match logical {
-        "date" => NaiveDate::from_ymd_opt(1970, 1, 1)
-            .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::try_days(n)?))
-            .ok_or_else(out_of_range)?
-            .to_string(),
-        "timestamp-millis" | "timestamp-micros" => {
-            let at = if logical == "timestamp-millis" {
-                DateTime::from_timestamp_millis(n)
-            } else {
-                DateTime::from_timestamp_micros(n)
-            };
-            at.ok_or_else(out_of_range)?
-                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        }
-        "local-timestamp-millis" | "local-timestamp-micros" => {
-            let at = if logical == "local-timestamp-millis" {
-                DateTime::from_timestamp_millis(n)
-            } else {
-                DateTime::from_timestamp_micros(n)
-            };
-            at.ok_or_else(out_of_range)?
-                .naive_utc()
-                .format("%Y-%m-%dT%H:%M:%S%.f")
-                .to_string()
-        }
-        "time-millis" | "time-micros" => {
-            let micros = if logical == "time-millis" {
-                n.saturating_mul(1000)
-            } else {
-                n
-            };
-            let secs = u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| out_of_range())?;
-            let nanos =
-                u32::try_from(micros.rem_euclid(1_000_000) * 1000).map_err(|_| out_of_range())?;
-            NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
-                .ok_or_else(out_of_range)?
-                .format("%H:%M:%S%.f")
-                .to_string()
-        }
-        _ => return Ok(Value::from(n)),
-    };
-    Ok(Value::from(text))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avro::WriterSchema;
+    use crate::avro::codec::{AvroError, AvroReader};
     use serde_json::json;
+
+    fn read_json(avro: &Value, with: bool, r: &mut AvroReader<'_>) -> Result<Value, AvroError> {
+        WriterSchema::of_type(avro).unwrap().read_root_json(with, r)
+    }
 
     fn round_trip(avro: &Value, with: bool, value: Value) -> Value {
         let mut out = Vec::new();

@@ -7,13 +7,32 @@ use std::fmt;
 
 /// Writes an Avro `long` (also `int`, enum indexes, union branches, lengths
 /// and block counts): zig-zag, then a little-endian base-128 varint.
+#[inline]
 pub fn write_long(out: &mut Vec<u8>, value: i64) {
+    let (bytes, len) = long_bytes(value);
+    out.extend_from_slice(&bytes[..len]);
+}
+
+/// A `long`'s encoding, and how many of the bytes it takes.
+#[inline]
+fn long_bytes(value: i64) -> ([u8; 10], usize) {
+    let mut bytes = [0; 10];
     let mut n = ((value << 1) ^ (value >> 63)) as u64;
+    let mut len = 0;
     while n >= 0x80 {
-        out.push((n as u8) | 0x80);
+        bytes[len] = (n as u8) | 0x80;
         n >>= 7;
+        len += 1;
     }
-    out.push(n as u8);
+    bytes[len] = n as u8;
+    (bytes, len + 1)
+}
+
+/// Puts at `start` the length of the bytes written after it: a value
+/// written straight into `out` becomes Avro `bytes` or `string`.
+pub(crate) fn insert_length(out: &mut Vec<u8>, start: usize) {
+    let (bytes, len) = long_bytes((out.len() - start) as i64);
+    out.splice(start..start, bytes[..len].iter().copied());
 }
 
 /// Writes an Avro `boolean`: one byte, 0 or 1.

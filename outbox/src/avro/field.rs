@@ -131,49 +131,30 @@ integers! {
     i64 => "long";
 }
 
-impl AvroField for bool {
-    fn avro_schema() -> Value {
-        Value::from("boolean")
-    }
-    fn json_schema() -> Value {
-        json!({"type": "boolean"})
-    }
-    fn write_avro(&self, out: &mut Vec<u8>) {
-        write_bool(out, *self);
-    }
-    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
-        reader.read_bool()
-    }
+/// A type written as one Avro primitive by a codec function.
+macro_rules! primitives {
+    ($($ty:ty => $avro:literal, $json:literal, $write:ident, $read:ident;)*) => {$(
+        impl AvroField for $ty {
+            fn avro_schema() -> Value {
+                Value::from($avro)
+            }
+            fn json_schema() -> Value {
+                json!({"type": $json})
+            }
+            fn write_avro(&self, out: &mut Vec<u8>) {
+                $write(out, *self);
+            }
+            fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
+                reader.$read()
+            }
+        }
+    )*};
 }
 
-impl AvroField for f32 {
-    fn avro_schema() -> Value {
-        Value::from("float")
-    }
-    fn json_schema() -> Value {
-        json!({"type": "number"})
-    }
-    fn write_avro(&self, out: &mut Vec<u8>) {
-        write_float(out, *self);
-    }
-    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
-        reader.read_float()
-    }
-}
-
-impl AvroField for f64 {
-    fn avro_schema() -> Value {
-        Value::from("double")
-    }
-    fn json_schema() -> Value {
-        json!({"type": "number"})
-    }
-    fn write_avro(&self, out: &mut Vec<u8>) {
-        write_double(out, *self);
-    }
-    fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
-        reader.read_double()
-    }
+primitives! {
+    bool => "boolean", "boolean", write_bool, read_bool;
+    f32 => "float", "number", write_float, read_float;
+    f64 => "double", "number", write_double, read_double;
 }
 
 impl AvroField for String {
@@ -419,18 +400,7 @@ impl AvroField for Value {
         let start = out.len();
         // Writing a `Value` to a `Vec` cannot fail.
         let _ = serde_json::to_writer(&mut *out, self);
-        let mut length = [0u8; 10];
-        let mut n = out.len() - start;
-        let mut used = 0;
-        // `write_long` of a length: zig-zag doubles it, then 7 bits a byte.
-        n <<= 1;
-        while n >= 0x80 {
-            length[used] = (n as u8) | 0x80;
-            n >>= 7;
-            used += 1;
-        }
-        length[used] = n as u8;
-        out.splice(start..start, length[..=used].iter().copied());
+        super::codec::insert_length(out, start);
     }
     fn read_avro(reader: &mut AvroReader<'_>) -> Result<Self, AvroError> {
         let at = reader.clone();

@@ -156,7 +156,10 @@ pub fn write_serialized<T: serde::Serialize + ?Sized>(
 /// Reads a field written by [`write_bridged`], as the JSON its `Deserialize` reads.
 #[doc(hidden)]
 pub fn read_bridged(codec: &FieldCodec, reader: &mut AvroReader<'_>) -> Result<Value, AvroError> {
-    bridge::read_json(&codec.avro, codec.with, reader)
+    match &codec.reader {
+        Ok(schema) => schema.read_root_json(codec.with, reader),
+        Err(why) => Err(reader.error(why.clone())),
+    }
 }
 
 /// The error of field `field` of a datum of `model`.

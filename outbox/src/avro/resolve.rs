@@ -125,6 +125,27 @@ impl WriterSchema {
         })
     }
 
+    /// Any Avro type (not only a record), for reading one value of it back
+    /// with [`read_root_json`](WriterSchema::read_root_json).
+    pub(crate) fn of_type(avro: &Value) -> Result<Self, String> {
+        let mut parser = Parser::default();
+        let root = parser.node(avro, "", 0)?;
+        Ok(WriterSchema {
+            nodes: parser.nodes,
+            root,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reads one value of the whole schema as JSON (see [`read_json`](WriterSchema::read_json)).
+    pub(crate) fn read_root_json(
+        &self,
+        with: bool,
+        r: &mut AvroReader<'_>,
+    ) -> Result<Value, AvroError> {
+        self.read_json(self.root, with, r)
+    }
+
     /// The plan of model `M`'s `version`, made once per writer schema:
     /// `fields` holds, per field of the version in order, its name there and
     /// then its names in other versions (aliases).
@@ -166,20 +187,14 @@ impl WriterSchema {
         let mut read = vec![false; fields.len()];
         let mut steps = Vec::with_capacity(writer_fields.len());
         for (name, aliases, node, _) in writer_fields {
-            // By the reader's names (its field's name and aliases), as Avro
-            // resolves; and by the writer's aliases too: a derived model's
-            // schema lists every name a field had, so a consumer built
-            // before a rename still finds the renamed field.
-            let known = |names: &&[&str]| {
-                names.contains(&name.as_str())
-                    || aliases.iter().any(|alias| names.contains(&alias.as_str()))
-            };
-            let found = fields.iter().position(known);
+            let found = fields
+                .iter()
+                .position(|names| same_field(name, aliases, names.iter().copied()));
             match found {
                 Some(index) if !read[index] => {
                     read[index] = true;
                     let expected = built.fields.get(index).map(|f| &f.avro);
-                    let direct = expected.is_some_and(|e| self.encodes_as(*node, e, 0));
+                    let direct = expected.is_some_and(|e| self.encodes_as(*node, e));
                     steps.push(Step::Field {
                         field: index,
                         direct,
@@ -217,10 +232,7 @@ impl WriterSchema {
 
     /// Whether a value of `node` is encoded as the reader's type `expected`
     /// (a schema as JSON) encodes it: then the reader's own decoding reads it.
-    fn encodes_as(&self, node: usize, expected: &Value, depth: usize) -> bool {
-        if depth > 32 {
-            return false;
-        }
+    fn encodes_as(&self, node: usize, expected: &Value) -> bool {
         let mut parser = Parser::default();
         let Ok(reader) = parser.node(expected, "", 0) else {
             return false;
@@ -291,7 +303,7 @@ impl WriterSchema {
                 };
                 match logical.as_deref().filter(|_| !with) {
                     Some(logical) => {
-                        super::bridge::from_temporal(logical, n).map_err(|e| at.error(e))?
+                        super::schema::from_temporal(logical, n).map_err(|e| at.error(e))?
                     }
                     None => Value::from(n),
                 }
@@ -404,8 +416,8 @@ impl WriterSchema {
         let mut read = vec![false; r.len()];
         for (name, aliases, node, _) in w {
             let found = r.iter().position(|(r_name, r_aliases, _, _)| {
-                let reader_names = || std::iter::once(r_name).chain(r_aliases);
-                reader_names().any(|n| n == name || aliases.contains(n))
+                let reader_names = std::iter::once(r_name).chain(r_aliases);
+                same_field(name, aliases, reader_names.map(String::as_str))
             });
             match found {
                 Some(index) if !read[index] => {
@@ -429,6 +441,18 @@ impl WriterSchema {
         }
         check
     }
+}
+
+/// Whether a writer's field (its name and aliases) is the reader's field of
+/// these names (its name and aliases): by the reader's names, as Avro
+/// resolves, and by the writer's aliases too, since a derived schema lists
+/// every name a field had (a consumer built before a rename finds it).
+fn same_field<'r>(
+    name: &str,
+    aliases: &[String],
+    mut reader: impl Iterator<Item = &'r str>,
+) -> bool {
+    reader.any(|n| n == name || aliases.iter().any(|a| a == n))
 }
 
 /// The name of a type, for messages.

@@ -76,6 +76,9 @@ pub struct FieldCodec {
     pub with: bool,
     /// Whether the schema gives it a default: a writer without it can be read.
     pub has_default: bool,
+    /// [`avro`](FieldCodec::avro) parsed, to read a bridged value back (a
+    /// type naming one defined elsewhere cannot be: why, for the read's error).
+    pub reader: Result<super::WriterSchema, String>,
 }
 
 impl RecordSpec {
@@ -105,6 +108,7 @@ impl RecordSpec {
                 bridge,
                 with: field.with,
                 has_default: default.is_some(),
+                reader: super::WriterSchema::of_type(&avro),
             });
             let json = field
                 .json
@@ -414,6 +418,54 @@ pub(crate) fn temporal(logical: &str, text: &str) -> Result<Value, String> {
         other => return Err(format!("{text:?} is not a value of logical type `{other}`")),
     };
     Ok(Value::from(number))
+}
+
+/// A logical type's number as the string chrono's serde reads.
+pub(crate) fn from_temporal(logical: &str, n: i64) -> Result<Value, String> {
+    use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat};
+    let out_of_range = || format!("{n} is out of range for {logical}");
+    let text = match logical {
+        "date" => NaiveDate::from_ymd_opt(1970, 1, 1)
+            .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::try_days(n)?))
+            .ok_or_else(out_of_range)?
+            .to_string(),
+        "timestamp-millis" | "timestamp-micros" => {
+            let at = if logical == "timestamp-millis" {
+                DateTime::from_timestamp_millis(n)
+            } else {
+                DateTime::from_timestamp_micros(n)
+            };
+            at.ok_or_else(out_of_range)?
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        }
+        "local-timestamp-millis" | "local-timestamp-micros" => {
+            let at = if logical == "local-timestamp-millis" {
+                DateTime::from_timestamp_millis(n)
+            } else {
+                DateTime::from_timestamp_micros(n)
+            };
+            at.ok_or_else(out_of_range)?
+                .naive_utc()
+                .format("%Y-%m-%dT%H:%M:%S%.f")
+                .to_string()
+        }
+        "time-millis" | "time-micros" => {
+            let micros = if logical == "time-millis" {
+                n.saturating_mul(1000)
+            } else {
+                n
+            };
+            let secs = u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| out_of_range())?;
+            let nanos =
+                u32::try_from(micros.rem_euclid(1_000_000) * 1000).map_err(|_| out_of_range())?;
+            NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
+                .ok_or_else(out_of_range)?
+                .format("%H:%M:%S%.f")
+                .to_string()
+        }
+        _ => return Ok(Value::from(n)),
+    };
+    Ok(Value::from(text))
 }
 
 /// The JSON Schema of the JSON form of a value of `avro`, for fields whose
