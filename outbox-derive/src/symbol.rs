@@ -12,6 +12,7 @@ pub(crate) const PARTITION_KEY_WITH: &str = "partition_key_with";
 pub(crate) const DESTROYED: &str = "destroyed";
 pub(crate) const PAYLOAD_WITH: &str = "payload_with";
 pub(crate) const AVRO: &str = "avro";
+pub(crate) const FORMAT: &str = "format";
 pub(crate) const CRATE: &str = "crate";
 
 pub(crate) const CONTAINER_KEYS: &[&str] = &[
@@ -23,6 +24,7 @@ pub(crate) const CONTAINER_KEYS: &[&str] = &[
     DESTROYED,
     PAYLOAD_WITH,
     AVRO,
+    FORMAT,
     CRATE,
 ];
 

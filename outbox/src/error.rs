@@ -161,6 +161,24 @@ pub enum Error {
         route: &'static str,
     },
 
+    /// An Avro message was read before the schema it was written with
+    /// (fetched by its id from the registry) was attached to it.
+    #[error(
+        "the Avro message's writer schema (id {id}) is not known here; \
+         attach it with `Payloads::set_writer_schema` (the consumer does, from its schema registry)"
+    )]
+    NoWriterSchema {
+        /// The schema id in the record's frame.
+        id: u32,
+    },
+
+    /// Avro payloads hold one datum: another version cannot be inserted.
+    #[error("Avro payloads carry one datum (version {version}); JSON payloads take more versions")]
+    AvroPayloads {
+        /// The datum's version.
+        version: u32,
+    },
+
     /// A schema file of an export could not be written or read.
     #[error("{path}: {reason}")]
     Export {
@@ -269,9 +287,18 @@ pub enum DecodeError {
         reason: String,
     },
     /// The `content-type` header names an encoding this release cannot read.
-    #[error("unsupported content type {value}: expected `application/json`")]
+    #[error("unsupported content type {value}: expected `application/json` or `application/avro`")]
     UnsupportedContentType {
         /// The offending value, truncated.
+        value: Truncated,
+    },
+    /// An Avro record's value is not in the Confluent wire format (a zero
+    /// byte, a 4-byte schema id, the datum).
+    #[error("record value is not an Avro frame: {reason} (value starts {value})")]
+    InvalidAvroFrame {
+        /// What is wrong.
+        reason: String,
+        /// The value's first bytes.
         value: Truncated,
     },
     /// The record's value is not a JSON object.

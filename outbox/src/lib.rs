@@ -57,9 +57,11 @@ pub use controller::{
 };
 pub use error::{DecodeError, Error, Result, Truncated};
 pub use event::{Event, EventName};
-pub use message::{CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers};
+pub use message::{
+    CONTENT_TYPE_AVRO, CONTENT_TYPE_JSON, EncodedMessage, Message, Payloads, headers,
+};
 pub use message_id::MessageId;
-pub use outboxed::Outboxed;
+pub use outboxed::{Format, Outboxed};
 pub use partition::{kafka_partition, murmur2};
 pub use publish::{Delivery, OutgoingRecord, PublishError, PublishErrorKind, Publisher};
 pub use trace::TraceContext;

@@ -6,11 +6,16 @@
 //! - headers: `message_id`, `event`, `from`, `to`, `versions`, `content-type`,
 //!   `occurred_at`, and `traceparent` (with `tracestate`) when a trace is active;
 //! - value: the JSON envelope `{"message_id", "event", "from", "to",
-//!   "partition_key", "occurred_at", "payloads": {"1": {..}, "2": {..}}}`.
+//!   "partition_key", "occurred_at", "payloads": {"1": {..}, "2": {..}}}`
+//!   (`content-type: application/json`), or, for a model with
+//!   `#[outbox(format = "avro")]`, one Avro datum of the producer's highest
+//!   version in the Confluent wire format: a zero byte, the writer schema's
+//!   registry id (4 bytes, big-endian), the datum (`content-type:
+//!   application/avro`, `versions` naming that one version).
 //!
 //! Headers let a consumer route and deduplicate without parsing the value; the
-//! envelope repeats them so the value alone is a complete message. Decoding checks
-//! that both agree.
+//! JSON envelope repeats them so the value alone is a complete message. Decoding
+//! checks that both agree. An Avro value has only the headers.
 
 use std::collections::BTreeMap;
 
@@ -20,8 +25,14 @@ use serde_json::{Map, Value};
 use crate::error::{DecodeError, Error, Truncated};
 use crate::event::Event;
 use crate::message_id::MessageId;
-use crate::outboxed::Outboxed;
+use crate::outboxed::{Format, Outboxed};
 use crate::trace::TraceContext;
+
+mod frame;
+mod payloads;
+
+use payloads::Inner;
+pub use payloads::Payloads;
 
 /// Names of the Kafka headers a message carries.
 pub mod headers {
@@ -35,7 +46,7 @@ pub mod headers {
     pub const TO: &str = "to";
     /// The payload versions carried, ascending, comma separated (`1,2`).
     pub const VERSIONS: &str = "versions";
-    /// The encoding of the value; `application/json`.
+    /// The encoding of the value: `application/json` or `application/avro`.
     pub const CONTENT_TYPE: &str = "content-type";
     /// When the event happened, RFC 3339.
     pub const OCCURRED_AT: &str = "occurred_at";
@@ -45,8 +56,10 @@ pub mod headers {
     pub const TRACESTATE: &str = "tracestate";
 }
 
-/// The content type of every value this release writes.
+/// The content type of a JSON envelope.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// The content type of an Avro value in the Confluent wire format.
+pub const CONTENT_TYPE_AVRO: &str = "application/avro";
 
 /// One message: what happened, to which model, from whom, with its payloads.
 ///
@@ -98,8 +111,12 @@ pub struct EncodedMessage {
     pub key: Vec<u8>,
     /// Header names and values, in a fixed order.
     pub headers: Vec<(&'static str, String)>,
-    /// The JSON envelope.
+    /// The JSON envelope, or the Avro frame.
     pub value: Vec<u8>,
+    /// For an Avro value whose frame holds schema id 0: the writer's schema
+    /// (the model's, of the version written), for the relay to register and
+    /// write its id into the frame. `None` for JSON and for a frame with its id.
+    pub avro_schema: Option<&'static str>,
 }
 
 /// Kafka's longest topic name.
@@ -211,13 +228,22 @@ impl Message {
             to: &self.to,
             partition_key: &self.partition_key,
             occurred_at: &occurred_at,
-            versions: self.payloads.versions_header(),
+            versions: join_versions(&self.payloads.versions().collect::<Vec<_>>()),
             trace: self.trace.as_ref(),
+        };
+        let map = match &self.payloads.0 {
+            Inner::Json(map) => map,
+            Inner::Avro(avro) => {
+                let mut value = Vec::with_capacity(frame::HEADER_LEN + avro.datum.len());
+                value.extend_from_slice(&frame::header(avro.schema_id));
+                value.extend_from_slice(&avro.datum);
+                return fields.into_record(CONTENT_TYPE_AVRO, value, None);
+            }
         };
         let mut value = Vec::with_capacity(256);
         // Writing strings and `Value`s into a Vec cannot fail.
         let _ = fields.write_value(&mut value, |out| {
-            write_payload_map(out, self.payloads.0.iter(), |out, payload| {
+            write_payload_map(out, map.iter(), |out, payload| {
                 serde_json::to_writer(out, payload).map_err(|e| Error::Serialize {
                     model: "Message",
                     version: 0,
@@ -226,7 +252,7 @@ impl Message {
                 })
             })
         });
-        fields.into_record(value)
+        fields.into_record(CONTENT_TYPE_JSON, value, None)
     }
 
     /// Encodes the message a model's `event` makes, writing each of
@@ -236,9 +262,16 @@ impl Message {
     /// The result decodes (with [`Message::decode`]) to the message that
     /// [`Message::new`] would make from `model.to_payload(..)` of each version.
     ///
+    /// A model with [`FORMAT`](Outboxed::FORMAT) [`Format::Avro`] is written
+    /// as one datum of its highest version ([`Outboxed::write_avro`]; every
+    /// event carries the whole model) in a frame with schema id 0, its schema
+    /// in [`EncodedMessage::avro_schema`]: the relay registers it and writes
+    /// the id.
+    ///
     /// # Errors
     ///
-    /// What [`Outboxed::write_payload`] returns for a failing field serializer.
+    /// What [`Outboxed::write_payload`] (or [`Outboxed::write_avro`]) returns
+    /// for a failing field serializer.
     ///
     /// # Examples
     ///
@@ -271,30 +304,43 @@ impl Message {
         let id = id.to_string();
         let occurred_at = format_timestamp(&occurred_at);
         let partition_key = model.partition_key();
-        let fields = EnvelopeFields {
+        let mut fields = EnvelopeFields {
             id: &id,
             event: event.as_str(),
             from,
             to: M::ROUTE,
             partition_key: &partition_key,
             occurred_at: &occurred_at,
-            versions: join_versions(M::VERSIONS),
+            versions: String::new(),
             trace,
         };
+        if M::FORMAT == Format::Avro {
+            // The highest version: the one readers of every version can resolve.
+            let version = M::VERSIONS.last().copied().unwrap_or(1);
+            let schema = M::avro_schema(version)?;
+            let mut value = Vec::with_capacity(128);
+            value.extend_from_slice(&frame::header(0));
+            model.write_avro(version, &mut value)?;
+            fields.versions = version.to_string();
+            return Ok(fields.into_record(CONTENT_TYPE_AVRO, value, Some(schema)));
+        }
+        fields.versions = join_versions(M::VERSIONS);
         let mut value = Vec::with_capacity(256);
         fields.write_value(&mut value, |out| {
             write_payload_map(out, M::VERSIONS.iter().map(|v| (v, v)), |out, version| {
                 model.write_payload(event, *version, out)
             })
         })?;
-        Ok(fields.into_record(value))
+        Ok(fields.into_record(CONTENT_TYPE_JSON, value, None))
     }
 
     /// Decodes a Kafka record read from `topic`.
     ///
     /// Headers this format does not define are ignored (brokers and other tools
     /// add their own); the ones it defines must appear once and agree with the
-    /// envelope.
+    /// envelope. An Avro value (`content-type: application/avro`) gives
+    /// [`Payloads`] holding its datum and schema id; its writer schema is
+    /// attached afterwards ([`Payloads::set_writer_schema`]), by the consumer.
     ///
     /// # Errors
     ///
@@ -317,11 +363,10 @@ impl Message {
         let to = routing_name(headers::TO, headers.required(headers::TO)?)?;
         let versions = parse_header(&headers, headers::VERSIONS, parse_versions)?;
         let content_type = headers.required(headers::CONTENT_TYPE)?;
-        if !is_json_media_type(content_type) {
-            return Err(DecodeError::UnsupportedContentType {
+        let format =
+            media_type_format(content_type).ok_or_else(|| DecodeError::UnsupportedContentType {
                 value: Truncated::new(content_type),
-            });
-        }
+            })?;
         let occurred_at = parse_header(&headers, headers::OCCURRED_AT, parse_timestamp)?;
         let trace = match headers.optional(headers::TRACEPARENT) {
             Some(parent) => Some(
@@ -332,32 +377,20 @@ impl Message {
         };
 
         let value = value.ok_or(DecodeError::MissingValue)?;
-        let mut envelope = Envelope::parse(value)?;
-        let envelope_id = envelope.parse_field(headers::MESSAGE_ID, MessageId::parse)?;
-        agree(headers::MESSAGE_ID, &id, &envelope_id)?;
-        let envelope_event = envelope.parse_field(headers::EVENT, Event::parse)?;
-        agree(headers::EVENT, &event, &envelope_event)?;
-        agree(headers::FROM, &from, &envelope.string(headers::FROM)?)?;
-        agree(headers::TO, &to, &envelope.string(headers::TO)?)?;
-        let envelope_key = envelope.string("partition_key")?;
-        if key != envelope_key {
-            return Err(DecodeError::KeyMismatch {
-                key: Truncated::new(key),
-                envelope: Truncated::new(envelope_key),
-            });
-        }
-        let envelope_occurred_at = envelope.parse_field(headers::OCCURRED_AT, parse_timestamp)?;
-        agree(headers::OCCURRED_AT, &occurred_at, &envelope_occurred_at)?;
-        let payloads = envelope.take_payloads()?;
-        let payload_versions: Vec<u32> = payloads.versions().collect();
-        if payload_versions != versions {
-            return Err(DecodeError::Mismatch {
-                name: headers::VERSIONS,
-                header: Truncated::new(&join_versions(&versions)),
-                envelope: Truncated::new(&join_versions(&payload_versions)),
-            });
-        }
-
+        let payloads = if format == Format::Avro {
+            let &[version] = versions.as_slice() else {
+                return Err(DecodeError::InvalidHeader {
+                    name: headers::VERSIONS,
+                    value: Truncated::new(&join_versions(&versions)),
+                    reason: "an Avro value is a datum of one version".into(),
+                });
+            };
+            let (schema_id, datum) = frame::parse(value)?;
+            Payloads::avro(version, schema_id, datum.to_vec())
+                .map_err(|e| invalid_header(headers::VERSIONS, "0", e))?
+        } else {
+            Self::decode_envelope(value, key, (&id, &event, from, to, &occurred_at), &versions)?
+        };
         Ok(Message {
             id,
             event,
@@ -369,6 +402,42 @@ impl Message {
             payloads,
             trace,
         })
+    }
+
+    /// The payloads of a JSON envelope, once its fields agree with the headers.
+    fn decode_envelope(
+        value: &[u8],
+        key: &str,
+        (id, event, from, to, occurred_at): (&MessageId, &Event, &str, &str, &DateTime<Utc>),
+        versions: &[u32],
+    ) -> Result<Payloads, DecodeError> {
+        let mut envelope = Envelope::parse(value)?;
+        let envelope_id = envelope.parse_field(headers::MESSAGE_ID, MessageId::parse)?;
+        agree(headers::MESSAGE_ID, id, &envelope_id)?;
+        let envelope_event = envelope.parse_field(headers::EVENT, Event::parse)?;
+        agree(headers::EVENT, event, &envelope_event)?;
+        agree(headers::FROM, &from, &envelope.string(headers::FROM)?)?;
+        agree(headers::TO, &to, &envelope.string(headers::TO)?)?;
+        let envelope_key = envelope.string("partition_key")?;
+        if key != envelope_key {
+            return Err(DecodeError::KeyMismatch {
+                key: Truncated::new(key),
+                envelope: Truncated::new(envelope_key),
+            });
+        }
+        let envelope_occurred_at = envelope.parse_field(headers::OCCURRED_AT, parse_timestamp)?;
+        agree(headers::OCCURRED_AT, occurred_at, &envelope_occurred_at)?;
+        let payloads = envelope.take_payloads()?;
+        let payload_versions: Vec<u32> = payloads.versions().collect();
+        if payload_versions != versions {
+            return Err(DecodeError::Mismatch {
+                name: headers::VERSIONS,
+                header: Truncated::new(&join_versions(versions)),
+                envelope: Truncated::new(&join_versions(&payload_versions)),
+            });
+        }
+
+        Ok(payloads)
     }
 
     /// The highest payload version that both this message and a reader knowing
@@ -423,72 +492,99 @@ impl Message {
     /// ```
     pub fn payload_for(&self, supported: &[u32]) -> Result<(u32, &Value), Error> {
         let version = self.highest_common_version(supported)?;
+        if let Inner::Avro(avro) = &self.payloads.0
+            && avro.writer.is_none()
+        {
+            return Err(Error::NoWriterSchema { id: avro.schema_id });
+        }
         let payload = self.payloads.get(version).ok_or(Error::NoCommonVersion {
             offered: self.payloads.versions().collect(),
             supported: supported.to_vec(),
         })?;
         Ok((version, payload))
     }
-}
 
-/// The payloads of a message by version: never empty, versions ≥ 1.
-///
-/// # Examples
-///
-/// ```
-/// use outbox::Payloads;
-/// use serde_json::json;
-///
-/// let mut payloads = Payloads::new(2, json!({"email": "a@example.com"}))?;
-/// payloads.insert(1, json!({"mail": "a@example.com"}))?;
-/// assert_eq!(payloads.versions().collect::<Vec<_>>(), [1, 2]);
-/// assert!(payloads.insert(0, json!({})).is_err());
-/// # Ok::<(), outbox::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct Payloads(BTreeMap<u32, Value>);
-
-impl Payloads {
-    /// Payloads holding one version.
+    /// Reads the message's model as `M`, whatever its format: from the JSON
+    /// payload of the highest version both sides know, or by resolving the
+    /// Avro datum into the version of `M` the writer's version maps to (the
+    /// same, else `M`'s highest below it, else its lowest), Avro's schema
+    /// resolution: renamed fields by their aliases, fields the writer lacks
+    /// from their defaults, the writer's extra fields skipped.
+    ///
+    /// This is what `#[message_controller]`'s generated handlers call.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidVersion`] when `version` is 0.
-    pub fn new(version: u32, payload: Value) -> Result<Self, Error> {
-        let mut payloads = Payloads(BTreeMap::new());
-        payloads.insert(version, payload)?;
-        Ok(payloads)
-    }
-
-    /// Adds or replaces the payload of `version`.
+    /// For JSON, what [`payload_for`](Message::payload_for) and
+    /// [`Outboxed::from_payload`] return; for Avro, [`Error::NoWriterSchema`]
+    /// before the writer's schema is attached, what
+    /// [`Outboxed::read_avro_from`] returns.
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// [`Error::InvalidVersion`] when `version` is 0.
-    pub fn insert(&mut self, version: u32, payload: Value) -> Result<Option<Value>, Error> {
-        if version == 0 {
-            return Err(Error::InvalidVersion { version });
+    /// ```
+    /// use std::sync::Arc;
+    /// use outbox::{Event, Message, MessageId, Outboxed, avro::WriterSchema};
+    ///
+    /// #[derive(Debug, PartialEq, Outboxed)]
+    /// #[outbox(topic = "accounts", route = "users", versions = [1, 2], format = "avro")]
+    /// struct User {
+    ///     id: i64,
+    ///     #[outbox(rename(v1 = "mail"))]
+    ///     email: String,
+    /// }
+    ///
+    /// let user = User { id: 7, email: "ada@example.com".into() };
+    /// let mut record = Message::encode_model(&user, &Event::Created, "accounts", MessageId::new(),
+    ///     chrono::Utc::now(), None)?;
+    /// record.value[1..5].copy_from_slice(&42u32.to_be_bytes()); // what the relay does
+    /// let headers = record.headers.iter().map(|(n, v)| (*n, Some(v.as_bytes())));
+    /// let mut message = Message::decode(User::TOPIC, Some(&record.key), headers, Some(&record.value))?;
+    ///
+    /// // What the consumer does with the registry's schema of id 42.
+    /// let writer = WriterSchema::parse(record.avro_schema.unwrap())?;
+    /// message.payloads.set_writer_schema(Arc::new(writer));
+    /// assert_eq!(message.read::<User>()?, user);
+    /// assert_eq!(message.read_key::<User>()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read<M: Outboxed>(&self) -> Result<M, Error> {
+        match &self.payloads.0 {
+            Inner::Json(_) => {
+                let (version, payload) = self.payload_for(M::VERSIONS)?;
+                M::from_payload(&self.event, version, payload)
+            }
+            Inner::Avro(avro) => {
+                let writer = avro
+                    .writer
+                    .as_deref()
+                    .ok_or(Error::NoWriterSchema { id: avro.schema_id })?;
+                let version = crate::avro::reader_version(M::VERSIONS, avro.version);
+                M::read_avro_from(writer, version, &avro.datum)
+            }
         }
-        Ok(self.0.insert(version, payload))
     }
 
-    /// The payload of `version`, if carried.
-    pub fn get(&self, version: u32) -> Option<&Value> {
-        self.0.get(&version)
-    }
-
-    /// The versions carried, ascending.
-    pub fn versions(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
-        self.0.keys().copied()
-    }
-
-    /// The payloads with their versions, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &Value)> + '_ {
-        self.0.iter().map(|(v, p)| (*v, p))
-    }
-
-    fn versions_header(&self) -> String {
-        join_versions(&self.versions().collect::<Vec<_>>())
+    /// Reads the primary key of the message's model as `M` sees it (a
+    /// destroyed message's payload may carry only the key).
+    ///
+    /// # Errors
+    ///
+    /// As for [`read`](Message::read), with [`Outboxed::key_from_payload`] for JSON.
+    pub fn read_key<M: Outboxed>(&self) -> Result<M::Key, Error> {
+        match &self.payloads.0 {
+            Inner::Json(_) => {
+                let (version, payload) = self.payload_for(M::VERSIONS)?;
+                M::key_from_payload(version, payload)
+            }
+            Inner::Avro(avro) => {
+                // An Avro datum carries the whole model: read it, then its key
+                // the way the model's own destroyed payload gives it.
+                let model = self.read::<M>()?;
+                let version = crate::avro::reader_version(M::VERSIONS, avro.version);
+                M::key_from_payload(version, &model.to_payload(&Event::Destroyed, version)?)
+            }
+        }
     }
 }
 
@@ -532,7 +628,12 @@ impl EnvelopeFields<'_> {
         Ok(())
     }
 
-    fn into_record(self, value: Vec<u8>) -> EncodedMessage {
+    fn into_record(
+        self,
+        content_type: &'static str,
+        value: Vec<u8>,
+        avro_schema: Option<&'static str>,
+    ) -> EncodedMessage {
         let mut headers = Vec::with_capacity(9);
         headers.extend([
             (headers::MESSAGE_ID, self.id.to_owned()),
@@ -540,7 +641,7 @@ impl EnvelopeFields<'_> {
             (headers::FROM, self.from.to_owned()),
             (headers::TO, self.to.to_owned()),
             (headers::VERSIONS, self.versions),
-            (headers::CONTENT_TYPE, CONTENT_TYPE_JSON.to_owned()),
+            (headers::CONTENT_TYPE, content_type.to_owned()),
             (headers::OCCURRED_AT, self.occurred_at.to_owned()),
         ]);
         if let Some(trace) = self.trace {
@@ -553,6 +654,7 @@ impl EnvelopeFields<'_> {
             key: self.partition_key.as_bytes().to_vec(),
             headers,
             value,
+            avro_schema,
         }
     }
 }
@@ -664,7 +766,7 @@ impl Envelope {
             })?;
             payloads.insert(parsed, payload);
         }
-        Ok(Payloads(payloads))
+        Ok(Payloads(Inner::Json(payloads)))
     }
 }
 
@@ -834,9 +936,16 @@ fn join_versions(versions: &[u32]) -> String {
         .join(",")
 }
 
-fn is_json_media_type(value: &str) -> bool {
+/// The format a `content-type` names (parameters such as `charset` ignored).
+fn media_type_format(value: &str) -> Option<Format> {
     let media_type = value.split(';').next().unwrap_or_default().trim();
-    media_type.eq_ignore_ascii_case(CONTENT_TYPE_JSON)
+    if media_type.eq_ignore_ascii_case(CONTENT_TYPE_JSON) {
+        Some(Format::Json)
+    } else if media_type.eq_ignore_ascii_case(CONTENT_TYPE_AVRO) {
+        Some(Format::Avro)
+    } else {
+        None
+    }
 }
 
 pub(crate) fn json_kind(value: &Value) -> &'static str {

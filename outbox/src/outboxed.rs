@@ -5,6 +5,41 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::event::Event;
 
+/// How a model's messages are written on the wire.
+///
+/// - `Json`: the JSON envelope, with every payload version the producer knows
+///   (a consumer picks the highest it knows too);
+/// - `Avro`: the Confluent wire format (a zero byte, the 4-byte id of the
+///   writer's schema in the registry, the Avro datum) of the producer's
+///   highest version, the envelope's fields in the headers; a consumer
+///   resolves it into its own version with the writer's schema.
+///
+/// # Examples
+///
+/// ```
+/// use outbox::{Format, Outboxed};
+///
+/// #[derive(Outboxed)]
+/// #[outbox(topic = "billing", route = "invoices", format = "avro")]
+/// struct Invoice { id: i64, cents: i64 }
+///
+/// #[derive(Outboxed)]
+/// #[outbox(topic = "accounts", route = "users")]
+/// struct User { id: i64 }
+///
+/// assert_eq!(Invoice::FORMAT, Format::Avro);
+/// assert_eq!(User::FORMAT, Format::Json);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Format {
+    /// The JSON envelope (`application/json`).
+    #[default]
+    Json,
+    /// Avro in the Confluent wire format (`application/avro`).
+    Avro,
+}
+
 /// A model that travels as messages: its topic, route, payload versions,
 /// partition key, and serializers in both directions.
 ///
@@ -46,6 +81,9 @@ pub trait Outboxed: Sized {
     const ROUTE: &'static str;
     /// The payload versions this side knows, ascending, never empty.
     const VERSIONS: &'static [u32];
+    /// How the model's messages travel: the JSON envelope (the default) or
+    /// Avro in the Confluent wire format (`#[outbox(format = "avro")]`).
+    const FORMAT: Format = Format::Json;
 
     /// The primary key, as read from a destroyed message (a tuple for composite keys).
     type Key;

@@ -48,6 +48,8 @@ pub(crate) struct ContainerAttrs {
     pub(crate) destroyed: Option<Destroyed>,
     pub(crate) payload_with: Option<Path>,
     pub(crate) avro: Option<AvroAttrs>,
+    /// `format = ".."`: what goes on the wire.
+    pub(crate) format: Option<LitStr>,
     pub(crate) krate: Option<Path>,
     /// `#[diesel(table_name = ..)]`.
     pub(crate) table_name: Option<Path>,
@@ -91,6 +93,7 @@ impl ContainerAttrs {
         let mut destroyed = Attr::none(DESTROYED);
         let mut payload_with = Attr::none(PAYLOAD_WITH);
         let mut avro = Attr::none(AVRO);
+        let mut format = Attr::none(FORMAT);
         let mut krate = Attr::none(CRATE);
         let mut table_name = Attr::none(TABLE_NAME);
         let mut primary_key = Attr::none(PRIMARY_KEY);
@@ -165,6 +168,11 @@ impl ContainerAttrs {
                             }
                         }
                         AVRO => avro.set(cx, &meta.path, avro_attrs(cx, &meta)?),
+                        FORMAT => {
+                            if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, FORMAT)) {
+                                format.set(cx, &meta.path, v);
+                            }
+                        }
                         CRATE => {
                             if let Some(v) =
                                 record(cx, &meta, attr_util::item_path(&meta, CRATE, CRATE_PATH))
@@ -225,6 +233,7 @@ impl ContainerAttrs {
             destroyed: destroyed.get(),
             payload_with: payload_with.get(),
             avro: avro.get(),
+            format: format.get(),
             krate: krate.get(),
             table_name: table_name.get(),
             primary_key: primary_key.get(),

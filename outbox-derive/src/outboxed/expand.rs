@@ -62,6 +62,9 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     let from_payload = cx.read_payload_body();
     let key_from_payload = cx.key_read_payload_body();
     let (schema_items, schema_methods) = super::avro::expand(model, &private);
+    let format = model
+        .avro_on_wire
+        .then(|| quote!(const FORMAT: #krate::Format = #krate::Format::Avro;));
 
     quote! {
         // The views repeat the model's field names and types: lints about those
@@ -83,6 +86,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
                 const TOPIC: &'static str = #topic;
                 const ROUTE: &'static str = #route;
                 const VERSIONS: &'static [u32] = &[#(#versions),*];
+                #format
                 type Key = #key_type;
 
                 fn partition_key(&#receiver) -> #private::String {

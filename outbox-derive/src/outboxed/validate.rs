@@ -24,6 +24,8 @@ pub(crate) struct Model<'a> {
     pub(crate) destroyed: Destroyed,
     pub(crate) payload_with: Option<Path>,
     pub(crate) avro: Option<AvroModel>,
+    /// `format = "avro"`: Avro on the wire (`avro` is then implied).
+    pub(crate) avro_on_wire: bool,
     pub(crate) fields: Vec<ModelField<'a>>,
 }
 
@@ -84,10 +86,21 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
         }
     };
     let versions = versions(cx, attrs.versions.as_ref());
-    let avro = attrs
-        .avro
+    let avro_on_wire = attrs
+        .format
         .as_ref()
-        .map(|avro| avro_model(cx, avro, ident, &topic));
+        .is_some_and(|format| wire_format(cx, format));
+    // `format = "avro"` needs the schemas: it implies `avro` with its defaults.
+    let implied = AvroAttrs {
+        name: None,
+        namespace: None,
+    };
+    let avro = match (&attrs.avro, avro_on_wire) {
+        (Some(avro), _) => Some(avro),
+        (None, true) => Some(&implied),
+        (None, false) => None,
+    }
+    .map(|avro| avro_model(cx, avro, ident, &topic));
     let fields: Vec<ModelField<'a>> = container
         .fields
         .iter()
@@ -103,11 +116,18 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
             "give either `partition_key` or `partition_key_with`, not both",
         );
     }
-    if let (Some(_), Some(path)) = (&attrs.avro, &attrs.payload_with) {
+    if let (Some(_), Some(path)) = (&avro, &attrs.payload_with) {
+        let what = if avro_on_wire {
+            "`format = \"avro\"`"
+        } else {
+            "`avro`"
+        };
         cx.error_spanned_by(
             path,
-            "`payload_with` and `avro` do not go together: the derive cannot generate a schema \
-             for the JSON a custom payload function returns; remove one of them",
+            format!(
+                "`payload_with` and {what} do not go together: the derive cannot generate a schema \
+                 for the JSON a custom payload function returns; remove one of them"
+            ),
         );
     }
 
@@ -128,8 +148,27 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
         destroyed: attrs.destroyed.unwrap_or(Destroyed::Keys),
         payload_with: attrs.payload_with.clone(),
         avro,
+        avro_on_wire,
         fields,
     })
+}
+
+/// `format = "json" | "avro"`: whether the model travels as Avro.
+fn wire_format(cx: &Ctxt, format: &LitStr) -> bool {
+    match format.value().as_str() {
+        "avro" => true,
+        "json" => false,
+        other => {
+            cx.error_spanned_by(
+                format,
+                format!(
+                    "unknown format `{other}`: expected `format = \"json\"` (the JSON envelope, \
+                     the default) or `format = \"avro\"` (Avro in the Confluent wire format)"
+                ),
+            );
+            false
+        }
+    }
 }
 
 /// `versions = [..]`: non-empty, each ≥ 1, ascending, unique; `[1]` when absent.

@@ -180,6 +180,86 @@ fn content_type_parameters_are_accepted() {
     assert!(Message::decode("t", Some(&record.key), headers, Some(&record.value)).is_ok());
 }
 
+fn avro_sample() -> Message {
+    // A record {id: long, email: string} of version 2: id 21 (zig-zag 42), "ab".
+    let payloads = Payloads::avro(2, 7, b"\x2a\x04ab".to_vec()).unwrap();
+    Message::new(
+        Event::Updated,
+        "accounts",
+        "users",
+        "accounts",
+        "21",
+        payloads,
+    )
+    .unwrap()
+}
+
+const AVRO_SAMPLE_SCHEMA: &str = r#"{"type":"record","name":"User","fields":[
+    {"name":"id","type":"long"},{"name":"email","type":"string"}]}"#;
+
+#[test]
+fn avro_values_are_a_frame_and_the_headers_say_the_rest() {
+    let message = avro_sample();
+    let record = message.encode();
+    assert_eq!(record.value, b"\x00\x00\x00\x00\x07\x2a\x04ab");
+    assert_eq!(record.avro_schema, None);
+    let header = |name: &str| {
+        let found = record.headers.iter().find(|(n, _)| *n == name);
+        found.map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header(headers::CONTENT_TYPE), Some(CONTENT_TYPE_AVRO));
+    assert_eq!(header(headers::VERSIONS), Some("2"));
+    assert_eq!(header(headers::TO), Some("users"));
+
+    let mut decoded = decode_encoded("accounts", &record).unwrap();
+    assert_eq!(decoded, message);
+    assert_eq!(decoded.payloads.format(), Format::Avro);
+    assert_eq!(decoded.payloads.avro_schema_id(), Some(7));
+    assert_eq!(decoded.payloads.avro_datum(), Some(&b"\x2a\x04ab"[..]));
+
+    // Unreadable until the writer's schema is attached, and said so.
+    assert_eq!(decoded.payloads.get(2), None);
+    let err = decoded.payload_for(&[1, 2]).unwrap_err();
+    assert!(matches!(err, Error::NoWriterSchema { id: 7 }), "{err}");
+    let writer = crate::avro::WriterSchema::parse(AVRO_SAMPLE_SCHEMA).unwrap();
+    decoded
+        .payloads
+        .set_writer_schema(std::sync::Arc::new(writer));
+    let json = json!({"id": 21, "email": "ab"});
+    assert_eq!(decoded.payload_for(&[1, 2]).unwrap(), (2, &json));
+    assert_eq!(decoded.payloads.iter().collect::<Vec<_>>(), [(2, &json)]);
+
+    let mut payloads = decoded.payloads.clone();
+    let err = payloads.insert(1, json!({})).unwrap_err();
+    assert!(matches!(err, Error::AvroPayloads { version: 2 }), "{err}");
+}
+
+#[test]
+fn avro_records_are_checked_by_name() {
+    let record = avro_sample().encode();
+    let err = decode_with_header(&record, headers::VERSIONS, Some("1,2"));
+    assert!(
+        err.to_string()
+            .contains("an Avro value is a datum of one version"),
+        "{err}"
+    );
+    for (value, says) in [
+        (&b"\x00\x01"[..], "2 bytes"),
+        (b"{\"message_id\":1}", "first byte is 123"),
+        (b"\x00\x00\x00\x00\x00\x2a", "schema id 0"),
+    ] {
+        let err = decode_with_value(&record, value);
+        assert!(matches!(err, DecodeError::InvalidAvroFrame { .. }), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    // A JSON envelope under an Avro content type, and the reverse.
+    let json = sample().encode();
+    let err = decode_with_value(&record, &json.value);
+    assert!(matches!(err, DecodeError::InvalidAvroFrame { .. }), "{err}");
+    let err = decode_with_header(&json, headers::CONTENT_TYPE, Some("application/xml"));
+    assert!(err.to_string().contains("`application/avro`"), "{err}");
+}
+
 #[test]
 fn errors_name_what_is_wrong() {
     let record = sample().encode();
@@ -237,10 +317,11 @@ fn errors_name_what_is_wrong() {
         err.to_string(),
         "header `versions` is \"1\" but the envelope says \"1,2\""
     );
-    let err = decode_with_header(&record, "content-type", Some("application/avro"));
+    let err = decode_with_header(&record, "content-type", Some("application/x-protobuf"));
     assert_eq!(
         err.to_string(),
-        "unsupported content type \"application/avro\": expected `application/json`"
+        "unsupported content type \"application/x-protobuf\": expected `application/json` \
+         or `application/avro`"
     );
     let err = decode_with_header(&record, "traceparent", Some("00-zz"));
     assert!(
@@ -419,7 +500,12 @@ fn arb_json() -> impl Strategy<Value = Value> {
 }
 
 fn arb_payloads() -> impl Strategy<Value = Payloads> {
-    prop::collection::btree_map(1u32.., arb_json(), 1..4).prop_map(Payloads)
+    prop_oneof![
+        prop::collection::btree_map(1u32.., arb_json(), 1..4)
+            .prop_map(|map| Payloads(super::Inner::Json(map))),
+        (1u32.., 1u32.., prop::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(version, id, datum)| Payloads::avro(version, id, datum).unwrap()),
+    ]
 }
 
 fn arb_trace() -> impl Strategy<Value = Option<TraceContext>> {
@@ -505,7 +591,12 @@ proptest! {
         field_value in arb_json(),
     ) {
         let record = message.encode();
-        let corrupted_value = with_envelope_field(&record, field, field_value);
+        let corrupted_value = if message.payloads.format() == Format::Json {
+            with_envelope_field(&record, field, field_value)
+        } else {
+            // An Avro value has no envelope: cut its frame short instead.
+            record.value[..record.value.len().min(field.len())].to_vec()
+        };
         let headers = record.headers.iter()
             .filter(|(n, _)| *n != header)
             .map(|(n, v)| (*n, Some(v.as_bytes())))
