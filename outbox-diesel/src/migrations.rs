@@ -22,12 +22,37 @@ use crate::error::{Error, Result};
 /// The embedded migrations, for [`MigrationHarness`] users who run them with their own.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// The migration's folder name, as Diesel expects it in a `migrations/` folder.
-pub const NAME: &str = "2026-11-24-000000_outbox";
-/// The migration's forward SQL.
-pub const UP_SQL: &str = include_str!("../migrations/2026-11-24-000000_outbox/up.sql");
-/// The migration's reverse SQL.
-pub const DOWN_SQL: &str = include_str!("../migrations/2026-11-24-000000_outbox/down.sql");
+/// One of outbox's migrations, as a Diesel migration folder holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// The folder name, as Diesel expects it in a `migrations/` folder.
+    pub name: &'static str,
+    /// The forward SQL.
+    pub up: &'static str,
+    /// The reverse SQL.
+    pub down: &'static str,
+}
+
+/// Every migration, oldest first: the tables, then Avro values' schemas.
+///
+/// # Examples
+///
+/// ```
+/// let names: Vec<&str> = outbox_diesel::migrations::ALL.iter().map(|m| m.name).collect();
+/// assert_eq!(names, ["2026-11-24-000000_outbox", "2026-12-03-000000_outbox_avro"]);
+/// ```
+pub const ALL: &[Migration] = &[
+    Migration {
+        name: "2026-11-24-000000_outbox",
+        up: include_str!("../migrations/2026-11-24-000000_outbox/up.sql"),
+        down: include_str!("../migrations/2026-11-24-000000_outbox/down.sql"),
+    },
+    Migration {
+        name: "2026-12-03-000000_outbox_avro",
+        up: include_str!("../migrations/2026-12-03-000000_outbox_avro/up.sql"),
+        down: include_str!("../migrations/2026-12-03-000000_outbox_avro/down.sql"),
+    },
+];
 
 /// Applies the migrations not yet applied on `conn`'s database (in the schema of
 /// its `search_path`), recording them in `__diesel_schema_migrations` as the
@@ -43,56 +68,70 @@ pub fn run(conn: &mut PgConnection) -> Result<Vec<String>> {
     Ok(applied.iter().map(ToString::to_string).collect())
 }
 
-/// The forward SQL, for teams that manage their schema with other tools.
+/// The forward SQL of every migration, oldest first, for teams that manage
+/// their schema with other tools.
 ///
 /// # Examples
 ///
 /// ```
-/// assert!(outbox_diesel::migrations::sql().contains("CREATE TABLE outbox_messages"));
+/// let sql = outbox_diesel::migrations::sql();
+/// assert!(sql.contains("CREATE TABLE outbox_messages"));
+/// assert!(sql.contains("-- outbox migration 2026-12-03-000000_outbox_avro"));
 /// ```
 pub fn sql() -> String {
-    format!("-- outbox migration {NAME}\n{UP_SQL}")
+    ALL.iter()
+        .map(|m| format!("-- outbox migration {}\n{}", m.name, m.up))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-/// Writes the migration as a Diesel migration folder (`<dir>/<NAME>/up.sql` and
-/// `down.sql`), so `diesel migration run` applies it with your own migrations.
-/// Returns the folder written.
+/// Writes every migration as a Diesel migration folder (`<dir>/<name>/up.sql`
+/// and `down.sql`), so `diesel migration run` applies them with your own
+/// migrations. Returns the folders, oldest first.
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when the folder cannot be written; [`Error::AlreadyExists`] when it
-/// exists with different content (an up-to-date copy is left as it is).
+/// [`Error::Io`] when a folder cannot be written; [`Error::AlreadyExists`] when
+/// one exists with different content (nothing is written then; up-to-date
+/// copies are left as they are).
 ///
 /// # Examples
 ///
 /// ```
 /// let dir = std::env::temp_dir().join(format!("outbox-doc-{}", std::process::id()));
 /// let written = outbox_diesel::migrations::write_to(&dir)?;
-/// assert!(written.join("up.sql").exists());
+/// assert_eq!(written.len(), outbox_diesel::migrations::ALL.len());
+/// assert!(written[0].join("up.sql").exists());
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn write_to(dir: &Path) -> Result<PathBuf> {
-    let folder = dir.join(NAME);
+pub fn write_to(dir: &Path) -> Result<Vec<PathBuf>> {
     let io = |path: &Path, e: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         source: e,
     };
-    let files = [("up.sql", UP_SQL), ("down.sql", DOWN_SQL)];
-    if folder.exists() {
-        let same = files
+    let files = |m: &Migration| [("up.sql", m.up), ("down.sql", m.down)];
+    // Check every folder first, so a refusal writes nothing.
+    let mut missing = Vec::new();
+    for migration in ALL {
+        let folder = dir.join(migration.name);
+        if !folder.exists() {
+            missing.push((migration, folder));
+            continue;
+        }
+        let same = files(migration)
             .iter()
             .all(|(name, sql)| std::fs::read_to_string(folder.join(name)).is_ok_and(|s| s == *sql));
-        return if same {
-            Ok(folder)
-        } else {
-            Err(Error::AlreadyExists(folder))
-        };
+        if !same {
+            return Err(Error::AlreadyExists(folder));
+        }
     }
-    std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
-    for (name, sql) in files {
-        let path = folder.join(name);
-        std::fs::write(&path, sql).map_err(|e| io(&path, e))?;
+    for (migration, folder) in missing {
+        std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
+        for (name, sql) in files(migration) {
+            let path = folder.join(name);
+            std::fs::write(&path, sql).map_err(|e| io(&path, e))?;
+        }
     }
-    Ok(folder)
+    Ok(ALL.iter().map(|m| dir.join(m.name)).collect())
 }

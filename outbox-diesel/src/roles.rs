@@ -3,8 +3,8 @@
 //!
 //! | role | needs | can run |
 //! |---|---|---|
-//! | application (`outbox_app`) | `INSERT` on `outbox_messages`, `USAGE` on its id sequence | `enqueue*`, [`Realtime`](crate::Realtime) messages; no `outbox` command |
-//! | relay (`outbox_relay`) | `SELECT, UPDATE, DELETE` on `outbox_messages` | [`Relay`](crate::Relay), `outbox relay`, `status`, `parked list/retry/discard` |
+//! | application (`outbox_app`) | `INSERT` on `outbox_messages` and `outbox_schemas`, `USAGE` on the id sequence | `enqueue*`, [`Realtime`](crate::Realtime) messages; no `outbox` command |
+//! | relay (`outbox_relay`) | `SELECT, UPDATE, DELETE` on `outbox_messages`, `SELECT` on `outbox_schemas` | [`Relay`](crate::Relay), `outbox relay`, `status`, `parked list/retry/discard` |
 //! | consumer (`outbox_consumer`) | `SELECT, INSERT, DELETE` on `outbox_inbox`; `SELECT, INSERT, UPDATE` on `outbox_stopped_partitions` and `USAGE` on its sequence; the application's grants for follow-up messages | [`Consumer`](crate::Consumer), `outbox partitions list/resume` |
 //!
 //! Every role also needs `USAGE` on the schema: without it PostgreSQL says the
@@ -28,7 +28,7 @@
 //!
 //! ```
 //! let sql = outbox_diesel::roles::Roles::new().schema("billing").grants()?;
-//! assert!(sql.contains(r#"GRANT INSERT ON "billing"."outbox_messages" TO "outbox_app";"#));
+//! assert!(sql.contains(r#"GRANT INSERT ON "billing"."outbox_messages", "billing"."outbox_schemas" TO "outbox_app";"#));
 //! # Ok::<(), outbox_diesel::Error>(())
 //! ```
 
@@ -134,9 +134,11 @@ impl Roles {
         let table = |name: &str| format!("{schema}.\"{name}\"");
         let messages = table("outbox_messages");
         let messages_seq = table("outbox_messages_id_seq");
+        let schemas = table("outbox_schemas");
         let enqueue = |out: &mut String, role: &str| {
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "GRANT INSERT ON {messages} TO {role};");
+            // Writing to a String cannot fail. An Avro model's schema row is
+            // written with `ON CONFLICT DO NOTHING` (no target): INSERT alone.
+            let _ = writeln!(out, "GRANT INSERT ON {messages}, {schemas} TO {role};");
             let _ = writeln!(out, "GRANT USAGE ON SEQUENCE {messages_seq} TO {role};");
         };
 
@@ -156,14 +158,15 @@ impl Roles {
         out.push_str(
             "\n-- The relay (`outbox relay`, `status`, `parked list|retry|discard`): reads the\n\
              -- rows, records failed attempts and parks rows (UPDATE), deletes what Kafka\n\
-             -- acknowledged. Advisory locks, LISTEN and pg_locks need no grant; nothing of\n\
-             -- the business tables.\n",
+             -- acknowledged, reads Avro values' schemas to register them. Advisory locks,\n\
+             -- LISTEN and pg_locks need no grant; nothing of the business tables.\n",
         );
         let _ = writeln!(out, "GRANT USAGE ON SCHEMA {schema} TO {relay};");
         let _ = writeln!(
             out,
             "GRANT SELECT, UPDATE, DELETE ON {messages} TO {relay};"
         );
+        let _ = writeln!(out, "GRANT SELECT ON {schemas} TO {relay};");
 
         out.push_str(
             "\n-- The consumer (`outbox partitions list|resume`): its inbox (INSERT claims;\n\
@@ -240,7 +243,7 @@ mod tests {
             app,
             [
                 r#"GRANT USAGE ON SCHEMA "public" TO "outbox_app";"#,
-                r#"GRANT INSERT ON "public"."outbox_messages" TO "outbox_app";"#,
+                r#"GRANT INSERT ON "public"."outbox_messages", "public"."outbox_schemas" TO "outbox_app";"#,
                 r#"GRANT USAGE ON SEQUENCE "public"."outbox_messages_id_seq" TO "outbox_app";"#,
             ]
         );

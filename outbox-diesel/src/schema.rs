@@ -30,6 +30,17 @@ diesel::table! {
         attempts -> Integer,
         last_error -> Nullable<Text>,
         parked_at -> Nullable<Timestamptz>,
+        value_schema -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// The writer schemas of Avro values, for the relay to register.
+    outbox_schemas (schema_key) {
+        schema_key -> BigInt,
+        subject -> Text,
+        schema -> Text,
+        created_at -> Timestamptz,
     }
 }
 

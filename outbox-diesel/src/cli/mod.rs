@@ -276,9 +276,12 @@ fn execute(cli: Cli, schemas: &Schemas) -> Result<String, Failure> {
         Command::Schemas(command) => schemas::run(schemas, command),
         Command::Migrations(MigrationsCommand::Print(args)) => roles::print(args),
         Command::Migrations(MigrationsCommand::Write { dir }) => {
-            let folder = crate::migrations::write_to(&dir)
+            let folders = crate::migrations::write_to(&dir)
                 .map_err(|e| Failure::from_error(Some("migrations write"), &e))?;
-            Ok(format!("wrote {} (up.sql, down.sql)\n", folder.display()))
+            Ok(folders
+                .iter()
+                .map(|folder| format!("wrote {} (up.sql, down.sql)\n", folder.display()))
+                .collect())
         }
         Command::Migrations(MigrationsCommand::Run) => {
             let url = url()?;

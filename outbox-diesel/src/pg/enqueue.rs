@@ -11,7 +11,9 @@ use outbox::{EncodedMessage, Event, Message, MessageId, Outboxed, TraceContext};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::pg::avro::{SchemaRow, WithSchemas, distinct};
 use crate::pg::realtime::Realtime;
+use crate::registry::SubjectStrategy;
 use crate::schema::outbox_messages;
 
 /// PostgreSQL allows 65,535 bind parameters per statement; a row takes 5.
@@ -27,6 +29,12 @@ pub(super) const ROWS_PER_INSERT: usize = 10_000;
 /// value, written by the model's generated serializers straight into bytes). The
 /// table's trigger issues `NOTIFY outbox_messages` in the same transaction, so the
 /// relay wakes when it commits and never for a rollback.
+///
+/// A model with `#[outbox(format = "avro")]` is written as an Avro frame whose
+/// schema id is still 0; the same statement stores its schema in
+/// `outbox_schemas` (once: `ON CONFLICT DO NOTHING`) under the subject of the
+/// outbox's [`SubjectStrategy`]. No schema registry is called in a business
+/// transaction: the relay registers the schema and writes its id.
 ///
 /// [`Outbox::transaction`] (and [`Outbox::transaction_async`]) runs the
 /// transaction itself and writes the messages it collects in the round trip of
@@ -61,6 +69,7 @@ pub(super) const ROWS_PER_INSERT: usize = 10_000;
 pub struct Outbox {
     producer: Arc<str>,
     trace: Option<TraceContext>,
+    subjects: SubjectStrategy,
 }
 
 impl Outbox {
@@ -69,7 +78,35 @@ impl Outbox {
         Outbox {
             producer: producer.into().into(),
             trace: None,
+            subjects: SubjectStrategy::TopicName,
         }
+    }
+
+    /// The same outbox, naming the registry subjects of its Avro models'
+    /// schemas with `strategy` (default [`SubjectStrategy::TopicName`],
+    /// `<topic>-value`; a topic carrying several Avro records needs
+    /// `RecordName` or `TopicRecordName`). Give `outbox schemas register` the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox_diesel::Outbox;
+    /// use outbox_diesel::registry::SubjectStrategy;
+    ///
+    /// let outbox = Outbox::new("billing").with_subject_strategy(SubjectStrategy::RecordName);
+    /// assert_eq!(outbox.subject_strategy(), SubjectStrategy::RecordName);
+    /// ```
+    #[must_use]
+    pub fn with_subject_strategy(&self, strategy: SubjectStrategy) -> Self {
+        Outbox {
+            subjects: strategy,
+            ..self.clone()
+        }
+    }
+
+    /// How the subjects of Avro models' schemas are named.
+    pub fn subject_strategy(&self) -> SubjectStrategy {
+        self.subjects
     }
 
     /// The same outbox, attaching `trace` (its `traceparent`/`tracestate`) to the
@@ -89,8 +126,8 @@ impl Outbox {
     #[must_use]
     pub fn with_trace(&self, trace: Option<TraceContext>) -> Self {
         Outbox {
-            producer: self.producer.clone(),
             trace,
+            ..self.clone()
         }
     }
 
@@ -126,7 +163,7 @@ impl Outbox {
         let row = self.model_row(model, &event)?;
         ensure_transaction(conn)?;
         let _span = enqueue_span(M::TOPIC, &event, std::slice::from_ref(&row)).entered();
-        insert(&[row.as_new()]).execute(conn)?;
+        insert_rows(std::slice::from_ref(&row), &[row.as_new()]).execute(conn)?;
         Ok(row.id)
     }
 
@@ -161,7 +198,8 @@ impl Outbox {
         let row = self.model_row(model, &event)?;
         ensure_transaction_async(conn)?;
         let span = enqueue_span(M::TOPIC, &event, std::slice::from_ref(&row));
-        diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn)
+        let new = [row.as_new()];
+        diesel_async::RunQueryDsl::execute(insert_rows(std::slice::from_ref(&row), &new), conn)
             .instrument(span)
             .await?;
         Ok(row.id)
@@ -184,7 +222,7 @@ impl Outbox {
         let _span = enqueue_span(M::TOPIC, &event, &rows).entered();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let new: Vec<NewRow<'_>> = chunk.iter().map(Row::as_new).collect();
-            insert(&new).execute(conn)?;
+            insert_rows(chunk, &new).execute(conn)?;
         }
         Ok(rows.iter().map(|row| row.id).collect())
     }
@@ -205,7 +243,7 @@ impl Outbox {
         let span = enqueue_span(M::TOPIC, &event, &rows);
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let new: Vec<NewRow<'_>> = chunk.iter().map(Row::as_new).collect();
-            diesel_async::RunQueryDsl::execute(insert(&new), conn)
+            diesel_async::RunQueryDsl::execute(insert_rows(chunk, &new), conn)
                 .instrument(span.clone())
                 .await?;
         }
@@ -240,7 +278,7 @@ impl Outbox {
         let row = Row::from_message(message);
         let _span =
             enqueue_span(&message.topic, &message.event, std::slice::from_ref(&row)).entered();
-        insert(&[row.as_new()]).execute(conn)?;
+        insert_rows(std::slice::from_ref(&row), &[row.as_new()]).execute(conn)?;
         Ok(row.id)
     }
 
@@ -258,7 +296,8 @@ impl Outbox {
         ensure_transaction_async(conn)?;
         let row = Row::from_message(message);
         let span = enqueue_span(&message.topic, &message.event, std::slice::from_ref(&row));
-        diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn)
+        let new = [row.as_new()];
+        diesel_async::RunQueryDsl::execute(insert_rows(std::slice::from_ref(&row), &new), conn)
             .instrument(span)
             .await?;
         Ok(row.id)
@@ -285,7 +324,7 @@ impl Outbox {
             Utc::now(),
             self.trace.as_ref(),
         )?;
-        Ok(Row::new(id, M::TOPIC.to_owned(), encoded))
+        Ok(Row::new(id, M::TOPIC.to_owned(), encoded, self.subjects))
     }
 }
 
@@ -297,6 +336,8 @@ pub(super) struct Row {
     /// Name, value, name, value, …
     pub(super) headers: Vec<String>,
     pub(super) payload: Vec<u8>,
+    /// An Avro value's schema, for the relay to register.
+    pub(super) schema: Option<SchemaRow>,
 }
 
 #[derive(Insertable)]
@@ -307,10 +348,19 @@ pub(super) struct NewRow<'a> {
     partition_key: &'a str,
     headers: &'a [String],
     payload: &'a [u8],
+    value_schema: Option<i64>,
 }
 
 impl Row {
-    fn new(id: MessageId, topic: String, encoded: EncodedMessage) -> Self {
+    fn new(
+        id: MessageId,
+        topic: String,
+        encoded: EncodedMessage,
+        subjects: SubjectStrategy,
+    ) -> Self {
+        let schema = encoded
+            .avro_schema
+            .map(|schema| SchemaRow::new(subjects, &topic, schema));
         let mut headers = Vec::with_capacity(encoded.headers.len() * 2);
         for (name, value) in encoded.headers {
             headers.push(name.to_owned());
@@ -325,11 +375,19 @@ impl Row {
             partition_key,
             headers,
             payload: encoded.value,
+            schema,
         }
     }
 
+    /// A hand-built message: an Avro one carries its schema id already.
     pub(super) fn from_message(message: &Message) -> Self {
-        Row::new(message.id, message.topic.clone(), message.encode())
+        let topic = message.topic.clone();
+        Row::new(
+            message.id,
+            topic,
+            message.encode(),
+            SubjectStrategy::TopicName,
+        )
     }
 
     pub(super) fn as_new(&self) -> NewRow<'_> {
@@ -339,17 +397,26 @@ impl Row {
             partition_key: &self.partition_key,
             headers: &self.headers,
             payload: &self.payload,
+            value_schema: self.schema.as_ref().map(|schema| schema.key),
         }
     }
 }
 
-pub(super) fn insert<'a>(
-    rows: &'a [NewRow<'a>],
-) -> diesel::query_builder::InsertStatement<
+type InsertMessages<'a> = diesel::query_builder::InsertStatement<
     outbox_messages::table,
     <&'a [NewRow<'a>] as Insertable<outbox_messages::table>>::Values,
-> {
-    diesel::insert_into(outbox_messages::table).values(rows)
+>;
+
+/// One statement writing `new` (made from `rows`) and the schemas of their
+/// Avro values.
+pub(super) fn insert_rows<'a>(
+    rows: &'a [Row],
+    new: &'a [NewRow<'a>],
+) -> WithSchemas<'a, InsertMessages<'a>> {
+    WithSchemas {
+        schemas: distinct(rows.iter().filter_map(|row| row.schema.as_ref())),
+        insert: diesel::insert_into(outbox_messages::table).values(new),
+    }
 }
 
 /// The `outbox.enqueue` span: topic, event, count, and the message ids at debug level.
@@ -395,9 +462,10 @@ impl outbox::FollowUps for Outbox {
     ) -> outbox::BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync + 'static>>> {
         Box::pin(async move {
             ensure_transaction_async(conn)?;
-            let row = Row::new(id, topic.to_owned(), encoded);
+            let row = Row::new(id, topic.to_owned(), encoded, self.subjects);
             let span = tracing::debug_span!("outbox.enqueue", topic, count = 1, ids = ?Ids(std::slice::from_ref(&row)));
-            diesel_async::RunQueryDsl::execute(insert(&[row.as_new()]), conn)
+            let new = [row.as_new()];
+            diesel_async::RunQueryDsl::execute(insert_rows(std::slice::from_ref(&row), &new), conn)
                 .instrument(span)
                 .await?;
             Ok(())

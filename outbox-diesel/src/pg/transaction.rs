@@ -36,7 +36,8 @@ use outbox::{Event, Message, MessageId, Outboxed};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::pg::enqueue::{Ids, NewRow, Outbox, ROWS_PER_INSERT, Row, insert};
+use crate::pg::avro::distinct;
+use crate::pg::enqueue::{Ids, NewRow, Outbox, ROWS_PER_INSERT, Row, insert_rows};
 
 /// A statement of literal rows is closed, and the next one started, past this
 /// many bytes: a transaction enqueueing more than that sends its first
@@ -44,7 +45,11 @@ use crate::pg::enqueue::{Ids, NewRow, Outbox, ROWS_PER_INSERT, Row, insert};
 const STATEMENT_BYTES: usize = 8 << 20;
 
 const INSERT_INTO: &str = "INSERT INTO \"outbox_messages\" \
-    (\"message_id\", \"topic\", \"partition_key\", \"headers\", \"payload\") VALUES ";
+    (\"message_id\", \"topic\", \"partition_key\", \"headers\", \"payload\", \"value_schema\") VALUES ";
+
+/// Avro values' schemas, written ahead of the messages in their statement.
+const INSERT_SCHEMAS: &str = "INSERT INTO \"outbox_schemas\" \
+    (\"schema_key\", \"subject\", \"schema\") VALUES ";
 
 impl Outbox {
     /// Runs `f` in a new transaction on `conn` and commits it with the messages
@@ -645,7 +650,7 @@ fn insert_bound(conn: &mut PgConnection, rows: &[Row]) -> std::result::Result<()
     use diesel::RunQueryDsl as _;
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let new: Vec<NewRow<'_>> = chunk.iter().map(Row::as_new).collect();
-        insert(&new).execute(conn)?;
+        insert_rows(chunk, &new).execute(conn)?;
     }
     Ok(())
 }
@@ -657,7 +662,7 @@ async fn insert_bound_async(
 ) -> std::result::Result<(), DieselError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let new: Vec<NewRow<'_>> = chunk.iter().map(Row::as_new).collect();
-        diesel_async::RunQueryDsl::execute(insert(&new), conn).await?;
+        diesel_async::RunQueryDsl::execute(insert_rows(chunk, &new), conn).await?;
     }
     Ok(())
 }
@@ -668,15 +673,16 @@ fn commit_span(rows: &[Row]) -> tracing::Span {
 }
 
 /// `rows` as `INSERT` statements with literal values, in order; each closes
-/// past [`STATEMENT_BYTES`]. Never empty when `rows` is not.
+/// past [`STATEMENT_BYTES`]. Never empty when `rows` is not. The first one
+/// starts with the insert of the Avro values' schemas, if any.
 fn literal_inserts(rows: &[Row]) -> Vec<String> {
     let mut statements = Vec::new();
-    let mut sql = String::new();
+    let mut sql = literal_schemas(rows);
     for row in rows {
         if sql.len() >= STATEMENT_BYTES {
             statements.push(std::mem::take(&mut sql));
         }
-        if sql.is_empty() {
+        if sql.is_empty() || sql.ends_with("; ") {
             sql.reserve(INSERT_INTO.len() + row_bytes(row) * rows.len().min(64));
             sql.push_str(INSERT_INTO);
         } else {
@@ -690,6 +696,27 @@ fn literal_inserts(rows: &[Row]) -> Vec<String> {
     statements
 }
 
+/// `INSERT INTO outbox_schemas … ON CONFLICT DO NOTHING; ` for the schemas of
+/// the rows' Avro values, or nothing.
+fn literal_schemas(rows: &[Row]) -> String {
+    let schemas = distinct(rows.iter().filter_map(|row| row.schema.as_ref()));
+    if schemas.is_empty() {
+        return String::new();
+    }
+    let mut sql = String::from(INSERT_SCHEMAS);
+    for (i, schema) in schemas.iter().enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        sql.push_str(&schema.key.to_string());
+        sql.push_str(", ");
+        push_text(&mut sql, &schema.subject);
+        sql.push_str(", ");
+        push_text(&mut sql, schema.schema);
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING; ");
+    sql
+}
+
 /// About the length of a row's literal.
 fn row_bytes(row: &Row) -> usize {
     64 + row.topic.len()
@@ -698,7 +725,7 @@ fn row_bytes(row: &Row) -> usize {
         + row.payload.len() * 2
 }
 
-/// `(uuid, topic, key, headers, payload)` as literals.
+/// `(uuid, topic, key, headers, payload, value_schema)` as literals.
 fn push_row(sql: &mut String, row: &Row) {
     sql.push_str("('");
     sql.push_str(
@@ -715,7 +742,14 @@ fn push_row(sql: &mut String, row: &Row) {
     push_text(sql, &array_literal(&row.headers));
     sql.push_str(", ");
     push_bytea(sql, &row.payload);
-    sql.push(')');
+    match &row.schema {
+        Some(schema) => {
+            sql.push_str(", ");
+            sql.push_str(&schema.key.to_string());
+            sql.push(')');
+        }
+        None => sql.push_str(", NULL)"),
+    }
 }
 
 /// `text` as an escape string constant, `E'…'`, in ASCII alone: `'` and `\`

@@ -24,7 +24,10 @@ struct Table {
 fn run_creates_the_tables_then_is_up_to_date() {
     let db = TestDb::new("cli_migrations_run");
     let first = run(&mut outbox_on(&db, &["migrations", "run"]));
-    assert_eq!(first.success(), "applied migration 20261124000000\n");
+    assert_eq!(
+        first.success(),
+        "applied migration 20261124000000, 20261203000000\n"
+    );
 
     let mut conn = db.connect();
     let tables: Vec<String> = diesel::sql_query(
@@ -41,6 +44,7 @@ fn run_creates_the_tables_then_is_up_to_date() {
         [
             "outbox_inbox",
             "outbox_messages",
+            "outbox_schemas",
             "outbox_stopped_partitions"
         ]
     );
@@ -56,16 +60,21 @@ fn run_creates_the_tables_then_is_up_to_date() {
 fn write_puts_a_diesel_migration_folder_in_the_directory() {
     let dir = std::env::temp_dir().join(format!("outbox-cli-write-{}", uuid::Uuid::now_v7()));
     let dir_arg = dir.to_str().unwrap();
-    let folder = dir.join(outbox_diesel::migrations::NAME);
+    let all = outbox_diesel::migrations::ALL;
+    let folder = dir.join(all[0].name);
 
     let finished = run(&mut outbox(&["migrations", "write", dir_arg]));
-    assert_eq!(
-        finished.success(),
-        format!("wrote {} (up.sql, down.sql)\n", folder.display())
-    );
-    let read = |name: &str| std::fs::read_to_string(folder.join(name)).unwrap();
-    assert_eq!(read("up.sql"), outbox_diesel::migrations::UP_SQL);
-    assert_eq!(read("down.sql"), outbox_diesel::migrations::DOWN_SQL);
+    let expected: String = all
+        .iter()
+        .map(|m| format!("wrote {} (up.sql, down.sql)\n", dir.join(m.name).display()))
+        .collect();
+    assert_eq!(finished.success(), expected);
+    for migration in all {
+        let read =
+            |name: &str| std::fs::read_to_string(dir.join(migration.name).join(name)).unwrap();
+        assert_eq!(read("up.sql"), migration.up);
+        assert_eq!(read("down.sql"), migration.down);
+    }
 
     // Again: the same content is left as it is; other content is not overwritten.
     run(&mut outbox(&["migrations", "write", dir_arg])).success();
@@ -78,6 +87,9 @@ fn write_puts_a_diesel_migration_folder_in_the_directory() {
             folder.display()
         )
     );
-    assert_eq!(read("up.sql"), "-- edited\n");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("up.sql")).unwrap(),
+        "-- edited\n"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
