@@ -43,6 +43,15 @@
 //!   msg/s (1,000) for `OUTBOX_BENCH_LATENCY_SECS` (10), relay with its defaults
 //!   (NOTIFY, 100 ms poll): commit → acknowledged (seen by the relay) and commit
 //!   → consumed (a consumer on the topic; adds the fetch).
+//! - `avro`: the drain's backlog written twice, as JSON (`Order`) and as Avro
+//!   (`AvroOrder`, the same order with `format = "avro"`: schema id 0 and a
+//!   schema row at enqueue), each drained by a relay at batch 1000 to its own
+//!   topic, the Avro one resolving the schema id in the registry of
+//!   `SCHEMA_REGISTRY_URL` (`scripts/services.sh`'s by default). JSON and Avro
+//!   alternate within each of `OUTBOX_BENCH_ROUNDS` rounds (which goes first
+//!   alternates too); judged by the median of the per-round ratios Avro ÷ JSON
+//!   (aim ≥ 0.9). Also the registry requests of each Avro drain (one per
+//!   schema: ids are cached) and the bytes per record of each format.
 //!
 //! The relay runs in this process (but for `memory`), instrumented from the
 //! outside only: a metrics recorder sees its counters and batch histogram, and
@@ -50,6 +59,8 @@
 //! record). Ends with a summary table (figures, ratios, targets). Schemas and
 //! topics it made are dropped at the end.
 
+#[path = "relay/avro.rs"]
+mod avro;
 #[path = "relay/backlog.rs"]
 mod backlog;
 #[path = "common/mod.rs"]
@@ -91,7 +102,7 @@ use outbox::Outboxed;
 use common::db::Db;
 use common::kafka::{delete_topic, fresh_topic};
 use common::report;
-use model::{Order, Ping};
+use model::{AvroOrder, Order, Ping};
 use settings::{ALL_PARTS, Config, Part};
 use summary::Summary;
 
@@ -148,13 +159,14 @@ fn main() {
                 Part::Live => bench.live(),
                 Part::Enqueue => bench.enqueue(),
                 Part::Latency => bench.latency(),
+                Part::Avro => bench.avro(),
             }
         }
     }));
     bench.db.drop_all();
     let brokers = bench.config.brokers.clone();
     bench.runtime.block_on(async {
-        for topic in [Order::TOPIC, Ping::TOPIC] {
+        for topic in [Order::TOPIC, Ping::TOPIC, AvroOrder::TOPIC] {
             delete_topic(&brokers, topic).await;
         }
     });

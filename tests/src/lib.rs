@@ -36,6 +36,7 @@ pub mod registry;
 pub mod registry_proxy;
 mod running;
 pub mod secure;
+pub mod tcp_gate;
 
 pub use accept::Accept;
 pub use db::TestDb;

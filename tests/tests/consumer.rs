@@ -6,9 +6,11 @@
 //! `regressions` pins the fixes of the consumer review (panics, values
 //! PostgreSQL refuses, backpressure, a rebalance while records fail);
 //! `retention` the deletion of old inbox rows; `grouped` the grouped upserts
-//! of hook-free controllers.
+//! of hook-free controllers; `avro` Avro records read with the writer's
+//! schema from the real schema registry.
 
 mod consumer {
+    mod avro;
     mod batches;
     mod failures;
     mod flow;

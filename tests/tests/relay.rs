@@ -4,6 +4,7 @@
 //! binary of its own (`relay_broker_outage.rs`).
 
 mod relay {
+    mod avro;
     mod enqueue;
     mod failures;
     mod ordering;

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bytea, Text};
-use outbox::Event;
+use outbox::{Event, Outboxed};
 use outbox_diesel::Outbox;
 
 use crate::common::db::pg;
-use crate::model::{Order, order};
+use crate::model::order;
 
 /// Messages per `enqueue_all` transaction when filling a backlog.
 const FILL_CHUNK: usize = 10_000;
@@ -33,6 +33,15 @@ pub(crate) fn count_rows(url: &str) -> i64 {
 /// Writes `rows` order messages with `enqueue_all`, `FILL_CHUNK` per transaction,
 /// from two connections at once. Returns the time taken.
 pub(crate) fn fill(url: &str, rows: usize) -> Duration {
+    fill_with(url, rows, order)
+}
+
+/// [`fill`] with the messages `make` gives (order `i` for `i` in 1..=rows).
+pub(crate) fn fill_with<M: Outboxed + Sync>(
+    url: &str,
+    rows: usize,
+    make: fn(i64) -> M,
+) -> Duration {
     let outbox = Outbox::new("orders-service");
     let start = Instant::now();
     let half = rows.div_ceil(2);
@@ -44,7 +53,7 @@ pub(crate) fn fill(url: &str, rows: usize) -> Duration {
                 let mut at = from;
                 while at < to {
                     let end = (at + FILL_CHUNK).min(to);
-                    let orders: Vec<Order> = (at..end).map(|i| order(i as i64 + 1)).collect();
+                    let orders: Vec<M> = (at..end).map(|i| make(i as i64 + 1)).collect();
                     conn.transaction(|conn| outbox.enqueue_all(conn, &orders, Event::Created))
                         .expect("fill the outbox");
                     at = end;
@@ -61,12 +70,22 @@ pub(crate) fn fill(url: &str, rows: usize) -> Duration {
 /// autovacuum off, as a table that never had enough rows to be analyzed.
 /// Returns the fill's msg/s.
 pub(crate) fn backlog(url: &str, rows: usize, analyze: bool) -> f64 {
+    backlog_with(url, rows, analyze, order)
+}
+
+/// [`backlog`] of the messages `make` gives.
+pub(crate) fn backlog_with<M: Outboxed + Sync>(
+    url: &str,
+    rows: usize,
+    analyze: bool,
+    make: fn(i64) -> M,
+) -> f64 {
     let mut conn = pg(url);
     if !analyze {
         conn.batch_execute("ALTER TABLE outbox_messages SET (autovacuum_enabled = off)")
             .expect("autovacuum off");
     }
-    let rate = rows as f64 / fill(url, rows).as_secs_f64();
+    let rate = rows as f64 / fill_with(url, rows, make).as_secs_f64();
     if analyze {
         conn.batch_execute("ANALYZE outbox_messages")
             .expect("analyze");

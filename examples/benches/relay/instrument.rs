@@ -28,6 +28,8 @@ pub(crate) struct Stats {
     pub(crate) send_ns: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) batch_ns: AtomicU64,
+    /// Requests to the schema registry (`outbox_schema_registry_requests_total`).
+    pub(crate) registry_requests: AtomicU64,
     track_ids: AtomicBool,
     pub(crate) acks: Mutex<Vec<(MessageId, Instant)>>,
 }
@@ -43,6 +45,7 @@ pub(crate) static STATS: LazyLock<Stats> = LazyLock::new(|| Stats {
     send_ns: AtomicU64::new(0),
     batches: AtomicU64::new(0),
     batch_ns: AtomicU64::new(0),
+    registry_requests: AtomicU64::new(0),
     track_ids: AtomicBool::new(false),
     acks: Mutex::new(Vec::new()),
 });
@@ -69,6 +72,7 @@ pub(crate) fn reset_stats(target: u64, track_ids: bool) {
         &s.send_ns,
         &s.batches,
         &s.batch_ns,
+        &s.registry_requests,
     ] {
         a.store(0, Relaxed);
     }
@@ -93,6 +97,12 @@ static FAILED: LazyLock<Counter> = LazyLock::new(|| {
     })))
 });
 
+static REGISTRY_REQUESTS: LazyLock<Counter> = LazyLock::new(|| {
+    Counter::from_arc(Arc::new(OnIncrement(|value| {
+        STATS.registry_requests.fetch_add(value, Relaxed);
+    })))
+});
+
 /// `outbox_relay_batch_seconds`: how many batches, and their summed duration.
 static BATCH: LazyLock<Histogram> = LazyLock::new(|| {
     Histogram::from_arc(Arc::new(OnRecord(|value| {
@@ -106,6 +116,7 @@ pub(crate) const RECORDER: Watch = Watch {
     counter: |name| match name {
         "outbox_relay_published_total" => Some(PUBLISHED.clone()),
         "outbox_relay_failed_total" => Some(FAILED.clone()),
+        "outbox_schema_registry_requests_total" => Some(REGISTRY_REQUESTS.clone()),
         _ => None,
     },
     histogram: |name| match name {

@@ -69,6 +69,55 @@ pub(crate) fn order(id: i64) -> Order {
     }
 }
 
+/// The `avro` part's messages: the same order in the Confluent wire format,
+/// on a topic of its own.
+#[derive(Debug, Clone, Outboxed)]
+#[outbox(
+    topic = "outbox_bench.orders-avro",
+    route = "orders",
+    partition_key = customer_id,
+    format = "avro"
+)]
+pub(crate) struct AvroOrder {
+    id: i64,
+    customer_id: i64,
+    status: String,
+    currency: String,
+    total_cents: i64,
+    #[outbox(
+        avro_type = r#"{"type": "array", "items": {"type": "record", "name": "Line",
+        "fields": [{"name": "sku", "type": "string"}, {"name": "qty", "type": "long"},
+                   {"name": "price_cents", "type": "long"}]}}"#
+    )]
+    lines: Vec<Line>,
+    ship_to: String,
+    placed_at: DateTime<Utc>,
+}
+
+/// [`order`] `id` as an [`AvroOrder`].
+pub(crate) fn avro_order(id: i64) -> AvroOrder {
+    let Order {
+        id,
+        customer_id,
+        status,
+        currency,
+        total_cents,
+        lines,
+        ship_to,
+        placed_at,
+    } = order(id);
+    AvroOrder {
+        id,
+        customer_id,
+        status,
+        currency,
+        total_cents,
+        lines,
+        ship_to,
+        placed_at,
+    }
+}
+
 /// The latency part's messages, on a topic of their own.
 #[derive(Debug, Clone, Outboxed)]
 #[outbox(topic = "outbox_bench.pings", route = "pings", partition_key = key)]

@@ -158,6 +158,23 @@ where
     P: Publisher,
     P::Ack: Unpin,
 {
+    relay_drain_with(url, publisher, batch, rows, broker, limit, None).await
+}
+
+/// [`relay_drain`] by a relay that resolves Avro values' schema ids in `registry`.
+pub(crate) async fn relay_drain_with<P>(
+    url: &str,
+    publisher: P,
+    batch: usize,
+    rows: u64,
+    broker: Option<u32>,
+    limit: Duration,
+    registry: Option<outbox_diesel::registry::SchemaRegistry>,
+) -> DrainRun
+where
+    P: Publisher,
+    P::Ack: Unpin,
+{
     reset_stats(rows, false);
     let application = format!(
         "outbox_bench_{}_{}",
@@ -170,6 +187,9 @@ where
     let in_flight = crate::common::env::env_or("OUTBOX_BENCH_IN_FLIGHT", 0usize);
     if in_flight > 0 {
         builder = builder.batches_in_flight(in_flight);
+    }
+    if let Some(registry) = registry {
+        builder = builder.schema_registry(registry);
     }
     let relay = builder.build().expect("relay settings");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -9,15 +9,17 @@ pub(crate) enum Part {
     Live,
     Enqueue,
     Latency,
+    Avro,
 }
 
 /// Every part, in the order they run, with its name.
-pub(crate) const ALL_PARTS: [(Part, &str); 5] = [
+pub(crate) const ALL_PARTS: [(Part, &str); 6] = [
     (Part::Drain, "drain"),
     (Part::Memory, "memory"),
     (Part::Live, "live"),
     (Part::Enqueue, "enqueue"),
     (Part::Latency, "latency"),
+    (Part::Avro, "avro"),
 ];
 
 pub(crate) struct Config {
@@ -43,7 +45,9 @@ impl Config {
             match ALL_PARTS.iter().find(|(_, n)| *n == name) {
                 Some((part, _)) => parts.push(*part),
                 None => {
-                    panic!("unknown part `{name}`; parts: drain, memory, live, enqueue, latency")
+                    panic!(
+                        "unknown part `{name}`; parts: drain, memory, live, enqueue, latency, avro"
+                    )
                 }
             }
         }

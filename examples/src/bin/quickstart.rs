@@ -1,10 +1,13 @@
 //! Quickstart: a producing service saves a user and its messages in one
 //! PostgreSQL transaction each, the relay publishes them to Kafka, and a
 //! consuming service (its own schema) applies them exactly once through a
-//! `#[message_controller]`.
+//! `#[message_controller]`. The user's first invoice travels as Avro: the
+//! relay registers its schema in the schema registry and the consumer reads it
+//! back with the writer's schema.
 //!
 //! Run it with `scripts/quickstart.sh`, which starts the services first.
-//! `DATABASE_URL` and `KAFKA_BROKERS` point it at other servers.
+//! `DATABASE_URL`, `KAFKA_BROKERS` and `SCHEMA_REGISTRY_URL` point it at other
+//! servers.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +16,7 @@ use diesel::prelude::*;
 use outbox::kafka::KafkaPublisher;
 use outbox::{Context, Event, HandlerError, Outboxed, message_controller};
 use outbox_diesel::consumer::{self, Consumer};
+use outbox_diesel::registry::SchemaRegistry;
 use outbox_diesel::{Outbox, Relay};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -35,11 +39,21 @@ mod schema {
             locale -> Text,
         }
     }
+    diesel::table! {
+        quickstart_invoices (id) {
+            id -> BigInt,
+            user_id -> BigInt,
+            total_cents -> BigInt,
+            currency -> Text,
+        }
+    }
 }
-use schema::quickstart_users;
+use schema::{quickstart_invoices, quickstart_users};
 
-const USERS_TABLE: &str = "CREATE TABLE IF NOT EXISTS quickstart_users \
-    (id bigint PRIMARY KEY, email text NOT NULL, locale text NOT NULL)";
+const TABLES: &str = "CREATE TABLE IF NOT EXISTS quickstart_users \
+    (id bigint PRIMARY KEY, email text NOT NULL, locale text NOT NULL); \
+    CREATE TABLE IF NOT EXISTS quickstart_invoices \
+    (id bigint PRIMARY KEY, user_id bigint NOT NULL, total_cents bigint NOT NULL, currency text NOT NULL)";
 
 /// The model: a Diesel row that travels as messages in two payload versions.
 /// Both services declare it (here they share the declaration).
@@ -52,6 +66,55 @@ struct User {
     email: String,
     #[outbox(since = 2, default)]
     locale: String,
+}
+
+/// A model sent as Avro: one datum of its highest version in the Confluent wire
+/// format; its schema goes to the registry (subject `quickstart.invoices-value`).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset, Outboxed)]
+#[diesel(table_name = quickstart_invoices)]
+#[outbox(
+    topic = "quickstart.invoices",
+    route = "invoices",
+    versions = [1, 2],
+    partition_key = user_id,
+    format = "avro"
+)]
+struct Invoice {
+    id: i64,
+    user_id: i64,
+    total_cents: i64,
+    #[outbox(since = 2, default = euro)]
+    currency: String,
+}
+
+fn euro() -> String {
+    "EUR".into()
+}
+
+/// The consuming service's handling of `invoices` messages: the built-in upsert,
+/// and a line printed after it.
+struct InvoicesController;
+
+#[message_controller(model = Invoice, table = quickstart_invoices)]
+impl InvoicesController {
+    async fn after_update(
+        &self,
+        ctx: &mut Context<'_>,
+        invoice: &Invoice,
+    ) -> Result<(), HandlerError> {
+        let message = ctx.message();
+        println!(
+            "applied   {} {} of invoice {} ({} {}) read from Avro with the writer's schema (registry id {}, version {})",
+            message.id,
+            message.event,
+            invoice.id,
+            invoice.total_cents,
+            invoice.currency,
+            message.payloads.avro_schema_id().unwrap_or_default(),
+            message.payloads.versions().next().unwrap_or_default(),
+        );
+        Ok(())
+    }
 }
 
 /// The consuming service's handling of `users` messages: created and updated
@@ -94,14 +157,20 @@ async fn main() -> Result<(), BoxError> {
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/outbox_test".into());
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:59092".into());
+    // The registry of `scripts/services.sh` unless `SCHEMA_REGISTRY_URL` names another.
+    let registry = match std::env::var_os("SCHEMA_REGISTRY_URL") {
+        Some(_) => SchemaRegistry::from_env()?,
+        None => SchemaRegistry::builder("http://127.0.0.1:58086/apis/ccompat/v7").build()?,
+    };
     println!("postgres: {}", outbox_diesel::mask_password(&database_url));
     println!("kafka:    {brokers}");
-    ensure_topic(&brokers).await?;
+    println!("registry: {}", registry.url());
+    ensure_topics(&brokers).await?;
 
     // The producing service: its tables and outbox's, then two transactions.
     let mut conn = PgConnection::establish(&database_url)?;
     outbox_diesel::migrations::run(&mut conn)?;
-    conn.batch_execute(USERS_TABLE)?;
+    conn.batch_execute(TABLES)?;
     let outbox = Outbox::new("accounts");
     let next_id: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
         "coalesce((SELECT max(id) FROM quickstart_users), 0) + 1",
@@ -124,6 +193,23 @@ async fn main() -> Result<(), BoxError> {
         created.partition_key(),
         created.id
     );
+    let invoice = conn.transaction(|conn| {
+        let invoice: Invoice = diesel::insert_into(quickstart_invoices::table)
+            .values(&Invoice {
+                id: created.id,
+                user_id: created.id,
+                total_cents: 4_990,
+                currency: "EUR".into(),
+            })
+            .get_result(conn)?;
+        outbox.enqueue(conn, &invoice, Event::Created)?;
+        Ok::<_, outbox_diesel::Error>(invoice)
+    })?;
+    println!(
+        "enqueued  created for `{}` as Avro (version 2, schema id 0 until the relay registers it) in the transaction that inserted invoice {}",
+        Invoice::ROUTE,
+        invoice.id
+    );
     let updated = conn.transaction(|conn| {
         let user: User = diesel::update(quickstart_users::table.find(created.id))
             .set(quickstart_users::locale.eq("fr"))
@@ -134,7 +220,10 @@ async fn main() -> Result<(), BoxError> {
     println!("enqueued  updated (locale fr) in the transaction that changed it");
 
     // The relay: reads committed rows, publishes them, deletes what Kafka acknowledged.
-    let relay = Relay::builder(&database_url, KafkaPublisher::new(&brokers)?).build()?;
+    // With the registry, it registers the Avro schema once and writes its id.
+    let relay = Relay::builder(&database_url, KafkaPublisher::new(&brokers)?)
+        .schema_registry(registry.clone())
+        .build()?;
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(relay.run(async {
         relay_stopped.await.ok();
@@ -146,13 +235,15 @@ async fn main() -> Result<(), BoxError> {
     conn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {CONSUMER_SCHEMA}"))?;
     let mut consumer_conn = PgConnection::establish(&consumer_url)?;
     outbox_diesel::migrations::run(&mut consumer_conn)?;
-    consumer_conn.batch_execute(USERS_TABLE)?;
+    consumer_conn.batch_execute(TABLES)?;
     let consumer = Consumer::builder(
         &brokers,
         "outbox-quickstart",
         consumer::pool(&consumer_url, 4)?,
     )
     .controller(UsersController)
+    .controller(InvoicesController)
+    .schema_registry(registry)
     .build()?;
     let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
     let consumer = tokio::spawn(consumer.run(async {
@@ -164,14 +255,20 @@ async fn main() -> Result<(), BoxError> {
         ..updated.clone()
     };
     let started = Instant::now();
-    let applied = loop {
+    let (applied, invoice_copy) = loop {
         let copy: Option<User> = quickstart_users::table
             .find(created.id)
             .select(User::as_select())
             .first(&mut consumer_conn)
             .optional()?;
-        if copy.as_ref() == Some(&expected) || started.elapsed() > PATIENCE {
-            break copy;
+        let invoice_copy: Option<Invoice> = quickstart_invoices::table
+            .find(invoice.id)
+            .select(Invoice::as_select())
+            .first(&mut consumer_conn)
+            .optional()?;
+        let done = copy.as_ref() == Some(&expected) && invoice_copy.as_ref() == Some(&invoice);
+        if done || started.elapsed() > PATIENCE {
+            break (copy, invoice_copy);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -184,16 +281,17 @@ async fn main() -> Result<(), BoxError> {
         "relay     published {} message(s); consumer applied {}, skipped {} duplicate(s)",
         relay_report.published, consumer_report.processed, consumer_report.duplicates
     );
-    match applied {
-        Some(copy) if copy == expected => {
+    match (applied, invoice_copy) {
+        (Some(copy), Some(invoice_copy)) if copy == expected && invoice_copy == invoice => {
             println!(
-                "ok: billing's copy of user {} matches the producer's (email lowercased by its before hook)",
+                "ok: billing's copies of user {} (email lowercased by its before hook) and of its invoice (Avro) match the producer's",
                 copy.id
             );
             Ok(())
         }
-        other => Err(format!(
-            "billing's copy is {other:?} after {PATIENCE:?}, expected {expected:?}"
+        (user, invoice_copy) => Err(format!(
+            "billing's copies are {user:?} and {invoice_copy:?} after {PATIENCE:?}, \
+             expected {expected:?} and {invoice:?}"
         )
         .into()),
     }
@@ -205,12 +303,13 @@ fn with_search_path(url: &str, schema: &str) -> String {
     format!("{url}{separator}options=-c%20search_path%3D{schema}")
 }
 
-async fn ensure_topic(brokers: &str) -> Result<(), BoxError> {
+async fn ensure_topics(brokers: &str) -> Result<(), BoxError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let topic = NewTopic::new(User::TOPIC, PARTITIONS, TopicReplication::Fixed(1));
-    for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
+    let topics = [User::TOPIC, Invoice::TOPIC]
+        .map(|topic| NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)));
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
         match result {
             Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {

@@ -29,8 +29,6 @@ struct Names {
     message: Ident,
     event: Ident,
     name: Ident,
-    version: Ident,
-    payload: Ident,
     model: Ident,
     key: Ident,
 }
@@ -44,8 +42,6 @@ impl Names {
             message: ident("__outbox_message"),
             event: ident("__outbox_event"),
             name: ident("__outbox_name"),
-            version: ident("__outbox_version"),
-            payload: ident("__outbox_payload"),
             model: ident("__outbox_model"),
             key: ident("__outbox_key"),
         }
@@ -197,22 +193,7 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
     let span = ty.span();
     let outboxed = outboxed(ty);
     let local = |name: &str| Ident::new(name, resolving_as(span));
-    let (
-        event,
-        conn,
-        messages,
-        rows,
-        keys,
-        signatures,
-        chunks,
-        index,
-        message,
-        version,
-        payload,
-        row,
-        chunk,
-        set,
-    ) = (
+    let (event, conn, messages, rows, keys, signatures, chunks, index, message, row, chunk, set) = (
         local("__outbox_event"),
         local("__outbox_conn"),
         local("__outbox_messages"),
@@ -222,8 +203,6 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
         local("__outbox_chunks"),
         local("__outbox_index"),
         local("__outbox_message"),
-        local("__outbox_version"),
-        local("__outbox_payload"),
         local("__outbox_row"),
         local("__outbox_chunk"),
         local("__outbox_set"),
@@ -245,17 +224,14 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
         located(&row, span),
     );
     let group_upsert = upsert(quote!(#at_chunk), quote!(#at_set));
+    // JSON or Avro alike: `read` and `read_key` take either format.
     let read = quote_spanned! {span=>
-        let (#version, #payload) = ::core::result::Result::map_err(
-            ::outbox::Message::payload_for(#message, #outboxed::VERSIONS),
-            ::outbox::__private::at(#index),
-        )?;
         let #row: #ty = ::core::result::Result::map_err(
-            #outboxed::from_payload(&#message.event, #version, #payload),
+            ::outbox::Message::read::<#ty>(#message),
             ::outbox::__private::at(#index),
         )?;
         let __outbox_key: #outboxed::Key = ::core::result::Result::map_err(
-            #outboxed::key_from_payload(#version, #payload),
+            ::outbox::Message::read_key::<#ty>(#message),
             ::outbox::__private::at(#index),
         )?;
         #signatures.push(::outbox::__private::signature(&#own_upsert));
@@ -393,21 +369,28 @@ fn call(call: &Call<'_>, argument: Argument, names: &Names) -> TokenStream {
     quote_spanned!(output=> Self::#method(#this, #ctx, #arg).await?)
 }
 
-/// Reads the payload version both sides know (a payload this release cannot
-/// read is a permanent error: retrying does not change it). Spanned on the
-/// `model` argument, like everything that needs the model's traits.
-fn read_payload(model: &Model<'_>, names: &Names) -> TokenStream {
+/// `let <binding>: <ty> = <read>(message)?`: the model, or its key, read from
+/// the message whatever its format (JSON: the payload version both sides
+/// know; Avro: the writer's schema resolved into the model's version). A
+/// message this release cannot read is a permanent error: retrying does not
+/// change it. Spanned on the `model` argument, like everything that needs
+/// the model's traits.
+fn read_model(model: &Model<'_>, names: &Names, binding: &Ident, key: bool) -> TokenStream {
     let ty = &model.model;
-    let outboxed = outboxed(ty);
-    let Names {
-        message,
-        version,
-        payload,
-        ..
-    } = names;
-    quote_spanned! {ty.span()=>
-        let (#version, #payload) = ::core::result::Result::map_err(
-            ::outbox::Message::payload_for(#message, #outboxed::VERSIONS),
+    let message = &names.message;
+    let span = ty.span();
+    let (read, binding_ty) = if key {
+        let outboxed = outboxed(ty);
+        (
+            quote_spanned!(span=> read_key),
+            quote_spanned!(span=> #outboxed::Key),
+        )
+    } else {
+        (quote_spanned!(span=> read), quote_spanned!(span=> #ty))
+    };
+    quote_spanned! {span=>
+        let #binding: #binding_ty = ::core::result::Result::map_err(
+            ::outbox::Message::#read::<#ty>(#message),
             ::outbox::HandlerError::permanent,
         )?;
     }
@@ -420,17 +403,11 @@ fn upsert_arm(model: &Model<'_>, handling: &Handling<'_>, names: &Names) -> Toke
         Handling::BuiltIn { before, after } => (before, after),
     };
     let Names {
-        ctx,
-        message,
-        version,
-        payload,
-        model: value,
-        ..
+        ctx, model: value, ..
     } = names;
     let ty = &model.model;
     let table = &model.table;
-    let outboxed = outboxed(ty);
-    let read = read_payload(model, names);
+    let read = read_model(model, names, value, false);
     let before = before.map(|before| {
         let call = call(&before, Argument::Model, names);
         quote!(let #value: #ty = #call;)
@@ -452,15 +429,8 @@ fn upsert_arm(model: &Model<'_>, handling: &Handling<'_>, names: &Names) -> Toke
         )
         .await?;
     };
-    let from_payload = quote_spanned! {span=>
-        let #value: #ty = ::core::result::Result::map_err(
-            #outboxed::from_payload(&#message.event, #version, #payload),
-            ::outbox::HandlerError::permanent,
-        )?;
-    };
     quote! {{
         #read
-        #from_payload
         #before
         #upsert
         #after
@@ -474,17 +444,10 @@ fn destroy_arm(model: &Model<'_>, names: &Names) -> TokenStream {
         Handling::Replaced(replaced) => return replaced_arm(replaced, names),
         Handling::BuiltIn { before, after } => (before, after),
     };
-    let Names {
-        ctx,
-        version,
-        payload,
-        key,
-        ..
-    } = names;
+    let Names { ctx, key, .. } = names;
     let ty = &model.model;
     let table = &model.table;
-    let outboxed = outboxed(ty);
-    let read = read_payload(model, names);
+    let read = read_model(model, names, key, true);
     let before = before.map(|before| {
         let call = call(&before, Argument::KeyRef, names);
         quote!(let () = #call;)
@@ -511,15 +474,8 @@ fn destroy_arm(model: &Model<'_>, names: &Names) -> TokenStream {
         )
         .await?;
     };
-    let key_from_payload = quote_spanned! {span=>
-        let #key: #outboxed::Key = ::core::result::Result::map_err(
-            #outboxed::key_from_payload(#version, #payload),
-            ::outbox::HandlerError::permanent,
-        )?;
-    };
     quote! {{
         #read
-        #key_from_payload
         #before
         #delete
         #after_call

@@ -13,6 +13,7 @@ use tracing_subscriber::filter::LevelFilter;
 use super::kafka_args::KafkaArgs;
 use super::{Failure, db};
 use crate::error::Error;
+use crate::registry::SchemaRegistry;
 use crate::relay::{
     DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_GRACE, Relay,
     RelayReport,
@@ -58,6 +59,24 @@ pub(super) struct RelayArgs {
     /// resolved: localhost:9464)
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     metrics_addr: Option<SocketAddr>,
+
+    /// Only look up the schemas of Avro values in the schema registry
+    /// (SCHEMA_REGISTRY_URL), never register them: rows of a schema not
+    /// registered wait until `outbox schemas register` has run
+    #[arg(long)]
+    no_auto_register: bool,
+}
+
+/// The schema registry of `SCHEMA_REGISTRY_URL` (and the other
+/// `SCHEMA_REGISTRY_*` settings), `None` when the variable is unset or empty.
+fn registry_from_env() -> Result<Option<SchemaRegistry>, Failure> {
+    let set = std::env::var_os("SCHEMA_REGISTRY_URL").is_some_and(|url| !url.is_empty());
+    if !set {
+        return Ok(None);
+    }
+    SchemaRegistry::from_env()
+        .map(Some)
+        .map_err(|e| Failure::from_error(Some("relay: the schema registry"), &e))
 }
 
 /// Parses the address to serve metrics on: `IP:PORT`, or `HOST:PORT` with a
@@ -94,6 +113,17 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
     let mut relay = Relay::builder(db::with_connect_timeout(url), publisher);
     if let Some(addr) = args.metrics_addr {
         relay = relay.serve_metrics(addr);
+    }
+    let registry = registry_from_env()?;
+    let registry_url = registry.as_ref().map(|r| r.url().to_owned());
+    if let Some(registry) = registry {
+        relay = relay
+            .schema_registry(registry)
+            .auto_register(!args.no_auto_register);
+    } else if args.no_auto_register {
+        return Err(Failure::usage(
+            "--no-auto-register needs a schema registry: set SCHEMA_REGISTRY_URL",
+        ));
     }
     let mut relay = relay
         .batch_size(args.batch_size)
@@ -137,6 +167,7 @@ pub(super) fn run(url: &str, args: RelayArgs) -> Result<String, Failure> {
         tracing::info!(
             url = %crate::mask_password(url),
             brokers = %brokers,
+            schema_registry = registry_url.as_deref().unwrap_or("none (Avro rows wait)"),
             "relay: starting; stop with Ctrl-C or SIGTERM"
         );
         relay

@@ -18,6 +18,11 @@
 //! controller's [`FailurePolicy`] applies: stop the partition (recorded in
 //! `outbox_stopped_partitions`, resumed with [`Consumer::resume`] or
 //! `outbox partitions resume`) or dead-letter it to `<topic>.dlq`.
+//!
+//! Avro records (`content-type: application/avro`) are read with their
+//! writer's schema, fetched by the id in their frame from the
+//! [schema registry](ConsumerBuilder::schema_registry) once per id and kept;
+//! controllers read them as they read JSON ([`Message::read`](outbox::Message::read)).
 
 mod apply;
 mod batch;
@@ -28,6 +33,7 @@ mod kafka;
 mod policy;
 mod report;
 mod routes;
+mod schemas;
 mod worker;
 
 use std::collections::HashMap;
@@ -52,7 +58,9 @@ use self::dispatch::{Dispatcher, StoppedMap};
 use self::kafka::{CONSUMER_DEFAULTS, CONSUMER_REQUIRED, ConsumeContext, Control, Tp};
 use self::report::Counters;
 use self::routes::Routes;
+use self::schemas::WriterSchemas;
 use crate::error::{Error, Result};
+use crate::registry::SchemaRegistry;
 use crate::stopped::{self, StoppedPartition};
 use crate::{Outbox, mask_password};
 
@@ -190,6 +198,8 @@ pub(crate) struct Shared {
     pub(crate) batch_size: usize,
     /// Faults injected into handler calls, when asked for and enabled.
     pub(crate) faults: Option<Arc<crate::fault_injection::Injector>>,
+    /// The writer schemas of Avro records, by id.
+    pub(crate) schemas: WriterSchemas,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +227,7 @@ pub struct ConsumerBuilder {
     settings: Settings,
     kafka: Vec<(String, String)>,
     fault_injection: Option<crate::fault_injection::FaultInjection>,
+    schema_registry: Option<SchemaRegistry>,
 }
 
 impl Consumer {
@@ -241,6 +252,7 @@ impl Consumer {
             },
             kafka: Vec::new(),
             fault_injection: None,
+            schema_registry: None,
         }
     }
 
@@ -518,6 +530,49 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The schema registry that Avro records' writer schemas are fetched
+    /// from, by the id in their frame (`GET /schemas/ids/{id}`).
+    ///
+    /// Each id is fetched once, when the first record naming it is met (one
+    /// request, whichever partitions meet it at once), and kept for the
+    /// consumer's life: an id never changes meaning. JSON records never need
+    /// the registry.
+    ///
+    /// Without this setting, [`build`](Self::build) takes the registry of
+    /// the environment when `SCHEMA_REGISTRY_URL` is set (and not empty):
+    /// [`SchemaRegistry::from_env`], with its other `SCHEMA_REGISTRY_*`
+    /// variables. With neither, an Avro record fails under its controller's
+    /// failure policy, saying to set one.
+    ///
+    /// While the registry cannot answer (unreachable, too slow, 5xx or 429)
+    /// or cannot be used as configured (credentials refused, certificate not
+    /// trusted, a URL that is not a registry's API), a record needing a
+    /// schema not fetched yet waits and is tried again with backoff: its
+    /// partition neither stops nor dead-letters it, nor counts it as an
+    /// attempt. The warning is logged once per outage. An id the registry
+    /// does not know (404), or a schema that does not parse, fails the
+    /// record under its controller's [`FailurePolicy`], the id named.
+    ///
+    /// Requests are counted in `outbox_schema_registry_requests_total{op="schema",
+    /// outcome}` (`ok`, `not_found`, `unavailable`, `error`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox_diesel::registry::SchemaRegistry;
+    ///
+    /// # fn f(builder: outbox_diesel::ConsumerBuilder) -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = SchemaRegistry::builder("https://registry:8081")
+    ///     .basic_auth("billing", "s3cret")
+    ///     .build()?;
+    /// let consumer = builder.schema_registry(registry).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn schema_registry(mut self, registry: SchemaRegistry) -> Self {
+        self.schema_registry = Some(registry);
+        self
+    }
+
     /// Checks the settings and creates the Kafka clients (they connect on
     /// [`run`](Consumer::run)).
     ///
@@ -525,7 +580,9 @@ impl ConsumerBuilder {
     ///
     /// [`Error::Config`] naming every problem: no controller, two controllers
     /// on one route, a controller without topic, a concurrency of 0, a setting
-    /// the consumer owns, a fault injection fraction outside 0.0 to 1.0;
+    /// the consumer owns, a fault injection fraction outside 0.0 to 1.0,
+    /// `SCHEMA_REGISTRY_*` variables that do not make a registry (when no
+    /// [`schema_registry`](Self::schema_registry) is given);
     /// [`Error::KafkaClient`] when librdkafka refuses a
     /// setting or a file setting (`ssl.ca.location`, …) names a file that
     /// cannot be read.
@@ -568,6 +625,13 @@ impl ConsumerBuilder {
         for (name, reason) in self.fault_injection.iter().flat_map(|f| f.problems()) {
             problems.push(format!("`{name}`: {reason}"));
         }
+        let registry = match self.schema_registry {
+            Some(registry) => Some(registry),
+            None if registry_in_env() => SchemaRegistry::from_env()
+                .map_err(|error| problems.push(error.to_string()))
+                .ok(),
+            None => None,
+        };
         let Some(routes) = routes.filter(|_| problems.is_empty()) else {
             return Err(Error::Config {
                 name: "consumer",
@@ -628,6 +692,7 @@ impl ConsumerBuilder {
             faults: self
                 .fault_injection
                 .and_then(|faults| faults.activate("consumer")),
+            schemas: WriterSchemas::new(registry),
         };
         Ok(Consumer {
             shared: Arc::new(shared),
@@ -734,6 +799,12 @@ async fn expire_inbox(
             }
         }
     }
+}
+
+/// Whether `SCHEMA_REGISTRY_URL` names a registry (an empty one counts as unset).
+fn registry_in_env() -> bool {
+    std::env::var_os("SCHEMA_REGISTRY_URL")
+        .is_some_and(|url| !url.to_string_lossy().trim().is_empty())
 }
 
 /// The reason of a configuration error, to report it beside the others.

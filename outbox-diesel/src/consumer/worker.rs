@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use outbox::avro::WriterSchema;
 use outbox::kafka::RawHeader;
 use outbox::{Controller, Message};
 use rdkafka::Message as _;
@@ -21,6 +22,7 @@ use super::batch::{BatchError, Entry, apply_batch};
 use super::kafka::{Control, Tp};
 use super::policy::{FailurePolicy, OnFailure};
 use super::report::Outcome;
+use super::schemas::{SchemaError, WriterSchemas};
 use super::{Shared, checkout};
 use crate::backoff::Backoff;
 use crate::dead_letter;
@@ -258,18 +260,24 @@ impl PartitionTask {
     }
 
     /// The messages of the longest run at the start of `records` that the
-    /// batch path takes: decoded, routed to a controller that handles them.
+    /// batch path takes: decoded, routed to a controller that handles them,
+    /// and for Avro, their writer schema cached (the record that needs one
+    /// fetched goes alone: [`process`](Self::process) fetches it, and the
+    /// records after it find it cached).
     fn batchable(&self, records: &[OwnedMessage]) -> Vec<(Message, Arc<dyn Controller>)> {
         let mut messages = Vec::new();
         for record in records {
             let headers: Vec<RawHeader<'_>> = record.headers().map_or_else(Vec::new, |headers| {
                 outbox::kafka::read_headers(headers).collect()
             });
-            let Ok(message) = outbox::kafka::decode_record_with(record, &headers) else {
+            let Ok(mut message) = outbox::kafka::decode_record_with(record, &headers) else {
                 break;
             };
             match self.shared.routes.get(&message.to) {
-                Some(route) if route.controller.handles(&message.event) => {
+                Some(route)
+                    if route.controller.handles(&message.event)
+                        && self.shared.schemas.attach_cached(&mut message) =>
+                {
                     messages.push((message, Arc::clone(&route.controller)));
                 }
                 _ => break,
@@ -520,7 +528,7 @@ impl PartitionTask {
             let headers: Vec<RawHeader<'_>> = record
                 .headers()
                 .map_or_else(Vec::new, |headers| outbox::kafka::read_headers(headers).collect());
-            let message = match outbox::kafka::decode_record_with(record, &headers) {
+            let mut message = match outbox::kafka::decode_record_with(record, &headers) {
                 Ok(message) => message,
                 Err(error) => {
                     let route = raw_header(&headers, outbox::headers::TO);
@@ -564,6 +572,22 @@ impl PartitionTask {
                 }
                 shared.counters.count(Outcome::Ignored, &self.tp.topic);
                 return Next::Done;
+            }
+            if let Some(id) = WriterSchemas::needed(&message) {
+                match self.writer_schema(id).await {
+                    Some(Ok(writer)) => message.payloads.set_writer_schema(writer),
+                    Some(Err(error)) => {
+                        let failure = Failure {
+                            kind: dead_letter::KIND_DECODE,
+                            error,
+                            message_id: Some(message.id.into()),
+                            attempts: 1,
+                            policy: route.policy,
+                        };
+                        return self.fail(record, failure).await;
+                    }
+                    None => return Next::Abandoned,
+                }
             }
             let retry = route.policy.retries();
             let mut backoff = Backoff::new(retry.base(), retry.cap());
@@ -658,6 +682,27 @@ impl PartitionTask {
         }
         .instrument(span)
         .await
+    }
+
+    /// The writer schema of id `id`, cached or fetched: waits while the
+    /// registry cannot answer (not the record's fault: no attempt counted,
+    /// no policy applied); `Err` when the record names a schema that cannot
+    /// be had, `None` on shutdown or revocation.
+    async fn writer_schema(&mut self, id: u32) -> Option<Result<Arc<WriterSchema>, String>> {
+        let (base, cap) = INFRASTRUCTURE_BACKOFF;
+        let mut backoff = Backoff::new(base, cap);
+        loop {
+            match self.shared.schemas.get(id).await {
+                Ok(writer) => return Some(Ok(writer)),
+                Err(SchemaError::Permanent(error)) => return Some(Err(error)),
+                // Logged by the cache, once per outage.
+                Err(SchemaError::Unavailable(_)) => {
+                    if !self.pause(backoff.next_delay()).await {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     async fn database_reachable(&self) -> bool {

@@ -7,7 +7,11 @@
 //!    the poll interval, or shutdown; go on at once while rows remain;
 //! 2. read a batch of the oldest rows (of the shards this relay holds), skipping
 //!    keys held back by a parked row and the rows already in flight;
-//! 3. hand every record of the batch to the publisher at once; while the broker
+//! 3. write the schema registry's id into each Avro value (resolved once per
+//!    schema for the relay's run; see [`RelayBuilder::schema_registry`]; a row
+//!    whose schema cannot be resolved yet is refused like a record the
+//!    publisher refuses), then
+//!    hand every record of the batch to the publisher at once; while the broker
 //!    acknowledges it, read and send the next batches, up to a window of
 //!    `batches_in_flight` (by default as many as [`DEFAULT_ROWS_IN_FLIGHT`]
 //!    rows take, at least 2);
@@ -24,6 +28,7 @@
 //! (`bigserial`, no `CACHE` above 1).
 
 mod headers;
+mod schemas;
 mod shards;
 mod store;
 
@@ -46,6 +51,8 @@ use crate::backoff::Backoff;
 use crate::error::error_chain;
 use crate::error::{Error, Result, mask_password};
 use crate::pg::tables::{OUTBOX_TABLE_QUERY, OutboxTable};
+use crate::registry::SchemaRegistry;
+use schemas::Resolver;
 use shards::Shards;
 use store::Row;
 
@@ -126,6 +133,10 @@ struct Settings {
     /// Metrics and health over HTTP, when asked for.
     observe: crate::serve::Observe,
     fault_injection: Option<crate::fault_injection::FaultInjection>,
+    /// Where the ids of Avro values' schemas come from.
+    schema_registry: Option<SchemaRegistry>,
+    /// Register schemas the registry does not hold (else look them up only).
+    auto_register: bool,
 }
 
 impl Settings {
@@ -181,6 +192,8 @@ impl<P: Publisher> Relay<P> {
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 observe: crate::serve::Observe::default(),
                 fault_injection: None,
+                schema_registry: None,
+                auto_register: true,
             },
         }
     }
@@ -273,6 +286,11 @@ impl<P: Publisher> Relay<P> {
             self.settings.gauge_interval,
         )));
         let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
+        // Schema ids never change: resolved once for the whole run, across sessions.
+        let mut resolver = Resolver::new(
+            self.settings.schema_registry.clone(),
+            self.settings.auto_register,
+        );
         let url = mask_password(&self.database_url);
         while !shutdown.requested() {
             let mut session = match Session::open(&self.database_url, &self.settings).await {
@@ -306,6 +324,7 @@ impl<P: Publisher> Relay<P> {
                     &mut shutdown,
                     &mut report,
                     &mut backoff,
+                    &mut resolver,
                     health,
                 )
                 .await
@@ -333,6 +352,7 @@ impl<P: Publisher> Relay<P> {
         shutdown: &mut Shutdown<'_>,
         report: &mut RelayReport,
         backoff: &mut Backoff,
+        resolver: &mut Resolver,
         health: &crate::serve::Component,
     ) -> diesel::QueryResult<()> {
         let settings = &self.settings;
@@ -356,7 +376,7 @@ impl<P: Publisher> Relay<P> {
             }
             let published = report.published;
             let ended = self
-                .run_window(session, shutdown, &mut window, report)
+                .run_window(session, shutdown, &mut window, report, resolver)
                 .await?;
             // A failure holds Kafka not ready (whatever the metadata probe
             // says) until a record goes through or none is left to send. An
@@ -390,6 +410,19 @@ impl<P: Publisher> Relay<P> {
                     tracing::warn!(%error, ?delay, "relay: publish failed; retrying");
                     shutdown.sleep(delay).await;
                 }
+                WindowEnd::SchemaWaiting(error) => {
+                    // Avro rows wait for their schema ids (every other row
+                    // went): retry once the resolver would ask the registry
+                    // again, on its own backoff, not the broker's.
+                    let delay = resolver
+                        .next_attempt()
+                        .map_or(settings.poll_interval, |at| {
+                            at.saturating_duration_since(Instant::now())
+                        })
+                        .clamp(settings.poll_interval, schemas::REGISTRY_BACKOFF_CAP);
+                    tracing::warn!(%error, ?delay, "relay: Avro rows wait for their schema; retrying");
+                    shutdown.sleep(delay).await;
+                }
             }
         }
     }
@@ -404,6 +437,7 @@ impl<P: Publisher> Relay<P> {
         shutdown: &mut Shutdown<'_>,
         window: &mut Window<P::Ack>,
         report: &mut RelayReport,
+        resolver: &mut Resolver,
     ) -> diesel::QueryResult<WindowEnd> {
         let limit = self.settings.batch_size as i64;
         let grace = self.settings.shutdown_grace;
@@ -414,6 +448,9 @@ impl<P: Publisher> Relay<P> {
         } else {
             WindowEnd::CaughtUp
         };
+        // A row refused for its schema that may go later: the window goes on
+        // reading (the other rows keep flowing), and ends waiting for it.
+        let mut schema_waiting: Option<PublishError> = None;
         loop {
             let in_flight = self.settings.batches_in_flight();
             while reading && window.batches.len() < in_flight {
@@ -424,7 +461,7 @@ impl<P: Publisher> Relay<P> {
                     break;
                 }
                 let next = window.next_read();
-                let rows = store::delete_and_fetch(
+                let mut rows = store::delete_and_fetch(
                     &mut session.conn,
                     next.query(limit, session.shards.filter()),
                 )
@@ -436,10 +473,14 @@ impl<P: Publisher> Relay<P> {
                 if rows.is_empty() {
                     break;
                 }
-                window.send(&*self.publisher, self.faults.as_deref(), rows);
+                let unresolved = resolver.resolve(&mut session.conn, &mut rows).await?;
+                window.send(&*self.publisher, self.faults.as_deref(), rows, unresolved);
             }
             let Some(batch) = window.batches.pop_front() else {
-                return Ok(end);
+                return Ok(match (end, schema_waiting) {
+                    (end @ WindowEnd::Failed(_), _) | (end, None) => end,
+                    (_, Some(error)) => WindowEnd::SchemaWaiting(error),
+                });
             };
             let acknowledged = batch.acknowledged(window);
             let Some(outcome) = settle(acknowledged, shutdown, &mut shutdown_deadline, grace).await
@@ -456,6 +497,15 @@ impl<P: Publisher> Relay<P> {
             };
             report.batches += 1;
             report.published += outcome.acked as u64;
+            if !outcome.schema_failed.is_empty() {
+                // Refused for their schema: recorded, and the window reads on.
+                let failures = record_failures(&mut session.conn, &outcome.schema_failed).await?;
+                report.failed_attempts += outcome.schema_failed.len() as u64;
+                report.parked += failures.parked;
+                if let Some(error) = failures.first_retriable {
+                    schema_waiting.get_or_insert(error);
+                }
+            }
             if outcome.failed.is_empty() {
                 if !reading {
                     window.flush_deletes(&mut session.conn).await?;
@@ -534,6 +584,9 @@ enum WindowEnd {
     Parked,
     /// A publish failed and may succeed later: back off.
     Failed(PublishError),
+    /// Every row went but Avro rows whose schema id is not resolved yet:
+    /// retry when the resolver asks the registry again.
+    SchemaWaiting(PublishError),
     /// Publishes failed by fault injection only (and rows may have been
     /// parked): retry after the first backoff delay, without lengthening it.
     Injected,
@@ -668,6 +721,8 @@ struct Batch<A> {
     pending: Vec<(usize, A)>,
     /// Row indexes refused at once, with why.
     refused: Vec<(usize, PublishError)>,
+    /// The indexes among `refused` refused for their Avro schema, ascending.
+    schema_refused: Vec<usize>,
     started: Instant,
 }
 
@@ -676,23 +731,37 @@ struct Outcome {
     acked: usize,
     /// Failed rows: id and why.
     failed: Vec<(i64, PublishError)>,
+    /// Rows refused for their Avro schema (not sent): id and why.
+    schema_failed: Vec<(i64, PublishError)>,
 }
 
 impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Window<A> {
     /// Hands every row to the publisher at once, except rows of a key that
     /// failed earlier in this window (they stay in the table for the retry);
     /// `faults` may fail a row instead, as a refusal of the publisher.
+    /// `unresolved` (indexes ascending) are refused for their schema: their
+    /// keys fail as for a refusal of the publisher.
     fn send<P: Publisher<Ack = A>>(
         &mut self,
         publisher: &P,
         faults: Option<&crate::fault_injection::Injector>,
         rows: Vec<Row>,
+        unresolved: Vec<(usize, PublishError)>,
     ) {
         let mut refused = Vec::new();
+        let mut schema_refused = Vec::new();
+        let mut unresolved = unresolved.into_iter().peekable();
         let mut pending = Vec::with_capacity(rows.len());
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(10);
         for (index, row) in rows.iter().enumerate() {
+            let unresolved = unresolved.next_if(|(i, _)| *i == index);
             if !self.failed_keys.is_empty() && self.failed_keys.contains(&row.key()) {
+                continue;
+            }
+            if let Some((_, error)) = unresolved {
+                self.failed_keys.insert(row.key());
+                schema_refused.push(index);
+                refused.push((index, error));
                 continue;
             }
             headers.clear();
@@ -717,6 +786,7 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
             rows,
             pending,
             refused,
+            schema_refused,
             started: Instant::now(),
         });
     }
@@ -801,6 +871,7 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Ba
             rows,
             pending,
             refused,
+            schema_refused,
             started,
         } = self;
         let (indexes, acks): (Vec<usize>, Vec<A>) = pending.into_iter().unzip();
@@ -826,12 +897,24 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Ba
         tracing::debug!(parent: &span, ids = ?&window.to_delete[before..], "relay: acknowledged");
         metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed());
         metrics::counter!("outbox_relay_published_total").increment(acked as u64);
-        Outcome {
-            acked,
-            failed: failed
+        let mut schema_failed = Vec::new();
+        if !schema_refused.is_empty() {
+            let (schema, other): (Vec<_>, Vec<_>) = failed
+                .into_iter()
+                .partition(|(index, _)| schema_refused.binary_search(index).is_ok());
+            schema_failed = schema;
+            failed = other;
+        }
+        let ids = |failed: Vec<(usize, PublishError)>| {
+            failed
                 .into_iter()
                 .map(|(index, error)| (rows[index].id, error))
-                .collect(),
+                .collect()
+        };
+        Outcome {
+            acked,
+            failed: ids(failed),
+            schema_failed: ids(schema_failed),
         }
     }
 }
@@ -995,6 +1078,68 @@ impl<P: Publisher> RelayBuilder<P> {
     /// ```
     pub fn fault_injection(mut self, faults: crate::fault_injection::FaultInjection) -> Self {
         self.settings.fault_injection = Some(faults);
+        self
+    }
+
+    /// The schema registry the ids of Avro values' schemas come from (models
+    /// with `#[outbox(format = "avro")]`). Enqueue writes each value with
+    /// schema id 0 and keeps its writer schema in `outbox_schemas`; the relay
+    /// registers that schema under its subject (or looks it up, see
+    /// [`auto_register`](Self::auto_register)) once per schema for its whole
+    /// run, and writes the id into the value before sending it.
+    ///
+    /// Without a registry, JSON rows go as usual and Avro rows wait (not
+    /// parked), their `last_error` saying to set one. While the registry is
+    /// unreachable, slow, unavailable or refuses the relay's credentials, rows
+    /// of schemas not resolved yet wait too (the registry is asked again
+    /// after a backoff from 200 ms to 30 s); rows whose schema the registry
+    /// refuses (incompatible with the subject's versions at its level, or
+    /// invalid) are parked, the registry's reasons in `last_error`, to be
+    /// released by `outbox parked retry` once the subject allows it. Rows of
+    /// other keys, and of schemas already resolved, keep going; a key's later
+    /// rows wait behind its refused one. Requests are counted in
+    /// `outbox_schema_registry_requests_total{op="register"|"lookup",
+    /// outcome="ok"|"error"}`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox_diesel::registry::SchemaRegistry;
+    /// # use outbox::kafka::KafkaPublisher;
+    /// # fn f(publisher: KafkaPublisher) -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = SchemaRegistry::from_env()?; // SCHEMA_REGISTRY_URL, ...
+    /// let relay = outbox_diesel::Relay::builder("postgres://localhost/app", publisher)
+    ///     .schema_registry(registry)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn schema_registry(mut self, registry: SchemaRegistry) -> Self {
+        self.settings.schema_registry = Some(registry);
+        self
+    }
+
+    /// Whether the relay registers a schema its registry does not hold yet
+    /// (`true`, the default, as Confluent's serializers do), or only looks it
+    /// up (`false`: schemas are registered ahead by `outbox schemas register`
+    /// or the team's pipeline, and the relay's credentials may be read-only).
+    /// Looking up a schema that is not registered leaves its rows waiting (not
+    /// parked), their `last_error` saying to run `outbox schemas register`;
+    /// they go once it is registered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox_diesel::registry::SchemaRegistry;
+    /// # use outbox::kafka::KafkaPublisher;
+    /// # fn f(publisher: KafkaPublisher) -> Result<(), Box<dyn std::error::Error>> {
+    /// let relay = outbox_diesel::Relay::builder("postgres://localhost/app", publisher)
+    ///     .schema_registry(SchemaRegistry::from_env()?)
+    ///     .auto_register(false) // registered by CI; the relay only reads
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn auto_register(mut self, auto_register: bool) -> Self {
+        self.settings.auto_register = auto_register;
         self
     }
 

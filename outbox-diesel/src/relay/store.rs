@@ -31,6 +31,11 @@ pub(crate) struct Row {
     /// sorted, comma-separated), `NULL` when none. See [`ReadBatch`].
     #[diesel(sql_type = Nullable<Text>)]
     pub(crate) writers: Option<String>,
+    /// The `outbox_schemas` key of an Avro value whose frame still holds
+    /// schema id 0 (the relay writes the registry's id in it before sending);
+    /// `NULL` for a value sent as stored.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) value_schema: Option<i64>,
 }
 
 impl Row {
@@ -101,7 +106,7 @@ impl QueryFragment<Pg> for ReadBatch<'_> {
         out.push_sql("WITH acknowledged AS (DELETE FROM outbox_messages WHERE id = ANY(");
         out.push_bind_param::<Array<BigInt>, _>(&self.delete)?;
         out.push_sql(
-            ")) SELECT m.id, m.topic, m.partition_key, m.headers, m.payload, m.attempts, \
+            ")) SELECT m.id, m.topic, m.partition_key, m.headers, m.payload, m.attempts, m.value_schema, \
                CASE WHEN row_number() OVER () = 1 THEN \
                (SELECT string_agg(l.virtualtransaction, ',' ORDER BY l.virtualtransaction) \
                   FROM pg_locks l \

@@ -56,7 +56,7 @@ impl PartialEq for Inner {
 }
 
 /// One datum, with the schema id of its frame.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(super) struct AvroPayload {
     pub(super) version: u32,
     pub(super) schema_id: u32,
@@ -227,6 +227,18 @@ impl Payloads {
             Inner::Json(map) => (Some(map), None),
             Inner::Avro(avro) => (None, Some(avro)),
         }
+    }
+}
+
+impl std::fmt::Debug for AvroPayload {
+    // The writer schema's parsed nodes would drown a logged message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroPayload")
+            .field("version", &self.version)
+            .field("schema_id", &self.schema_id)
+            .field("datum_bytes", &self.datum.len())
+            .field("writer_schema", &self.writer.is_some())
+            .finish()
     }
 }
 

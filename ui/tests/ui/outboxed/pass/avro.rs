@@ -33,6 +33,25 @@ pub struct PaymentRow {
     pub id: i64,
 }
 
+/// Avro on the wire; `format = "avro"` implies `avro`, and `avro(..)` may name the record.
+#[derive(Outboxed)]
+#[outbox(topic = "billing", route = "credits", format = "avro", avro(name = "Credit"))]
+pub struct CreditRow {
+    pub id: i64,
+}
+
+#[derive(Outboxed)]
+#[outbox(topic = "billing", route = "debits", format = "avro")]
+pub struct Debit {
+    pub id: i64,
+}
+
+#[derive(Outboxed)]
+#[outbox(topic = "billing", route = "notes", format = "json")]
+pub struct Note {
+    pub id: i64,
+}
+
 #[derive(Outboxed)]
 #[outbox(avro(namespace = "com.acme"))]
 #[outbox(topic = "billing", route = "refunds")]
@@ -60,9 +79,15 @@ fn main() {
         PaymentRow::avro_schema(1),
         Refund::avro_schema(1),
         Generated::avro_schema(1),
+        CreditRow::avro_schema(1),
+        Debit::avro_schema(1),
     ] {
         schema.expect("the schema builds");
     }
+    assert_eq!(CreditRow::FORMAT, outbox::Format::Avro);
+    assert_eq!(Debit::FORMAT, outbox::Format::Avro);
+    assert_eq!(Note::FORMAT, outbox::Format::Json);
+    assert!(Note::avro_schema(1).is_err());
     let _ = Invoice::json_schema(1).expect("the JSON Schema builds");
     let _ = Status::Active;
     let _ = Status::Closed;
