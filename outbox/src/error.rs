@@ -172,6 +172,13 @@ pub enum Error {
         id: u32,
     },
 
+    /// Schema id 0 in an Avro frame built by hand: no registry gives it.
+    #[error(
+        "schema id 0 is not a registry id: build Avro payloads with the id the registry \
+         gave the writer's schema"
+    )]
+    AvroSchemaId,
+
     /// Avro payloads hold one datum: another version cannot be inserted.
     #[error("Avro payloads carry one datum (version {version}); JSON payloads take more versions")]
     AvroPayloads {

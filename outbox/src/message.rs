@@ -492,10 +492,8 @@ impl Message {
     /// ```
     pub fn payload_for(&self, supported: &[u32]) -> Result<(u32, &Value), Error> {
         let version = self.highest_common_version(supported)?;
-        if let Inner::Avro(avro) = &self.payloads.0
-            && avro.writer.is_none()
-        {
-            return Err(Error::NoWriterSchema { id: avro.schema_id });
+        if let Inner::Avro(avro) = &self.payloads.0 {
+            return Ok((version, avro.as_json()?));
         }
         let payload = self.payloads.get(version).ok_or(Error::NoCommonVersion {
             offered: self.payloads.versions().collect(),

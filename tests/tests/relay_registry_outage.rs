@@ -261,14 +261,22 @@ async fn registry_outage_holds_new_schemas_only_and_loses_nothing() {
         down_at.elapsed()
     );
 
-    // JSON written later in the outage goes too, within the relay's wait.
+    // JSON written later in the outage goes too, on its notification: not
+    // on the registry's backoff (up to 30 s).
     let late = writer.write(
         &mut conn,
         &(0..OTHER_KEYS)
             .map(|k| (other_key(k), Kind::Plain))
             .collect::<Vec<_>>(),
     );
+    let written = std::time::Instant::now();
     read_ids(&mut reader, &late, Duration::from_secs(40)).await;
+    let took = written.elapsed();
+    eprintln!("outage: JSON written during it went in {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "JSON written during the outage took {took:?}"
+    );
 
     // The waiting rows: the new schema's first row of each new key, with
     // why; the rows behind them untouched; nothing parked.

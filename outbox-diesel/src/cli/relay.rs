@@ -68,14 +68,9 @@ pub(super) struct RelayArgs {
 }
 
 /// The schema registry of `SCHEMA_REGISTRY_URL` (and the other
-/// `SCHEMA_REGISTRY_*` settings), `None` when the variable is unset or empty.
+/// `SCHEMA_REGISTRY_*` settings), `None` when the variable is unset or blank.
 fn registry_from_env() -> Result<Option<SchemaRegistry>, Failure> {
-    let set = std::env::var_os("SCHEMA_REGISTRY_URL").is_some_and(|url| !url.is_empty());
-    if !set {
-        return Ok(None);
-    }
-    SchemaRegistry::from_env()
-        .map(Some)
+    SchemaRegistry::from_env_if_set()
         .map_err(|e| Failure::from_error(Some("relay: the schema registry"), &e))
 }
 

@@ -627,10 +627,10 @@ impl ConsumerBuilder {
         }
         let registry = match self.schema_registry {
             Some(registry) => Some(registry),
-            None if registry_in_env() => SchemaRegistry::from_env()
+            None => SchemaRegistry::from_env_if_set()
                 .map_err(|error| problems.push(error.to_string()))
-                .ok(),
-            None => None,
+                .ok()
+                .flatten(),
         };
         let Some(routes) = routes.filter(|_| problems.is_empty()) else {
             return Err(Error::Config {
@@ -799,12 +799,6 @@ async fn expire_inbox(
             }
         }
     }
-}
-
-/// Whether `SCHEMA_REGISTRY_URL` names a registry (an empty one counts as unset).
-fn registry_in_env() -> bool {
-    std::env::var_os("SCHEMA_REGISTRY_URL")
-        .is_some_and(|url| !url.to_string_lossy().trim().is_empty())
 }
 
 /// The reason of a configuration error, to report it beside the others.

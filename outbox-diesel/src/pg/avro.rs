@@ -45,21 +45,21 @@ fn schema_key(subject: &str, schema: &str) -> i64 {
     i64::from_be_bytes(hash.to_be_bytes())
 }
 
-/// The distinct schema rows of `schemas`, in first-seen order.
+/// The distinct schema rows of `schemas`, by key: transactions that first
+/// write the same schemas write them in one order, so they wait for each
+/// other instead of deadlocking.
 pub(crate) fn distinct<'a>(schemas: impl Iterator<Item = &'a SchemaRow>) -> Vec<&'a SchemaRow> {
-    let mut seen: Vec<&SchemaRow> = Vec::new();
-    for schema in schemas {
-        if !seen.iter().any(|s| s.key == schema.key) {
-            seen.push(schema);
-        }
-    }
-    seen
+    let mut distinct: Vec<&SchemaRow> = schemas.collect();
+    distinct.sort_unstable_by_key(|schema| schema.key);
+    distinct.dedup_by_key(|schema| schema.key);
+    distinct
 }
 
 /// `WITH … (INSERT INTO outbox_schemas … ON CONFLICT DO NOTHING) <insert>`:
 /// the schema rows written by the messages' own statement (no round trip of
 /// their own). A row another transaction wrote first is left as it is; one
-/// being written by a transaction still open makes this one wait for it.
+/// being written by a transaction still open makes this one wait for it: the
+/// first use of a schema can wait for the first transaction that used it.
 pub(crate) struct WithSchemas<'a, I> {
     pub(crate) schemas: Vec<&'a SchemaRow>,
     pub(crate) insert: I,

@@ -162,6 +162,31 @@ impl SchemaRegistry {
         SchemaRegistryBuilder::from_env()?.build()
     }
 
+    /// [`from_env`](SchemaRegistry::from_env) when `SCHEMA_REGISTRY_URL` names
+    /// a registry, `None` when it is unset or blank: how the relay's and the
+    /// consumer's defaults pick one up.
+    ///
+    /// # Errors
+    ///
+    /// As for [`from_env`](SchemaRegistry::from_env).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use outbox_diesel::registry::SchemaRegistry;
+    ///
+    /// match SchemaRegistry::from_env_if_set()? {
+    ///     Some(registry) => println!("Avro schemas at {}", registry.url()),
+    ///     None => println!("no schema registry"),
+    /// }
+    /// # Ok::<(), outbox_diesel::registry::RegistryError>(())
+    /// ```
+    pub fn from_env_if_set() -> Result<Option<SchemaRegistry>, RegistryError> {
+        let set = std::env::var_os("SCHEMA_REGISTRY_URL")
+            .is_some_and(|url| !url.to_string_lossy().trim().is_empty());
+        set.then(SchemaRegistry::from_env).transpose()
+    }
+
     /// The registry's URL, without credentials.
     ///
     /// # Examples

@@ -412,16 +412,22 @@ impl<P: Publisher> Relay<P> {
                 }
                 WindowEnd::SchemaWaiting(error) => {
                     // Avro rows wait for their schema ids (every other row
-                    // went): retry once the resolver would ask the registry
-                    // again, on its own backoff, not the broker's.
-                    let delay = resolver
+                    // went). Rows written meanwhile (JSON, other keys) go on
+                    // the next notification, at most one pass a poll
+                    // interval (each pass reads the waiting rows again); the
+                    // registry is asked again on the resolver's own backoff.
+                    let poll = settings.poll_interval;
+                    let next = resolver
                         .next_attempt()
-                        .map_or(settings.poll_interval, |at| {
-                            at.saturating_duration_since(Instant::now())
-                        })
-                        .clamp(settings.poll_interval, schemas::REGISTRY_BACKOFF_CAP);
-                    tracing::warn!(%error, ?delay, "relay: Avro rows wait for their schema; retrying");
-                    shutdown.sleep(delay).await;
+                        .map_or(poll, |at| at.saturating_duration_since(Instant::now()));
+                    let delay = next.max(poll).min(schemas::REGISTRY_BACKOFF_CAP.max(poll));
+                    tracing::debug!(%error, ?delay, "relay: Avro rows wait for their schema");
+                    shutdown.sleep(poll).await;
+                    if !shutdown.requested() {
+                        session
+                            .wait_for_work(delay.saturating_sub(poll), shutdown)
+                            .await?;
+                    }
                 }
             }
         }
@@ -478,7 +484,8 @@ impl<P: Publisher> Relay<P> {
             }
             let Some(batch) = window.batches.pop_front() else {
                 return Ok(match (end, schema_waiting) {
-                    (end @ WindowEnd::Failed(_), _) | (end, None) => end,
+                    // A failure backs off; a rebalance or shutdown goes first.
+                    (end @ (WindowEnd::Failed(_) | WindowEnd::Interrupted), _) | (end, None) => end,
                     (_, Some(error)) => WindowEnd::SchemaWaiting(error),
                 });
             };

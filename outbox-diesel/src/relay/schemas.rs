@@ -122,17 +122,22 @@ impl Resolver {
             return Ok(Vec::new());
         }
         let now = Instant::now();
-        let mut unknown: Vec<i64> = rows
+        let mut wanted: Vec<i64> = rows
             .iter()
             .filter_map(|row| row.value_schema)
-            .filter(|key| !self.ids.contains_key(key) && !self.pending.contains_key(key))
+            .filter(|key| !self.ids.contains_key(key))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let unknown: Vec<i64> = wanted
+            .iter()
+            .copied()
+            .filter(|key| !self.pending.contains_key(key))
             .collect();
         if !unknown.is_empty() {
-            unknown.sort_unstable();
-            unknown.dedup();
             self.load(conn, &unknown).await?;
         }
-        self.ask(now).await;
+        self.ask(now, &wanted).await;
         let mut refused = Vec::new();
         for (index, row) in rows.iter_mut().enumerate() {
             let Some(key) = row.value_schema else {
@@ -181,13 +186,15 @@ impl Resolver {
         Ok(())
     }
 
-    /// Asks the registry for every pending schema that is due, concurrently
-    /// (each call within the client's timeout), unless the registry is in
-    /// its backoff or there is none.
-    async fn ask(&mut self, now: Instant) {
+    /// Asks the registry for the pending schemas of this batch (`wanted`,
+    /// sorted) that are due, concurrently (each call within the client's
+    /// timeout), unless the registry is in its backoff or there is none. A
+    /// schema no row waits for any more (its rows discarded) is not asked for.
+    async fn ask(&mut self, now: Instant, wanted: &[i64]) {
         let due: Vec<i64> = self
             .pending
             .iter()
+            .filter(|(key, _)| wanted.binary_search(key).is_ok())
             .filter(|(_, p)| p.failure.as_ref().is_none_or(|f| f.retry_at <= now))
             .map(|(key, _)| *key)
             .collect();

@@ -62,8 +62,9 @@ pub(super) struct AvroPayload {
     pub(super) schema_id: u32,
     pub(super) datum: Vec<u8>,
     pub(super) writer: Option<Arc<WriterSchema>>,
-    /// The datum as JSON, made on first use (after the writer is attached).
-    json: OnceLock<Option<Value>>,
+    /// The datum as JSON, made on first use (after the writer is attached),
+    /// or why it does not read with the writer's schema.
+    json: OnceLock<Result<Value, String>>,
 }
 
 impl Payloads {
@@ -83,7 +84,9 @@ impl Payloads {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidVersion`] when `version` is 0.
+    /// [`Error::InvalidVersion`] when `version` is 0; [`Error::AvroSchemaId`]
+    /// when `schema_id` is 0 (no registry gives it: a frame with it could
+    /// never be read).
     ///
     /// # Examples
     ///
@@ -104,6 +107,9 @@ impl Payloads {
     pub fn avro(version: u32, schema_id: u32, datum: Vec<u8>) -> Result<Self, Error> {
         if version == 0 {
             return Err(Error::InvalidVersion { version });
+        }
+        if schema_id == 0 {
+            return Err(Error::AvroSchemaId);
         }
         Ok(Payloads(Inner::Avro(AvroPayload {
             version,
@@ -200,7 +206,7 @@ impl Payloads {
     pub fn get(&self, version: u32) -> Option<&Value> {
         match &self.0 {
             Inner::Json(map) => map.get(&version),
-            Inner::Avro(avro) if avro.version == version => avro.as_json(),
+            Inner::Avro(avro) if avro.version == version => avro.as_json().ok(),
             Inner::Avro(_) => None,
         }
     }
@@ -219,7 +225,7 @@ impl Payloads {
         let (json, avro) = self.split();
         json.into_iter()
             .flat_map(|map| map.iter().map(|(v, p)| (*v, p)))
-            .chain(avro.and_then(|avro| avro.as_json().map(|json| (avro.version, json))))
+            .chain(avro.and_then(|avro| avro.as_json().ok().map(|json| (avro.version, json))))
     }
 
     fn split(&self) -> (Option<&BTreeMap<u32, Value>>, Option<&AvroPayload>) {
@@ -243,14 +249,32 @@ impl std::fmt::Debug for AvroPayload {
 }
 
 impl AvroPayload {
-    fn as_json(&self) -> Option<&Value> {
-        let writer = self.writer.as_ref()?;
-        self.json
-            .get_or_init(|| {
-                let mut reader = AvroReader::new(&self.datum);
-                let json = writer.read_root_json(false, &mut reader).ok()?;
-                reader.finish().ok().map(|()| json)
-            })
+    /// The datum as JSON under the writer's field names.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoWriterSchema`] before the writer is attached;
+    /// [`Error::Avro`] when the datum does not read with it.
+    pub(super) fn as_json(&self) -> Result<&Value, Error> {
+        let writer = self
+            .writer
             .as_ref()
+            .ok_or(Error::NoWriterSchema { id: self.schema_id })?;
+        let json = self.json.get_or_init(|| {
+            let mut reader = AvroReader::new(&self.datum);
+            let json = writer
+                .read_root_json(false, &mut reader)
+                .map_err(|e| e.to_string())?;
+            reader.finish().map_err(|e| e.to_string())?;
+            Ok(json)
+        });
+        json.as_ref().map_err(|reason| Error::Avro {
+            model: "the message",
+            version: self.version,
+            reason: format!(
+                "the datum does not read with its writer's schema (id {}): {reason}",
+                self.schema_id
+            ),
+        })
     }
 }

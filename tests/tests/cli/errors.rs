@@ -79,6 +79,26 @@ fn missing_tables_say_to_run_the_migrations() {
 }
 
 #[test]
+fn tables_of_an_older_release_say_to_run_the_migrations() {
+    use diesel::connection::SimpleConnection;
+    let db = TestDb::new("cli_older_tables");
+    // Migration 1 alone: the tables before Avro values.
+    db.connect()
+        .batch_execute(outbox_diesel::migrations::ALL[0].up)
+        .expect("migration 1");
+    let expected = format!(
+        "error: the outbox tables at {} (search_path: {}) lack the latest migration \
+         (no outbox_schemas): run `outbox migrations run` first",
+        db.url(),
+        db.schema()
+    );
+    let status = run(&mut outbox_on(&db, &["status"]));
+    assert_eq!(status.one_line_failure(), expected);
+    let relay = run(&mut outbox_on(&db, &["relay", "--brokers", "127.0.0.1:1"]));
+    assert_eq!(relay.one_line_failure(), expected);
+}
+
+#[test]
 fn relay_settings_out_of_range() {
     // Settings are checked before any server is contacted.
     let url = "postgres://u:secret@127.0.0.1:1/x";
