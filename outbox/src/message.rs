@@ -575,12 +575,47 @@ impl Message {
                 let (version, payload) = self.payload_for(M::VERSIONS)?;
                 M::key_from_payload(version, payload)
             }
+            Inner::Avro(_) => Ok(self.read_with_key::<M>()?.1),
+        }
+    }
+
+    /// [`read`](Message::read) and [`read_key`](Message::read_key) with one
+    /// decode of the payload (what `#[message_controller]`'s grouped upserts use).
+    ///
+    /// # Errors
+    ///
+    /// As for both.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::{Event, Message, Outboxed, Payloads};
+    ///
+    /// #[derive(Debug, PartialEq, Outboxed)]
+    /// #[outbox(topic = "accounts", route = "users")]
+    /// struct User { id: i64, email: String }
+    ///
+    /// let user = User { id: 7, email: "ada@example.com".into() };
+    /// let payloads = Payloads::new(1, user.to_payload(&Event::Updated, 1)?)?;
+    /// let message = Message::new(Event::Updated, "accounts", "users", "accounts", "7", payloads)?;
+    /// assert_eq!(message.read_with_key::<User>()?, (user, 7));
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    pub fn read_with_key<M: Outboxed>(&self) -> Result<(M, M::Key), Error> {
+        match &self.payloads.0 {
+            Inner::Json(_) => {
+                let (version, payload) = self.payload_for(M::VERSIONS)?;
+                let model = M::from_payload(&self.event, version, payload)?;
+                Ok((model, M::key_from_payload(version, payload)?))
+            }
             Inner::Avro(avro) => {
                 // An Avro datum carries the whole model: read it, then its key
                 // the way the model's own destroyed payload gives it.
                 let model = self.read::<M>()?;
                 let version = crate::avro::reader_version(M::VERSIONS, avro.version);
-                M::key_from_payload(version, &model.to_payload(&Event::Destroyed, version)?)
+                let key =
+                    M::key_from_payload(version, &model.to_payload(&Event::Destroyed, version)?)?;
+                Ok((model, key))
             }
         }
     }

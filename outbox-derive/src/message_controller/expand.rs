@@ -224,14 +224,10 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
         located(&row, span),
     );
     let group_upsert = upsert(quote!(#at_chunk), quote!(#at_set));
-    // JSON or Avro alike: `read` and `read_key` take either format.
+    // JSON or Avro alike, with one decode of the payload.
     let read = quote_spanned! {span=>
-        let #row: #ty = ::core::result::Result::map_err(
-            ::outbox::Message::read::<#ty>(#message),
-            ::outbox::__private::at(#index),
-        )?;
-        let __outbox_key: #outboxed::Key = ::core::result::Result::map_err(
-            ::outbox::Message::read_key::<#ty>(#message),
+        let (#row, __outbox_key): (#ty, #outboxed::Key) = ::core::result::Result::map_err(
+            ::outbox::Message::read_with_key::<#ty>(#message),
             ::outbox::__private::at(#index),
         )?;
         #signatures.push(::outbox::__private::signature(&#own_upsert));

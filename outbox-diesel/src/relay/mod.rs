@@ -35,7 +35,7 @@ mod store;
 #[doc(hidden)]
 pub use headers::record_headers as __record_headers;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -606,7 +606,9 @@ struct Window<A> {
     to_delete: Vec<i64>,
     /// Keys a row was refused or failed for: their later rows are not sent in
     /// this window, and one acknowledged anyway is reported as overtaken.
-    failed_keys: HashSet<(String, String)>,
+    /// With each key, its lowest failed row id: only a later row of the key
+    /// acknowledged is out of order (an earlier one in flight is not).
+    failed_keys: HashMap<(String, String), i64>,
     /// The ids reads can skip; kept from one window to the next until a
     /// failure or a rebalance.
     floor: Floor,
@@ -643,7 +645,7 @@ impl<A> Default for Window<A> {
         Window {
             batches: VecDeque::new(),
             to_delete: Vec::new(),
-            failed_keys: HashSet::new(),
+            failed_keys: HashMap::new(),
             floor: Floor::default(),
         }
     }
@@ -762,11 +764,11 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(10);
         for (index, row) in rows.iter().enumerate() {
             let unresolved = unresolved.next_if(|(i, _)| *i == index);
-            if !self.failed_keys.is_empty() && self.failed_keys.contains(&row.key()) {
+            if !self.failed_keys.is_empty() && self.failed_keys.contains_key(&row.key()) {
                 continue;
             }
             if let Some((_, error)) = unresolved {
-                self.failed_keys.insert(row.key());
+                mark_failed(&mut self.failed_keys, row);
                 schema_refused.push(index);
                 refused.push((index, error));
                 continue;
@@ -784,7 +786,7 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Wi
             match injected.map_or_else(|| publisher.send(&record), Err) {
                 Ok(ack) => pending.push((index, ack)),
                 Err(error) => {
-                    self.failed_keys.insert(row.key());
+                    mark_failed(&mut self.failed_keys, row);
                     refused.push((index, error));
                 }
             }
@@ -897,7 +899,7 @@ impl<A: Future<Output = std::result::Result<outbox::Delivery, PublishError>>> Ba
         if !failed.is_empty() || !window.failed_keys.is_empty() {
             failed.sort_by_key(|(index, _)| *index);
             let acked_ids = &window.to_delete[before..];
-            mark_failed_keys(&rows, &failed, acked_ids, &mut window.failed_keys);
+            let _overtaken = mark_failed_keys(&rows, &failed, acked_ids, &mut window.failed_keys);
         }
         span.record("published", acked);
         span.record("failed", failed.len());
@@ -1275,25 +1277,41 @@ async fn connect(url: &str) -> Result<AsyncPgConnection> {
 /// Marks the keys of failed rows, and reports a row acknowledged after an
 /// earlier row of its key failed: that key is out of order on the broker (a
 /// broker-side rejection of one record while later ones were in flight).
+/// Returns how many were.
 fn mark_failed_keys(
     rows: &[Row],
     failed: &[(usize, PublishError)],
     acked: &[i64],
-    failed_keys: &mut HashSet<(String, String)>,
-) {
+    failed_keys: &mut HashMap<(String, String), i64>,
+) -> u64 {
+    let mut overtaken = 0;
     let acked: HashSet<i64> = acked.iter().copied().collect();
     let mut failures = failed.iter().peekable();
     for (index, row) in rows.iter().enumerate() {
         if failures.peek().is_some_and(|(i, _)| *i == index) {
             failures.next();
-            failed_keys.insert(row.key());
-        } else if acked.contains(&row.id) && failed_keys.contains(&row.key()) {
+            mark_failed(failed_keys, row);
+        } else if acked.contains(&row.id)
+            && failed_keys
+                .get(&row.key())
+                .is_some_and(|first_failed| *first_failed < row.id)
+        {
             tracing::error!(id = row.id, topic = %row.topic, key = %row.partition_key,
                 "relay: row acknowledged after an earlier row of its key failed; \
                  the key is out of order on the broker");
             metrics::counter!("outbox_relay_overtaken_total").increment(1);
+            overtaken += 1;
         }
     }
+    overtaken
+}
+
+/// Notes that `row` failed: its key's later rows wait.
+fn mark_failed(failed_keys: &mut HashMap<(String, String), i64>, row: &Row) {
+    failed_keys
+        .entry(row.key())
+        .and_modify(|first| *first = (*first).min(row.id))
+        .or_insert(row.id);
 }
 
 /// What [`record_failures`] recorded.
@@ -1471,6 +1489,40 @@ mod tests {
     }
 
     type Ack = std::future::Ready<std::result::Result<outbox::Delivery, PublishError>>;
+
+    fn row(id: i64, key: &str) -> Row {
+        Row {
+            id,
+            topic: "t".into(),
+            partition_key: key.into(),
+            headers: headers::Headers::parse(vec![0; 12]).expect("an empty array"),
+            payload: Vec::new(),
+            attempts: 0,
+            writers: None,
+            value_schema: None,
+        }
+    }
+
+    #[test]
+    fn only_a_later_row_of_a_failed_key_acknowledged_is_out_of_order() {
+        let refused = || PublishError::retriable("refused");
+        // Row 5 of key a failed when sent (a later batch); rows 3 (earlier,
+        // still in flight then) and 7 (later) of the same key are acknowledged.
+        let mut failed_keys = HashMap::new();
+        mark_failed(&mut failed_keys, &row(5, "a"));
+        let rows = [row(3, "a"), row(7, "a"), row(8, "b")];
+        let overtaken = mark_failed_keys(&rows, &[], &[3, 7, 8], &mut failed_keys);
+        assert_eq!(overtaken, 1, "row 7 only");
+
+        // A failure in the batch itself marks its key from that row on.
+        let mut failed_keys = HashMap::new();
+        let rows = [row(1, "a"), row(2, "a"), row(3, "a")];
+        let overtaken = mark_failed_keys(&rows, &[(1, refused())], &[1, 3], &mut failed_keys);
+        assert_eq!(
+            (overtaken, failed_keys.get(&row(0, "a").key())),
+            (1, Some(&2))
+        );
+    }
 
     #[test]
     fn reads_leave_out_the_parked_check_only_when_no_row_is_parked() {

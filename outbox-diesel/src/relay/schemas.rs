@@ -497,7 +497,7 @@ mod tests {
                 backoff: Backoff::new(REGISTRY_BACKOFF_BASE, REGISTRY_BACKOFF_CAP),
             },
         );
-        futures::executor::block_on(resolver.ask(Instant::now()));
+        futures::executor::block_on(resolver.ask(Instant::now(), &[3]));
         let error = resolver
             .write_id(3, &mut row(Some(3), vec![0; 6]), Instant::now())
             .unwrap();
@@ -509,8 +509,28 @@ mod tests {
         let next = resolver.next_attempt().expect("a next attempt");
         assert!(next > Instant::now(), "backs off");
         // Within the backoff: not asked again, same refusal.
-        futures::executor::block_on(resolver.ask(Instant::now()));
+        futures::executor::block_on(resolver.ask(Instant::now(), &[3]));
         assert_eq!(resolver.next_attempt(), Some(next));
+    }
+
+    #[test]
+    fn schemas_no_row_of_the_batch_waits_for_are_not_asked_for() {
+        let mut resolver = resolver_with(&[]);
+        for key in [3, 4] {
+            resolver.pending.insert(
+                key,
+                Pending {
+                    subject: format!("s{key}-value"),
+                    schema: "{}".into(),
+                    failure: None,
+                    backoff: Backoff::new(REGISTRY_BACKOFF_BASE, REGISTRY_BACKOFF_CAP),
+                },
+            );
+        }
+        // No registry: a schema asked for gets the "no registry" failure.
+        futures::executor::block_on(resolver.ask(Instant::now(), &[4]));
+        assert!(resolver.pending[&3].failure.is_none(), "not asked");
+        assert!(resolver.pending[&4].failure.is_some(), "asked");
     }
 
     #[tokio::test]
@@ -535,7 +555,7 @@ mod tests {
                 },
             );
         }
-        resolver.ask(Instant::now()).await;
+        resolver.ask(Instant::now(), &[1, 2]).await;
         let (error, at) = resolver.outage.clone().expect("an outage");
         assert_eq!(error.kind(), RegistryErrorKind::Unreachable, "{error}");
         let refused = resolver
@@ -549,7 +569,7 @@ mod tests {
             "{refused}"
         );
         // Within the backoff nothing is asked: the outage stays as it was.
-        resolver.ask(Instant::now()).await;
+        resolver.ask(Instant::now(), &[1, 2]).await;
         assert_eq!(resolver.outage.as_ref().map(|(_, at)| *at), Some(at));
         assert_eq!(resolver.next_attempt(), Some(at));
     }
