@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
 use outbox::Message;
 use outbox::avro::WriterSchema;
 
@@ -28,14 +30,24 @@ pub(crate) enum SchemaError {
     Permanent(String),
 }
 
+/// One fetch of an id's schema, in flight: every task wanting the id awaits
+/// its outcome.
+type Fetch = Shared<BoxFuture<'static, Result<Arc<WriterSchema>, SchemaError>>>;
+
 /// The writer schemas known so far, and how to fetch the others.
 pub(crate) struct WriterSchemas {
     registry: Option<SchemaRegistry>,
+    known: Arc<Known>,
+}
+
+/// What the fetches, which run as tasks of their own, share with the cache.
+#[derive(Default)]
+struct Known {
     /// Never evicted: ids are immutable, and few.
     cache: RwLock<HashMap<u32, Arc<WriterSchema>>>,
-    /// One fetch per id at a time: tasks wanting the same id wait for the
-    /// one fetching it, then find it cached.
-    fetching: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
+    /// The fetches in flight, one per id: each leaves when it ends, having
+    /// cached its schema if it got one (a failed id leaves nothing behind).
+    fetching: Mutex<HashMap<u32, Fetch>>,
     /// Whether the last fetch failed for the registry's sake: its warning is
     /// logged once per outage, its end once.
     outage: AtomicBool,
@@ -45,19 +57,13 @@ impl WriterSchemas {
     pub(crate) fn new(registry: Option<SchemaRegistry>) -> Self {
         WriterSchemas {
             registry,
-            cache: RwLock::new(HashMap::new()),
-            fetching: Mutex::new(HashMap::new()),
-            outage: AtomicBool::new(false),
+            known: Arc::default(),
         }
     }
 
     /// The schema of `id`, if fetched already.
     pub(crate) fn cached(&self, id: u32) -> Option<Arc<WriterSchema>> {
-        self.cache
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned()
+        self.known.cached(id)
     }
 
     /// The id of the writer schema `message` still needs: `None` for a JSON
@@ -85,7 +91,10 @@ impl WriterSchemas {
     }
 
     /// The writer schema of `id`: cached, or fetched from the registry,
-    /// parsed and cached. Concurrent calls for one id make one request.
+    /// parsed and cached. Concurrent calls for one id make one request and
+    /// share its outcome. The request runs on a task of its own: dropping
+    /// this future (on shutdown or revocation) abandons the wait, not the
+    /// fetch, which still ends within the registry's timeout.
     pub(crate) async fn get(&self, id: u32) -> Result<Arc<WriterSchema>, SchemaError> {
         if let Some(writer) = self.cached(id) {
             return Ok(writer);
@@ -96,18 +105,77 @@ impl WriterSchemas {
                  registry to read it with: set SCHEMA_REGISTRY_URL / ConsumerBuilder::schema_registry"
             )));
         };
-        let gate = Arc::clone(
-            self.fetching
+        let fetch = {
+            let mut fetching = self
+                .known
+                .fetching
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner);
+            // A fetch caches its schema before it leaves `fetching`: one
+            // that ended since the look above has cached it.
+            if let Some(writer) = self.cached(id) {
+                return Ok(writer);
+            }
+            fetching
                 .entry(id)
-                .or_default(),
-        );
-        let _turn = gate.lock().await;
-        // Fetched by the task that had the turn before.
-        if let Some(writer) = self.cached(id) {
-            return Ok(writer);
+                .or_insert_with(|| Known::start(&self.known, registry.clone(), id))
+                .clone()
+        };
+        fetch.await
+    }
+}
+
+/// Removes a fetch from those in flight when it ends, however it ends
+/// (answered, failed, panicked, dropped with the runtime).
+struct Leave<'a> {
+    known: &'a Known,
+    id: u32,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.known
+            .fetching
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+impl Known {
+    fn cached(&self, id: u32) -> Option<Arc<WriterSchema>> {
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    /// Starts fetching `id` on a task of its own (called with `fetching`
+    /// locked: the task leaves it only once it is in).
+    fn start(known: &Arc<Known>, registry: SchemaRegistry, id: u32) -> Fetch {
+        let known = Arc::clone(known);
+        let task = tokio::spawn(async move {
+            let _leave = Leave { known: &known, id };
+            known.fetch(&registry, id).await
+        });
+        async move {
+            task.await.unwrap_or_else(|error| {
+                Err(SchemaError::Unavailable(format!(
+                    "the fetch of the writer schema of id {id} ended early: {error}"
+                )))
+            })
         }
+        .boxed()
+        .shared()
+    }
+
+    /// Asks the registry for `id`'s schema, parses and caches it.
+    async fn fetch(
+        &self,
+        registry: &SchemaRegistry,
+        id: u32,
+    ) -> Result<Arc<WriterSchema>, SchemaError> {
         let result = registry.schema(id).await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -155,10 +223,6 @@ impl WriterSchemas {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, Arc::clone(&writer));
-        self.fetching
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
         Ok(writer)
     }
 
@@ -215,6 +279,148 @@ mod tests {
         };
         assert!(error.contains("id 7"), "{error}");
         assert!(schemas.cached(7).is_none());
+    }
+
+    /// A registry answering `GET /schemas/ids/{id}` after `delay`: 503 while
+    /// `failing`, else the schema. Counts its requests.
+    struct FakeRegistry {
+        url: String,
+        requests: Arc<std::sync::atomic::AtomicUsize>,
+        failing: Arc<AtomicBool>,
+    }
+
+    const SCHEMA: &str =
+        r#"{"type": "record", "name": "U", "fields": [{"name": "id", "type": "long"}]}"#;
+
+    impl FakeRegistry {
+        async fn start(delay: std::time::Duration) -> Self {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let failing = Arc::new(AtomicBool::new(true));
+            let (counted, fails) = (Arc::clone(&requests), Arc::clone(&failing));
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut socket, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (counted, fails) = (Arc::clone(&counted), Arc::clone(&fails));
+                    tokio::spawn(async move {
+                        let mut read = Vec::new();
+                        let mut buffer = [0; 4096];
+                        loop {
+                            // One request (a GET: no body) at a time.
+                            while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                                match socket.read(&mut buffer).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => read.extend_from_slice(&buffer[..n]),
+                                }
+                            }
+                            let end = read.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                            read.drain(..end + 4);
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(delay).await;
+                            let (status, body) = if fails.load(Ordering::SeqCst) {
+                                (
+                                    "503 Service Unavailable",
+                                    r#"{"error_code": 50301, "message": "down"}"#.to_owned(),
+                                )
+                            } else {
+                                (
+                                    "200 OK",
+                                    serde_json::json!({ "schema": SCHEMA }).to_string(),
+                                )
+                            };
+                            let answer = format!(
+                                "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\n\
+                                 Content-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if socket.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            FakeRegistry {
+                url,
+                requests,
+                failing,
+            }
+        }
+
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_getters_share_one_fetch_and_its_failure() {
+        let fake = FakeRegistry::start(std::time::Duration::from_millis(300)).await;
+        let registry = SchemaRegistry::builder(&fake.url).build().unwrap();
+        let schemas = Arc::new(WriterSchemas::new(Some(registry)));
+        let getters: Vec<_> = (0..8)
+            .map(|_| {
+                let schemas = Arc::clone(&schemas);
+                tokio::spawn(async move { schemas.get(7).await })
+            })
+            .collect();
+        for getter in getters {
+            let Err(SchemaError::Unavailable(error)) = getter.await.unwrap() else {
+                panic!("unavailable");
+            };
+            assert!(error.contains("id 7"), "{error}");
+        }
+        assert_eq!(fake.requests(), 1, "one request for all the getters");
+        assert!(
+            schemas.known.fetching.lock().unwrap().is_empty(),
+            "a failed fetch leaves nothing"
+        );
+        assert!(schemas.cached(7).is_none());
+
+        // The registry is back: the next getters fetch it once more, once.
+        fake.failing.store(false, Ordering::SeqCst);
+        let getters: Vec<_> = (0..8)
+            .map(|_| {
+                let schemas = Arc::clone(&schemas);
+                tokio::spawn(async move { schemas.get(7).await })
+            })
+            .collect();
+        for getter in getters {
+            getter.await.unwrap().expect("the schema");
+        }
+        assert_eq!(fake.requests(), 2);
+        assert!(schemas.known.fetching.lock().unwrap().is_empty());
+        assert!(schemas.cached(7).is_some());
+        schemas.get(7).await.unwrap();
+        assert_eq!(fake.requests(), 2, "cached");
+    }
+
+    #[tokio::test]
+    async fn a_getter_leaving_leaves_the_fetch_to_the_others() {
+        let fake = FakeRegistry::start(std::time::Duration::from_millis(300)).await;
+        fake.failing.store(false, Ordering::SeqCst);
+        let registry = SchemaRegistry::builder(&fake.url).build().unwrap();
+        let schemas = WriterSchemas::new(Some(registry));
+        // The first getter gives up (a shutdown): the fetch goes on.
+        let left = tokio::time::timeout(std::time::Duration::from_millis(50), schemas.get(3)).await;
+        assert!(left.is_err(), "still fetching");
+        schemas.get(3).await.expect("the schema");
+        assert_eq!(fake.requests(), 1);
+        // Nobody waiting: the fetch still ends, and caches.
+        let left = tokio::time::timeout(std::time::Duration::from_millis(50), schemas.get(4)).await;
+        assert!(left.is_err());
+        for _ in 0..100 {
+            if schemas.cached(4).is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(schemas.cached(4).is_some());
+        assert!(schemas.known.fetching.lock().unwrap().is_empty());
+        assert_eq!(fake.requests(), 2);
     }
 
     #[test]

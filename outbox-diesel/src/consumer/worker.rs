@@ -692,7 +692,20 @@ impl PartitionTask {
         let (base, cap) = INFRASTRUCTURE_BACKOFF;
         let mut backoff = Backoff::new(base, cap);
         loop {
-            match self.shared.schemas.get(id).await {
+            // The fetch is shared with the other partitions wanting `id`:
+            // leaving it on shutdown or revocation (watched for by polling
+            // its flag) leaves it to them.
+            let revoked = &self.revoked;
+            let fetched = tokio::select! {
+                fetched = self.shared.schemas.get(id) => fetched,
+                Ok(_) = self.shutdown.wait_for(|stop| *stop) => return None,
+                () = async {
+                    while !revoked.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                } => return None,
+            };
+            match fetched {
                 Ok(writer) => return Some(Ok(writer)),
                 Err(SchemaError::Permanent(error)) => return Some(Err(error)),
                 // Logged by the cache, once per outage.

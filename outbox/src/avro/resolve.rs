@@ -18,6 +18,22 @@ use super::codec::{AvroError, AvroReader};
 use super::schema::{Built, PRIMITIVES};
 use crate::error::Error;
 
+/// How many records, arrays and maps deep a datum may nest: a writer's
+/// schema may be recursive (a record holding itself through a union, an
+/// array or a map), and a datum as deep as its bytes allow would overflow
+/// the stack of whoever reads it.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// The depth inside one more record, array or map, or the error past
+/// [`MAX_DEPTH`] (at the reader's position).
+fn deeper(depth: usize, r: &AvroReader<'_>) -> Result<usize, AvroError> {
+    if depth >= MAX_DEPTH {
+        Err(r.error(format!("nested deeper than {MAX_DEPTH} levels")))
+    } else {
+        Ok(depth + 1)
+    }
+}
+
 /// One type of a writer's schema.
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -115,6 +131,7 @@ impl WriterSchema {
             serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
         let mut parser = Parser::default();
         let root = parser.node(&value, "", 0).map_err(invalid)?;
+        parser.finite().map_err(invalid)?;
         if !matches!(parser.nodes[root], Node::Record(_)) {
             return Err(invalid("a message's schema must be a record".into()));
         }
@@ -130,6 +147,7 @@ impl WriterSchema {
     pub(crate) fn of_type(avro: &Value) -> Result<Self, String> {
         let mut parser = Parser::default();
         let root = parser.node(avro, "", 0)?;
+        parser.finite()?;
         Ok(WriterSchema {
             nodes: parser.nodes,
             root,
@@ -143,7 +161,7 @@ impl WriterSchema {
         with: bool,
         r: &mut AvroReader<'_>,
     ) -> Result<Value, AvroError> {
-        self.read_json(self.root, with, r)
+        self.read_json_at(self.root, with, r, 0)
     }
 
     /// The plan of model `M`'s `version`, made once per writer schema:
@@ -240,9 +258,14 @@ impl WriterSchema {
         same(&self.nodes, node, &parser.nodes, reader, 0)
     }
 
-    /// Reads past a value of `node`.
+    /// Reads past a value of `node`, a field of the root record.
     #[doc(hidden)]
     pub fn skip(&self, node: usize, r: &mut AvroReader<'_>) -> Result<(), AvroError> {
+        self.skip_at(node, r, 1)
+    }
+
+    /// [`skip`](Self::skip) `depth` records, arrays or maps deep.
+    fn skip_at(&self, node: usize, r: &mut AvroReader<'_>, depth: usize) -> Result<(), AvroError> {
         match &self.nodes[node] {
             Node::Null | Node::Pending => Ok(()),
             Node::Boolean => r.read_bool().map(drop),
@@ -252,21 +275,27 @@ impl WriterSchema {
             Node::Bytes(_) | Node::String(_) => r.read_bytes().map(drop),
             Node::Fixed(size) => r.read_fixed(*size).map(drop),
             Node::Array(items) => {
-                let items = *items;
-                r.read_blocks(self.min_bytes(items), |r| self.skip(items, r))
+                let (items, depth) = (*items, deeper(depth, r)?);
+                r.read_blocks(self.min_bytes(items), |r| self.skip_at(items, r, depth))
             }
             Node::Map(values) => {
-                let values = *values;
+                let (values, depth) = (*values, deeper(depth, r)?);
                 r.read_blocks(1, |r| {
                     r.read_bytes()?;
-                    self.skip(values, r)
+                    self.skip_at(values, r, depth)
                 })
             }
             Node::Union(branches) => {
+                // Not a level: a union's branch is never a union.
                 let branch = self.branch(branches, r)?;
-                self.skip(branch, r)
+                self.skip_at(branch, r, depth)
             }
-            Node::Record(fields) => fields.iter().try_for_each(|(_, _, f, _)| self.skip(*f, r)),
+            Node::Record(fields) => {
+                let depth = deeper(depth, r)?;
+                fields
+                    .iter()
+                    .try_for_each(|(_, _, f, _)| self.skip_at(*f, r, depth))
+            }
         }
     }
 
@@ -283,14 +312,27 @@ impl WriterSchema {
             .ok_or_else(|| at.error(format!("union branch {index} of {}", branches.len())))
     }
 
-    /// Reads a value of `node` as the JSON serde reads the reader's field
-    /// from (`with`: the field has a `with` module, so logical types stay numbers).
+    /// Reads a value of `node`, a field of the root record, as the JSON
+    /// serde reads the reader's field from (`with`: the field has a `with`
+    /// module, so logical types stay numbers). A datum nested deeper than
+    /// 64 records, arrays or maps (`MAX_DEPTH`) is an error.
     #[doc(hidden)]
     pub fn read_json(
         &self,
         node: usize,
         with: bool,
         r: &mut AvroReader<'_>,
+    ) -> Result<Value, AvroError> {
+        self.read_json_at(node, with, r, 1)
+    }
+
+    /// [`read_json`](Self::read_json) `depth` records, arrays or maps deep.
+    fn read_json_at(
+        &self,
+        node: usize,
+        with: bool,
+        r: &mut AvroReader<'_>,
+        depth: usize,
     ) -> Result<Value, AvroError> {
         Ok(match &self.nodes[node] {
             Node::Null | Node::Pending => Value::Null,
@@ -324,32 +366,34 @@ impl WriterSchema {
                 )
             }
             Node::Array(items) => {
-                let items = *items;
+                let (items, depth) = (*items, deeper(depth, r)?);
                 let mut values = Vec::new();
                 r.read_blocks(self.min_bytes(items), |r| {
-                    values.push(self.read_json(items, with, r)?);
+                    values.push(self.read_json_at(items, with, r, depth)?);
                     Ok(())
                 })?;
                 Value::Array(values)
             }
             Node::Map(values) => {
-                let values = *values;
+                let (values, depth) = (*values, deeper(depth, r)?);
                 let mut entries = Map::new();
                 r.read_blocks(1, |r| {
                     let key = r.read_str()?.to_owned();
-                    entries.insert(key, self.read_json(values, with, r)?);
+                    entries.insert(key, self.read_json_at(values, with, r, depth)?);
                     Ok(())
                 })?;
                 Value::Object(entries)
             }
             Node::Union(branches) => {
+                // Not a level: a union's branch is never a union.
                 let branch = self.branch(branches, r)?;
-                self.read_json(branch, with, r)?
+                self.read_json_at(branch, with, r, depth)?
             }
             Node::Record(fields) => {
+                let depth = deeper(depth, r)?;
                 let mut object = Map::new();
                 for (name, _, field, _) in fields {
-                    object.insert(name.clone(), self.read_json(*field, with, r)?);
+                    object.insert(name.clone(), self.read_json_at(*field, with, r, depth)?);
                 }
                 Value::Object(object)
             }
@@ -413,6 +457,7 @@ impl WriterSchema {
             check.problems.push("both schemas must be records".into());
             return check;
         };
+        let mut compared = Reads::new(&self.nodes, &reader.nodes);
         let mut read = vec![false; r.len()];
         for (name, aliases, node, _) in w {
             let found = r.iter().position(|(r_name, r_aliases, _, _)| {
@@ -423,7 +468,7 @@ impl WriterSchema {
                 Some(index) if !read[index] => {
                     read[index] = true;
                     let (r_name, _, r_node, _) = &r[index];
-                    if let Err(why) = reads(&self.nodes, *node, &reader.nodes, *r_node, 0) {
+                    if let Err(why) = compared.reads(*node, *r_node, 1) {
                         check.problems.push(format!("field `{r_name}`: {why}"));
                     }
                 }
@@ -485,88 +530,147 @@ fn kind(nodes: &[Node], node: usize) -> String {
 }
 
 fn article(kind: &str) -> &'static str {
-    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) && !kind.starts_with("union") {
         "an"
     } else {
         "a"
     }
 }
 
-/// Whether a value of writer type `x` reads as reader type `y`, else why not.
-fn reads(w: &[Node], x: usize, r: &[Node], y: usize, depth: usize) -> Result<(), String> {
-    if depth > 32 {
-        return Ok(());
+/// Whether values of writer types read as reader types, else why not:
+/// each pair of types once (schemas may be recursive, and share named
+/// types), a pair being compared taken to read (a recursive type reads as
+/// another if nothing else tells them apart).
+struct Reads<'a> {
+    w: &'a [Node],
+    r: &'a [Node],
+    /// Outcomes, in the order found.
+    known: HashMap<(usize, usize), Result<(), String>>,
+    order: Vec<(usize, usize)>,
+    /// The pairs being compared.
+    open: std::collections::HashSet<(usize, usize)>,
+}
+
+impl<'a> Reads<'a> {
+    fn new(w: &'a [Node], r: &'a [Node]) -> Self {
+        Reads {
+            w,
+            r,
+            known: HashMap::new(),
+            order: Vec::new(),
+            open: std::collections::HashSet::new(),
+        }
     }
-    let cannot = || {
-        let (from, to) = (kind(w, x), kind(r, y));
-        Err(format!(
-            "{} {from} cannot be read as {} {to}",
-            article(&from),
-            article(&to)
-        ))
-    };
-    match (&w[x], &r[y]) {
-        (Node::Union(branches), _) => {
-            for branch in branches {
-                reads(w, *branch, r, y, depth + 1).map_err(|why| match &w[*branch] {
-                    Node::Null => {
-                        "the writer may send null, which the reader's type does not hold".to_owned()
-                    }
-                    _ => why,
-                })?;
-            }
-            Ok(())
+
+    /// Whether a value of writer type `x` reads as reader type `y`, `depth`
+    /// records, arrays or maps deep, else why not.
+    fn reads(&mut self, x: usize, y: usize, depth: usize) -> Result<(), String> {
+        if let Some(known) = self.known.get(&(x, y)) {
+            return known.clone();
         }
-        (_, Node::Union(branches)) => {
-            if branches
-                .iter()
-                .any(|b| reads(w, x, r, *b, depth + 1).is_ok())
-            {
-                Ok(())
-            } else {
-                cannot()
-            }
+        if !self.open.insert((x, y)) {
+            return Ok(());
         }
-        (Node::Null, Node::Null) | (Node::Boolean, Node::Boolean) => Ok(()),
-        (Node::Int(_), Node::Int(_) | Node::Long(_) | Node::Float | Node::Double) => Ok(()),
-        (Node::Long(_), Node::Long(_) | Node::Float | Node::Double) => Ok(()),
-        (Node::Float, Node::Float | Node::Double) | (Node::Double, Node::Double) => Ok(()),
-        (Node::String(_) | Node::Bytes(_), Node::String(_) | Node::Bytes(_)) => Ok(()),
-        (Node::Enum(_), Node::String(_)) => Ok(()),
-        (Node::Fixed(a), Node::Fixed(b)) if a == b => Ok(()),
-        (Node::Enum(ws), Node::Enum(rs)) => {
-            let unknown: Vec<&String> = ws.iter().filter(|s| !rs.contains(s)).collect();
-            if unknown.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the reader's enum lacks the writer's symbols {unknown:?}"
-                ))
-            }
-        }
-        (Node::Array(i), Node::Array(j)) | (Node::Map(i), Node::Map(j)) => {
-            reads(w, *i, r, *j, depth + 1)
-        }
-        (Node::Record(wf), Node::Record(rf)) => {
-            for (name, _, node, _) in wf {
-                if let Some((_, _, r_node, _)) =
-                    rf.iter().find(|(n, a, _, _)| n == name || a.contains(name))
-                {
-                    reads(w, *node, r, *r_node, depth + 1)
-                        .map_err(|why| format!("`{name}`: {why}"))?;
+        let since = self.order.len();
+        let outcome = self.compare(x, y, depth);
+        self.open.remove(&(x, y));
+        if outcome.is_err() {
+            // Pairs found to read since may have relied on this one
+            // reading: forget them (failures stand: assuming more reads
+            // never makes a pair fail).
+            for pair in self.order.split_off(since) {
+                if self.known.get(&pair).is_some_and(Result::is_err) {
+                    self.order.push(pair);
+                } else {
+                    self.known.remove(&pair);
                 }
             }
-            match rf
-                .iter()
-                .find(|(n, a, _, d)| !d && !wf.iter().any(|(m, _, _, _)| m == n || a.contains(m)))
-            {
-                Some((n, _, _, _)) => Err(format!(
-                    "the writer's record lacks `{n}`, which has no default"
-                )),
-                None => Ok(()),
-            }
         }
-        _ => cannot(),
+        self.known.insert((x, y), outcome.clone());
+        self.order.push((x, y));
+        outcome
+    }
+
+    fn compare(&mut self, x: usize, y: usize, depth: usize) -> Result<(), String> {
+        let (w, r) = (self.w, self.r);
+        let deeper = || {
+            if depth >= MAX_DEPTH {
+                Err(format!("the schemas nest deeper than {MAX_DEPTH} levels"))
+            } else {
+                Ok(depth + 1)
+            }
+        };
+        let cannot = || {
+            let (from, to) = (kind(w, x), kind(r, y));
+            Err(format!(
+                "{} {from} cannot be read as {} {to}",
+                article(&from),
+                article(&to)
+            ))
+        };
+        match (&w[x], &r[y]) {
+            (Node::Union(branches), _) => {
+                for branch in branches {
+                    self.reads(*branch, y, depth)
+                        .map_err(|why| match &w[*branch] {
+                            Node::Null => {
+                                "the writer may send null, which the reader's type does not hold"
+                                    .to_owned()
+                            }
+                            _ => why,
+                        })?;
+                }
+                Ok(())
+            }
+            (_, Node::Union(branches)) => {
+                if branches.iter().any(|b| self.reads(x, *b, depth).is_ok()) {
+                    Ok(())
+                } else {
+                    cannot()
+                }
+            }
+            (Node::Null, Node::Null) | (Node::Boolean, Node::Boolean) => Ok(()),
+            (Node::Int(_), Node::Int(_) | Node::Long(_) | Node::Float | Node::Double) => Ok(()),
+            (Node::Long(_), Node::Long(_) | Node::Float | Node::Double) => Ok(()),
+            (Node::Float, Node::Float | Node::Double) | (Node::Double, Node::Double) => Ok(()),
+            (Node::String(_) | Node::Bytes(_), Node::String(_) | Node::Bytes(_)) => Ok(()),
+            (Node::Enum(_), Node::String(_)) => Ok(()),
+            (Node::Fixed(a), Node::Fixed(b)) if a == b => Ok(()),
+            (Node::Enum(ws), Node::Enum(rs)) => {
+                let unknown: Vec<&String> = ws.iter().filter(|s| !rs.contains(s)).collect();
+                if unknown.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the reader's enum lacks the writer's symbols {unknown:?}"
+                    ))
+                }
+            }
+            (Node::Array(i), Node::Array(j)) | (Node::Map(i), Node::Map(j)) => {
+                let depth = deeper()?;
+                self.reads(*i, *j, depth)
+            }
+            (Node::Record(wf), Node::Record(rf)) => {
+                let depth = deeper()?;
+                for (name, _, node, _) in wf {
+                    if let Some((_, _, r_node, _)) =
+                        rf.iter().find(|(n, a, _, _)| n == name || a.contains(name))
+                    {
+                        self.reads(*node, *r_node, depth)
+                            .map_err(|why| format!("`{name}`: {why}"))?;
+                    }
+                }
+                match rf.iter().find(|(n, a, _, d)| {
+                    !d && !wf.iter().any(|(m, _, _, _)| m == n || a.contains(m))
+                }) {
+                    Some((n, _, _, _)) => Err(format!(
+                        "the writer's record lacks `{n}`, which has no default"
+                    )),
+                    None => Ok(()),
+                }
+            }
+            _ => cannot(),
+        }
     }
 }
 
@@ -731,6 +835,80 @@ impl Parser {
         }
     }
 
+    /// Refuses a record with no finite value: one that holds itself (or a
+    /// record that does) other than through a union with another branch, an
+    /// array or a map (which may stay empty). Reading one would recurse
+    /// without reading a byte.
+    fn finite(&self) -> Result<(), String> {
+        // Which types have a finite value, from the ones that plainly do:
+        // a record once all its fields have, a union once one branch has.
+        let mut parents: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        let mut waiting = vec![0usize; self.nodes.len()];
+        let mut finite = vec![false; self.nodes.len()];
+        let mut queue = Vec::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            match node {
+                Node::Record(fields) => {
+                    waiting[index] = fields.len();
+                    for (_, _, field, _) in fields {
+                        parents[*field].push(index);
+                    }
+                }
+                Node::Union(branches) => {
+                    waiting[index] = usize::from(!branches.is_empty());
+                    for branch in branches {
+                        parents[*branch].push(index);
+                    }
+                }
+                _ => {}
+            }
+            if waiting[index] == 0 && !matches!(node, Node::Pending) {
+                finite[index] = true;
+                queue.push(index);
+            }
+        }
+        while let Some(child) = queue.pop() {
+            for &parent in &parents[child] {
+                if !finite[parent] {
+                    waiting[parent] -= 1;
+                    if waiting[parent] == 0 {
+                        finite[parent] = true;
+                        queue.push(parent);
+                    }
+                }
+            }
+        }
+        // One is: walk down its types without a finite value, to the
+        // record found twice on the way (a union's branch is a record).
+        let Some(mut at) = (0..self.nodes.len())
+            .find(|i| !finite[*i] && matches!(self.nodes[*i], Node::Record(_)))
+        else {
+            return Ok(());
+        };
+        let mut seen = vec![false; self.nodes.len()];
+        while !seen[at] || !matches!(self.nodes[at], Node::Record(_)) {
+            seen[at] = true;
+            let next = match &self.nodes[at] {
+                Node::Record(fields) => fields.iter().map(|f| f.2).find(|c| !finite[*c]),
+                Node::Union(branches) => branches.iter().copied().find(|c| !finite[*c]),
+                _ => None,
+            };
+            match next {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        let name = self
+            .named
+            .iter()
+            .find(|(_, index)| **index == at)
+            .map_or("", |(name, _)| name.as_str());
+        Err(format!(
+            "record `{name}` holds itself other than through a union, an array or a map: \
+             none of its values is finite"
+        ))
+    }
+
     fn named_or_primitive(
         &mut self,
         name: &str,
@@ -759,5 +937,208 @@ impl Parser {
         };
         debug_assert!(PRIMITIVES.contains(&name));
         Ok(self.push(node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::avro::codec::write_long;
+
+    /// A linked list: each node a value and maybe the next.
+    const LIST: &str = r#"{"type": "record", "name": "N", "namespace": "t", "fields": [
+        {"name": "v", "type": "long"}, {"name": "next", "type": ["null", "N"]}]}"#;
+
+    /// A tree: each node a value and its children.
+    const TREE: &str = r#"{"type": "record", "name": "T", "fields": [
+        {"name": "v", "type": "long"},
+        {"name": "kids", "type": {"type": "array", "items": "T"}},
+        {"name": "named", "type": {"type": "map", "values": "T"}}]}"#;
+
+    /// A datum of [`LIST`] of `values`.
+    fn list(values: impl IntoIterator<Item = i64>) -> Vec<u8> {
+        let mut datum = Vec::new();
+        let mut first = true;
+        for v in values {
+            if !first {
+                write_long(&mut datum, 1); // the "N" branch
+            }
+            first = false;
+            write_long(&mut datum, v);
+        }
+        write_long(&mut datum, 0); // the "null" branch
+        datum
+    }
+
+    /// Runs `f` on a thread of a 2 MB stack: a read recursing without limit
+    /// overflows it (and aborts the test process).
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    fn next_field(writer: &WriterSchema) -> usize {
+        let Node::Record(fields) = &writer.nodes[writer.root] else {
+            unreachable!()
+        };
+        fields[1].2
+    }
+
+    #[test]
+    fn a_record_holding_itself_through_a_union_reads() {
+        let writer = WriterSchema::parse(LIST).unwrap();
+        let datum = list([1, 2, 3]);
+        let mut r = AvroReader::new(&datum);
+        assert_eq!(
+            writer.read_root_json(false, &mut r).unwrap(),
+            json!({"v": 1, "next": {"v": 2, "next": {"v": 3, "next": null}}})
+        );
+        r.finish().unwrap();
+        // Skipped as a writer's field the reader does not know.
+        let mut r = AvroReader::new(&datum[1..]);
+        writer.skip(next_field(&writer), &mut r).unwrap();
+        r.finish().unwrap();
+        // As deep as allowed: the root and 63 more.
+        let deepest = list(0..MAX_DEPTH as i64);
+        let mut r = AvroReader::new(&deepest);
+        writer.read_root_json(false, &mut r).unwrap();
+        r.finish().unwrap();
+        let too_deep = list(0..=MAX_DEPTH as i64);
+        let error = writer
+            .read_root_json(false, &mut AvroReader::new(&too_deep))
+            .unwrap_err();
+        assert_eq!(error.reason, "nested deeper than 64 levels");
+    }
+
+    #[test]
+    fn a_deep_datum_is_an_error_not_a_stack_overflow() {
+        on_small_stack(|| {
+            let writer = WriterSchema::parse(LIST).unwrap();
+            let datum = list(0..100_000);
+            let error = writer
+                .read_root_json(false, &mut AvroReader::new(&datum))
+                .unwrap_err();
+            assert_eq!(error.reason, "nested deeper than 64 levels");
+            let field = next_field(&writer);
+            for error in [
+                writer.skip(field, &mut AvroReader::new(&datum[1..])),
+                writer
+                    .read_json(field, false, &mut AvroReader::new(&datum[1..]))
+                    .map(drop),
+            ] {
+                assert_eq!(error.unwrap_err().reason, "nested deeper than 64 levels");
+            }
+            // A consumer's JSON view of it: none, rather than an abort.
+            let mut payloads = crate::Payloads::avro(1, 42, datum).unwrap();
+            payloads.set_writer_schema(Arc::new(writer));
+            assert_eq!(payloads.get(1), None);
+
+            // Through arrays and maps: each item a tree of one child.
+            let writer = WriterSchema::parse(TREE).unwrap();
+            for in_map in [false, true] {
+                let mut datum = Vec::new();
+                for _ in 0..100_000 {
+                    write_long(&mut datum, 0); // v
+                    if in_map {
+                        write_long(&mut datum, 0); // no kids
+                        write_long(&mut datum, 1); // one entry
+                        crate::avro::codec::write_bytes(&mut datum, b"k");
+                    } else {
+                        write_long(&mut datum, 1); // one kid
+                    }
+                }
+                let mut r = AvroReader::new(&datum);
+                let error = writer.read_root_json(false, &mut r).unwrap_err();
+                assert_eq!(error.reason, "nested deeper than 64 levels");
+                let Node::Record(fields) = &writer.nodes[writer.root] else {
+                    unreachable!()
+                };
+                let field = fields[if in_map { 2 } else { 1 }].2;
+                let rest = &datum[if in_map { 2 } else { 1 }..];
+                let error = writer.skip(field, &mut AvroReader::new(rest)).unwrap_err();
+                assert_eq!(error.reason, "nested deeper than 64 levels");
+            }
+        });
+    }
+
+    #[test]
+    fn a_record_holding_itself_otherwise_is_refused() {
+        for schema in [
+            // Straight.
+            r#"{"type": "record", "name": "N", "fields": [{"name": "next", "type": "N"}]}"#,
+            // Through a union of itself alone.
+            r#"{"type": "record", "name": "N", "fields": [{"name": "next", "type": ["N"]}]}"#,
+            // Through another record.
+            r#"{"type": "record", "name": "N", "fields": [{"name": "m", "type":
+                {"type": "record", "name": "M", "fields": [{"name": "n", "type": "N"}]}}]}"#,
+            // Inside a finite record.
+            r#"{"type": "record", "name": "R", "fields": [
+                {"name": "ok", "type": ["null", "R"]},
+                {"name": "n", "type": {"type": "record", "name": "N", "fields": [
+                    {"name": "v", "type": "int"}, {"name": "next", "type": "N"}]}}]}"#,
+        ] {
+            let error = WriterSchema::parse(schema).unwrap_err().to_string();
+            assert!(
+                error.contains("holds itself other than through a union, an array or a map"),
+                "{error}"
+            );
+            assert!(error.contains("record `N`"), "{error}");
+        }
+        for finite in [LIST, TREE] {
+            WriterSchema::parse(finite).unwrap();
+        }
+    }
+
+    #[test]
+    fn checking_recursive_schemas_ends() {
+        let list = WriterSchema::parse(LIST).unwrap();
+        let check = list.check_read(&list);
+        assert!(check.readable(), "{check:?}");
+        let tree = WriterSchema::parse(TREE).unwrap();
+        assert!(tree.check_read(&tree).readable());
+        let problems = list.check_read(&tree).problems;
+        assert!(!problems.is_empty());
+
+        // A long read as an int, one level down.
+        let narrower = WriterSchema::parse(&LIST.replace(r#""long""#, r#""int""#)).unwrap();
+        assert_eq!(
+            list.check_read(&narrower).problems,
+            [
+                "field `v`: a long cannot be read as an int",
+                "field `next`: a record cannot be read as a union"
+            ]
+        );
+        assert!(narrower.check_read(&list).readable());
+
+        // Many recursive fields, and a difference deep down: each pair of
+        // types compared once, not once per path to it.
+        let wide = |last: &str| {
+            let fields: Vec<String> = (0..12)
+                .map(|i| format!(r#"{{"name": "f{i}", "type": ["null", "W"]}}"#))
+                .chain([format!(
+                    r#"{{"name": "leaf", "type": {{"type": "record", "name": "L", "fields":
+                        [{{"name": "x", "type": "{last}"}},
+                         {{"name": "back", "type": {{"type": "array", "items": "W"}}}}]}}}}"#
+                )])
+                .collect();
+            WriterSchema::parse(&format!(
+                r#"{{"type": "record", "name": "W", "fields": [{}]}}"#,
+                fields.join(", ")
+            ))
+            .unwrap()
+        };
+        let started = Instant::now();
+        assert!(wide("int").check_read(&wide("long")).readable());
+        let problems = wide("long").check_read(&wide("int")).problems;
+        assert_eq!(problems.len(), 13, "{problems:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
