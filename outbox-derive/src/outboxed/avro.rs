@@ -202,17 +202,25 @@ fn write_version(
     let fields = carried(model, version).map(|(index, field, wire)| {
         let ident = field.ident;
         // Through its `Serialize` straight into the datum; a `with` module
-        // (generic over the serializer) through its JSON.
+        // (generic over the serializer) likewise, through a `Serialize` that
+        // calls it (both fall back to the field's JSON for shapes the direct
+        // writer leaves out).
         let write = match &field.with {
             Some(_) => {
                 let serialize = serialize_helper_name(field);
-                quote! {
-                    #private::avro::write_bridged(
-                        __codec,
-                        #serialize(&&self.#ident, #private::serde_json::value::Serializer),
-                        __out,
-                    )
-                }
+                let ty = field.ty;
+                quote! {{
+                    struct __OutboxWith<'__outbox>(&'__outbox #ty);
+                    impl #private::serde::Serialize for __OutboxWith<'_> {
+                        fn serialize<__S: #private::serde::Serializer>(
+                            &self,
+                            __serializer: __S,
+                        ) -> #private::Result<__S::Ok, __S::Error> {
+                            #serialize(&self.0, __serializer)
+                        }
+                    }
+                    #private::avro::write_serialized(__codec, &__OutboxWith(&self.#ident), __out)
+                }}
             }
             None => quote!(#private::avro::write_serialized(__codec, &self.#ident, __out)),
         };

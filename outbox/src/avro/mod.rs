@@ -47,6 +47,7 @@
 
 mod bridge;
 pub mod codec;
+mod compiled;
 mod field;
 mod files;
 mod resolve;
@@ -81,6 +82,7 @@ pub type Cache = OnceLock<Result<Vec<Built>, (u32, String)>>;
 /// with its model's cache and builder (defaults are Rust values, so the
 /// schemas are built at run time, once).
 #[doc(hidden)]
+#[inline]
 pub fn schemas(
     cache: &'static Cache,
     model: &'static str,
@@ -118,6 +120,7 @@ pub fn schemas(
 
 /// The codec of field `index` of a built version.
 #[doc(hidden)]
+#[inline]
 pub fn field<'a>(
     built: &'a Built,
     index: usize,
@@ -143,14 +146,16 @@ pub fn write_bridged<E: Display>(
 }
 
 /// Writes a field by its Avro type straight from its `Serialize` (falling
-/// back to its JSON for shapes the direct writer leaves out).
+/// back to its JSON for shapes the direct writer leaves out). A `with`
+/// field comes here too, wrapped in a `Serialize` that calls its module.
 #[doc(hidden)]
+#[inline]
 pub fn write_serialized<T: serde::Serialize + ?Sized>(
     codec: &FieldCodec,
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    ser::write(&codec.avro, value, out)
+    ser::write(&codec.compiled, &codec.avro, value, out)
 }
 
 /// Reads a field written by [`write_bridged`], as the JSON its `Deserialize` reads.

@@ -79,6 +79,9 @@ pub struct FieldCodec {
     /// [`avro`](FieldCodec::avro) parsed, to read a bridged value back (a
     /// type naming one defined elsewhere cannot be: why, for the read's error).
     pub reader: Result<super::WriterSchema, String>,
+    /// [`avro`](FieldCodec::avro) compiled, for the direct writer of a
+    /// bridged field (once here, not at every write).
+    pub(crate) compiled: super::compiled::Node,
 }
 
 impl RecordSpec {
@@ -109,6 +112,7 @@ impl RecordSpec {
                 with: field.with,
                 has_default: default.is_some(),
                 reader: super::WriterSchema::of_type(&avro),
+                compiled: super::compiled::Node::compile(&avro),
             });
             let json = field
                 .json
