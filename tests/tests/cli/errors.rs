@@ -222,10 +222,12 @@ fn a_database_error_names_the_database_and_is_said_once() {
     use diesel::connection::SimpleConnection as _;
 
     let db = TestDb::new("cli_database_error_once");
-    // A table of the outbox's name without its columns: the query fails.
+    // Tables of the outbox's names without their columns: the query fails.
     db.connect()
-        .batch_execute("CREATE TABLE outbox_messages (id bigint)")
-        .expect("a table");
+        .batch_execute(
+            "CREATE TABLE outbox_messages (id bigint); CREATE TABLE outbox_schemas (id bigint)",
+        )
+        .expect("tables");
     let with_password = db.url().replace("postgres@", "postgres:s3cret@");
     let finished = run(&mut outbox(&["--database-url", &with_password, "status"]));
     let line = finished.one_line_failure();
