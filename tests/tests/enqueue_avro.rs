@@ -236,3 +236,39 @@ fn two_first_enqueues_at_once_both_commit_with_one_schema_row() {
     assert_eq!(schemas(&mut conn).len(), 1);
     assert_eq!(rows(&mut conn).len(), 2);
 }
+
+#[test]
+fn a_schema_stored_ahead_lets_first_enqueues_go_without_waiting() {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let db = setup("enqueue_avro_stored_ahead");
+    let outbox = Outbox::new("avro-tests");
+    let mut conn = db.connect();
+    assert!(outbox.store_schema::<User>(&mut conn).unwrap(), "new");
+    assert!(
+        !outbox.store_schema::<User>(&mut conn).unwrap(),
+        "there already"
+    );
+    assert!(
+        !outbox.store_schema::<Note>(&mut conn).unwrap(),
+        "JSON: nothing"
+    );
+    assert_eq!(schemas(&mut conn).len(), 1);
+
+    // A long transaction enqueues first; another does not wait for it.
+    let mut long = db.connect();
+    AnsiTransactionManager::begin_transaction(&mut long).unwrap();
+    outbox.enqueue(&mut long, &user(1), Event::Created).unwrap();
+    let (url, other_outbox) = (db.url().to_owned(), outbox.clone());
+    let other = std::thread::spawn(move || {
+        let mut conn = PgConnection::establish(&url).unwrap();
+        conn.transaction(|conn| other_outbox.enqueue(conn, &user(2), Event::Created))
+    });
+    let started = std::time::Instant::now();
+    while !other.is_finished() && started.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(other.is_finished(), "the second enqueue did not wait");
+    other.join().unwrap().expect("it committed");
+    AnsiTransactionManager::commit_transaction(&mut long).unwrap();
+    assert_eq!(rows(&mut conn).len(), 2);
+}

@@ -172,6 +172,8 @@ async fn main() -> Result<(), BoxError> {
     outbox_diesel::migrations::run(&mut conn)?;
     conn.batch_execute(TABLES)?;
     let outbox = Outbox::new("accounts");
+    // The Avro model's schema row, written ahead (enqueue writes it too).
+    outbox.store_schema::<Invoice>(&mut conn)?;
     let next_id: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
         "coalesce((SELECT max(id) FROM quickstart_users), 0) + 1",
     ))

@@ -142,6 +142,69 @@ impl Outbox {
         self.trace.as_ref()
     }
 
+    /// Writes the schema of `M`'s Avro messages (its highest version, under
+    /// this outbox's subject) into `outbox_schemas` now, as enqueue would,
+    /// and returns whether the row is new; a JSON model writes nothing.
+    ///
+    /// Enqueue writes the row itself, so this is never needed for
+    /// correctness. Run at start-up or deploy, outside business
+    /// transactions (committed at once when no transaction is open), it
+    /// makes sure the first enqueues of a new schema never wait for a
+    /// still-open transaction that happened to write the row first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Message`] when the model's schema cannot be built;
+    /// [`Error::Database`] when the insert fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use diesel::prelude::*;
+    /// use outbox::Outboxed;
+    /// use outbox_diesel::Outbox;
+    ///
+    /// #[derive(Outboxed)]
+    /// #[outbox(topic = "billing", route = "invoices", format = "avro")]
+    /// struct Invoice { id: i64 }
+    ///
+    /// let mut conn = PgConnection::establish("postgres://localhost/app")?;
+    /// let outbox = Outbox::new("billing");
+    /// outbox.store_schema::<Invoice>(&mut conn)?; // at start-up
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn store_schema<M: Outboxed>(&self, conn: &mut PgConnection) -> Result<bool> {
+        let Some(row) = self.schema_row::<M>()? else {
+            return Ok(false);
+        };
+        Ok(store_schema_query(&row).execute(conn)? == 1)
+    }
+
+    /// [`store_schema`](Outbox::store_schema) on a diesel-async connection.
+    ///
+    /// # Errors
+    ///
+    /// As for [`store_schema`](Outbox::store_schema).
+    pub async fn store_schema_async<M: Outboxed>(
+        &self,
+        conn: &mut AsyncPgConnection,
+    ) -> Result<bool> {
+        let Some(row) = self.schema_row::<M>()? else {
+            return Ok(false);
+        };
+        Ok(diesel_async::RunQueryDsl::execute(store_schema_query(&row), conn).await? == 1)
+    }
+
+    /// The schema row of `M`'s Avro messages; `None` for a JSON model.
+    fn schema_row<M: Outboxed>(&self) -> Result<Option<SchemaRow>> {
+        if M::FORMAT != outbox::Format::Avro {
+            return Ok(None);
+        }
+        let version = M::VERSIONS.last().copied().unwrap_or(1);
+        let schema = M::avro_schema(version)?;
+        Ok(Some(SchemaRow::new(self.subjects, M::TOPIC, schema)))
+    }
+
     /// A helper for realtime notifications published to `topic`.
     pub fn realtime(&self, topic: impl Into<String>) -> Realtime {
         Realtime::new(self.clone(), topic.into())
@@ -401,6 +464,21 @@ impl Row {
             value_schema: self.schema.as_ref().map(|schema| schema.key),
         }
     }
+}
+
+/// `row` into `outbox_schemas`, unless it is there.
+fn store_schema_query(
+    row: &SchemaRow,
+) -> diesel::query_builder::BoxedSqlQuery<'_, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    use diesel::sql_types::{BigInt, Text};
+    diesel::sql_query(
+        "INSERT INTO outbox_schemas (schema_key, subject, schema) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .into_boxed()
+    .bind::<BigInt, _>(row.key)
+    .bind::<Text, _>(&row.subject)
+    .bind::<Text, _>(row.schema)
 }
 
 type InsertMessages<'a> = diesel::query_builder::InsertStatement<
