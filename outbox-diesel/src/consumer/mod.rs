@@ -220,6 +220,7 @@ pub struct ConsumerBuilder {
     pool: Pool,
     controllers: Vec<(Arc<dyn Controller>, Option<FailurePolicy>)>,
     default_policy: FailurePolicy,
+    ignore_unknown_routes: bool,
     producer_name: Option<String>,
     concurrency: usize,
     partition_buffer: usize,
@@ -239,6 +240,7 @@ impl Consumer {
             pool,
             controllers: Vec::new(),
             default_policy: FailurePolicy::default(),
+            ignore_unknown_routes: false,
             producer_name: None,
             concurrency: DEFAULT_CONCURRENCY,
             partition_buffer: DEFAULT_PARTITION_BUFFER,
@@ -406,6 +408,45 @@ impl ConsumerBuilder {
     /// controller serves (default: retry, then stop the partition).
     pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
         self.default_policy = policy;
+        self
+    }
+
+    /// Whether records whose route (`to` header) no controller of this
+    /// consumer serves are acknowledged and counted
+    /// (`outbox_consumer_ignored_total`) instead of failing under the
+    /// [`failure_policy`](Self::failure_policy) (default: `false`, they fail).
+    ///
+    /// Failing is the default because such a record is never applied: when
+    /// a controller was forgotten at deploy, a stopped partition keeps the
+    /// record until it is added. Ignoring suits a consumer of a shared topic
+    /// that serves only some of its routes, where a producer adding a model
+    /// must not stop it; records of events a controller does not handle are
+    /// ignored likewise (unless it is `strict`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use outbox::{Context, HandlerError, Outboxed, message_controller};
+    /// # diesel::table! { users (id) { id -> BigInt, email -> Text } }
+    /// # #[derive(diesel::Queryable, diesel::Selectable, diesel::Insertable, diesel::AsChangeset, Outboxed)]
+    /// # #[diesel(table_name = users)]
+    /// # #[outbox(topic = "accounts")]
+    /// # struct User { id: i64, email: String }
+    /// # struct Users;
+    /// # #[message_controller(model = User, table = users)]
+    /// # impl Users {}
+    /// # fn f(pool: outbox_diesel::consumer::Pool) -> outbox_diesel::Result<()> {
+    /// use outbox_diesel::Consumer;
+    ///
+    /// // `accounts` also carries routes this service does not care about.
+    /// let consumer = Consumer::builder("localhost:9092", "billing", pool)
+    ///     .controller(Users)
+    ///     .ignore_unknown_routes(true)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ignore_unknown_routes(mut self, ignore: bool) -> Self {
+        self.ignore_unknown_routes = ignore;
         self
     }
 
@@ -588,9 +629,13 @@ impl ConsumerBuilder {
     /// cannot be read.
     pub fn build(self) -> Result<Consumer> {
         let mut problems = Vec::new();
-        let routes = Routes::new(self.controllers, self.default_policy)
-            .map_err(|error| problems.push(error_reason(error)))
-            .ok();
+        let routes = Routes::new(
+            self.controllers,
+            self.default_policy,
+            self.ignore_unknown_routes,
+        )
+        .map_err(|error| problems.push(error_reason(error)))
+        .ok();
         if self.concurrency == 0 {
             problems.push("`concurrency` must be at least 1".to_owned());
         }

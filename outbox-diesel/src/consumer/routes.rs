@@ -19,6 +19,9 @@ pub(crate) struct Routes {
     by_route: HashMap<String, Route>,
     topics: Vec<String>,
     pub(crate) default_policy: FailurePolicy,
+    /// Records whose route no controller serves are acknowledged and
+    /// counted as ignored, instead of failing under `default_policy`.
+    pub(crate) ignore_unknown: bool,
 }
 
 impl Routes {
@@ -26,6 +29,7 @@ impl Routes {
     pub(crate) fn new(
         controllers: Vec<(Arc<dyn Controller>, Option<FailurePolicy>)>,
         default_policy: FailurePolicy,
+        ignore_unknown: bool,
     ) -> Result<Self> {
         if controllers.is_empty() {
             return Err(Error::Config {
@@ -64,6 +68,7 @@ impl Routes {
             by_route,
             topics,
             default_policy,
+            ignore_unknown,
         })
     }
 

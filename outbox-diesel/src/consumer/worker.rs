@@ -547,6 +547,11 @@ impl PartitionTask {
             span.record("message_id", tracing::field::display(message.id));
             span.record("event", message.event.as_str());
             let Some(route) = shared.routes.get(&message.to) else {
+                if shared.routes.ignore_unknown {
+                    tracing::debug!(route = %message.to, "consumer: no controller serves the route; ignored");
+                    shared.counters.count(Outcome::Ignored, &self.tp.topic);
+                    return Next::Done;
+                }
                 let failure = Failure {
                     kind: dead_letter::KIND_NO_CONTROLLER,
                     error: format!("no controller serves route `{}`", message.to),

@@ -555,3 +555,53 @@ async fn garbage_stops_its_partition_with_its_typed_error() {
     }
     assert_eq!((report.failed, report.stopped), (2, 2), "{report:?}");
 }
+
+/// 5c. With `ignore_unknown_routes(true)`, a record whose route no controller
+/// serves is acknowledged and counted as ignored: its partition goes on, nothing
+/// stops and nothing is dead-lettered. Without it (5a, 5b) it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_routes_are_ignored_when_asked() {
+    let mut env = Env::new("consumer_unknown_route_ignored");
+    let dlq = env.dead_letter_topic();
+    let consumer = RunningConsumer::spawn(
+        env.consumer()
+            .failure_policy(quick_retries(FailurePolicy::dead_letter(), 2))
+            .ignore_unknown_routes(true)
+            .controller(OnTopic::new(Ledger::healthy(), &env.topic)),
+    );
+    let relay = env.relay();
+    let mut producer = env.producer();
+    let mut conn = env.consumer_conn();
+    let first = create_applied(&mut producer, &mut conn, KEYS).await;
+    let (no_controller, kind, _) = garbage(&env).pop().expect("the unknown route case");
+    assert_eq!(kind, dead_letter::KIND_NO_CONTROLLER);
+    let (partition, offset) = produce(&env, &no_controller, None).await;
+    let second = producer.write(&round(1..=KEYS, 1)).len() as i64;
+    wait_until("the later messages are applied", TIMEOUT, || {
+        count_inbox(&mut conn) == first + second
+            && inbox_offsets(&mut conn, partition)
+                .iter()
+                .any(|o| *o > offset)
+    })
+    .await;
+    let report = consumer.stop().await;
+    relay.stop().await;
+
+    assert!(active_stops(&mut conn, &env.group).is_empty());
+    assert!(
+        !inbox_offsets(&mut conn, partition).contains(&offset),
+        "the ignored record is not in the inbox"
+    );
+    assert_eq!(
+        (
+            report.ignored,
+            report.failed,
+            report.dead_lettered,
+            report.stopped
+        ),
+        (1, 0, 0, 0),
+        "{report:?}"
+    );
+    let letters = read_from_start(&env.kafka, &dlq, "no dead letter", 0).await;
+    assert!(letters.records.is_empty(), "{:?}", letters.records.len());
+}
