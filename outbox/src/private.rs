@@ -24,7 +24,7 @@ pub mod avro {
     pub use crate::avro::codec::AvroReader;
     pub use crate::avro::{
         AvroField, Cache, FieldSpec, RecordSpec, field, field_error, finish, parse_avro_type,
-        read_bridged, schemas, write_bridged, write_serialized,
+        read_bridged, schemas, write_serialized,
     };
     pub use crate::avro::{Step, WriterSchema};
 }

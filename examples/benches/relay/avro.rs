@@ -15,7 +15,7 @@ use crate::common::results::Figure;
 use crate::common::stats::upper_median;
 use crate::instrument::STATS;
 use crate::model::{AvroOrder, Order, avro_order, order};
-use crate::run::{DrainRun, kafka_publisher, relay_drain_with};
+use crate::run::{DrainRun, kafka_publisher, relay_drain};
 
 /// The batch size both sides drain at.
 const BATCH: usize = 1000;
@@ -56,7 +56,7 @@ impl Bench {
         let run = self.runtime.block_on(async {
             let publisher = kafka_publisher(&brokers, topic).await;
             let registry = avro.then(registry);
-            relay_drain_with(
+            relay_drain(
                 &schema.url,
                 publisher,
                 BATCH,

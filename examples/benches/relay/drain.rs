@@ -100,6 +100,7 @@ impl Bench {
                 rows as u64,
                 broker,
                 limit,
+                None,
             )
             .await
         });
@@ -110,6 +111,7 @@ impl Bench {
             rows as u64,
             broker,
             limit,
+            None,
         ));
         self.db.drop_schema(&kafka_schema);
         self.db.drop_schema(&null_schema);

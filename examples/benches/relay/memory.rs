@@ -124,7 +124,7 @@ pub(crate) fn child_drain(args: &[String]) {
         let limit = Duration::from_secs(600);
         (
             ready,
-            relay_drain(url, publisher, batch, rows, None, limit).await,
+            relay_drain(url, publisher, batch, rows, None, limit, None).await,
         )
     });
     let problem = run

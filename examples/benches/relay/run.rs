@@ -145,24 +145,8 @@ fn backend_pids(server_url: &str, application: &str) -> Vec<u32> {
 
 /// Runs a relay on the schema at `url` until it has published `rows` rows (or
 /// `limit` has passed); the time is from `run` to the published counter
-/// reaching `rows`.
+/// reaching `rows`. With `registry`, the relay resolves Avro values' schema ids in it.
 pub(crate) async fn relay_drain<P>(
-    url: &str,
-    publisher: P,
-    batch: usize,
-    rows: u64,
-    broker: Option<u32>,
-    limit: Duration,
-) -> DrainRun
-where
-    P: Publisher,
-    P::Ack: Unpin,
-{
-    relay_drain_with(url, publisher, batch, rows, broker, limit, None).await
-}
-
-/// [`relay_drain`] by a relay that resolves Avro values' schema ids in `registry`.
-pub(crate) async fn relay_drain_with<P>(
     url: &str,
     publisher: P,
     batch: usize,

@@ -188,15 +188,10 @@ impl Known {
             Ok(text) => text,
             Err(error) if error.kind() == RegistryErrorKind::NotFound => {
                 self.answered(registry);
-                let hint = if id == 0 {
-                    " (id 0 is written at enqueue and replaced by the relay: was this \
-                     record published by a relay without Avro support?)"
-                } else {
-                    ""
-                };
+                // Id 0 never comes here: decoding refuses it, naming the relay.
                 return Err(SchemaError::Permanent(format!(
                     "the record's writer schema (id {id}) is not in the schema registry: \
-                     {error}{hint}"
+                     {error}"
                 )));
             }
             Err(error) => {
@@ -356,17 +351,26 @@ mod tests {
         }
     }
 
+    /// `count` concurrent `get(id)`s.
+    fn spawn_getters(
+        schemas: &Arc<WriterSchemas>,
+        count: usize,
+        id: u32,
+    ) -> Vec<tokio::task::JoinHandle<Result<Arc<WriterSchema>, SchemaError>>> {
+        (0..count)
+            .map(|_| {
+                let schemas = Arc::clone(schemas);
+                tokio::spawn(async move { schemas.get(id).await })
+            })
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_getters_share_one_fetch_and_its_failure() {
         let fake = FakeRegistry::start(std::time::Duration::from_millis(300)).await;
         let registry = SchemaRegistry::builder(&fake.url).build().unwrap();
         let schemas = Arc::new(WriterSchemas::new(Some(registry)));
-        let getters: Vec<_> = (0..8)
-            .map(|_| {
-                let schemas = Arc::clone(&schemas);
-                tokio::spawn(async move { schemas.get(7).await })
-            })
-            .collect();
+        let getters = spawn_getters(&schemas, 8, 7);
         for getter in getters {
             let Err(SchemaError::Unavailable(error)) = getter.await.unwrap() else {
                 panic!("unavailable");
@@ -382,12 +386,7 @@ mod tests {
 
         // The registry is back: the next getters fetch it once more, once.
         fake.failing.store(false, Ordering::SeqCst);
-        let getters: Vec<_> = (0..8)
-            .map(|_| {
-                let schemas = Arc::clone(&schemas);
-                tokio::spawn(async move { schemas.get(7).await })
-            })
-            .collect();
+        let getters = spawn_getters(&schemas, 8, 7);
         for getter in getters {
             getter.await.unwrap().expect("the schema");
         }

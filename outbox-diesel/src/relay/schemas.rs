@@ -60,6 +60,18 @@ struct Pending {
     backoff: Backoff,
 }
 
+impl Pending {
+    /// A schema not asked for yet.
+    fn new(subject: String, schema: String) -> Self {
+        Pending {
+            subject,
+            schema,
+            failure: None,
+            backoff: Backoff::new(REGISTRY_BACKOFF_BASE, REGISTRY_BACKOFF_CAP),
+        }
+    }
+}
+
 /// A failed attempt to resolve a schema.
 struct Failure {
     /// The refusal of its rows.
@@ -175,12 +187,7 @@ impl Resolver {
         for stored in found {
             self.pending.insert(
                 stored.schema_key,
-                Pending {
-                    subject: stored.subject,
-                    schema: stored.schema,
-                    failure: None,
-                    backoff: Backoff::new(REGISTRY_BACKOFF_BASE, REGISTRY_BACKOFF_CAP),
-                },
+                Pending::new(stored.subject, stored.schema),
             );
         }
         Ok(())
@@ -488,15 +495,9 @@ mod tests {
     #[test]
     fn without_a_registry_rows_wait_and_say_how_to_set_one() {
         let mut resolver = resolver_with(&[]);
-        resolver.pending.insert(
-            3,
-            Pending {
-                subject: "orders-value".into(),
-                schema: "{}".into(),
-                failure: None,
-                backoff: Backoff::new(REGISTRY_BACKOFF_BASE, REGISTRY_BACKOFF_CAP),
-            },
-        );
+        resolver
+            .pending
+            .insert(3, Pending::new("orders-value".into(), "{}".into()));
         futures::executor::block_on(resolver.ask(Instant::now(), &[3]));
         let error = resolver
             .write_id(3, &mut row(Some(3), vec![0; 6]), Instant::now())
@@ -517,15 +518,9 @@ mod tests {
     fn schemas_no_row_of_the_batch_waits_for_are_not_asked_for() {
         let mut resolver = resolver_with(&[]);
         for key in [3, 4] {
-            resolver.pending.insert(
-                key,
-                Pending {
-                    subject: format!("s{key}-value"),
-                    schema: "{}".into(),
-                    failure: None,
-                    backoff: Backoff::new(REGISTRY_BACKOFF_BASE, REGISTRY_BACKOFF_CAP),
-                },
-            );
+            resolver
+                .pending
+                .insert(key, Pending::new(format!("s{key}-value"), "{}".into()));
         }
         // No registry: a schema asked for gets the "no registry" failure.
         futures::executor::block_on(resolver.ask(Instant::now(), &[4]));
@@ -545,15 +540,9 @@ mod tests {
             .unwrap();
         let mut resolver = Resolver::new(Some(registry), true);
         for key in [1, 2] {
-            resolver.pending.insert(
-                key,
-                Pending {
-                    subject: format!("s{key}-value"),
-                    schema: "{}".into(),
-                    failure: None,
-                    backoff: Backoff::new(REGISTRY_BACKOFF_BASE, REGISTRY_BACKOFF_CAP),
-                },
-            );
+            resolver
+                .pending
+                .insert(key, Pending::new(format!("s{key}-value"), "{}".into()));
         }
         resolver.ask(Instant::now(), &[1, 2]).await;
         let (error, at) = resolver.outage.clone().expect("an outage");
@@ -581,14 +570,12 @@ mod tests {
         resolver.pending.insert(
             4,
             Pending {
-                subject: "orders-value".into(),
-                schema: "{}".into(),
                 failure: Some(Failure::new(
                     PublishError::permanent("incompatible schema"),
                     asked,
                     Duration::from_secs(10),
                 )),
-                backoff: Backoff::new(REGISTRY_BACKOFF_BASE, REGISTRY_BACKOFF_CAP),
+                ..Pending::new("orders-value".into(), "{}".into())
             },
         );
         let mut r = row(Some(4), vec![0; 6]);

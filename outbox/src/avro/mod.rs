@@ -134,17 +134,6 @@ pub fn field<'a>(
     })
 }
 
-/// Writes a field through its JSON (`json`: what serde wrote of it).
-#[doc(hidden)]
-pub fn write_bridged<E: Display>(
-    codec: &FieldCodec,
-    json: Result<Value, E>,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    let json = json.map_err(|e| format!("its serializer failed: {e}"))?;
-    bridge::write_json(&codec.avro, &json, out)
-}
-
 /// Writes a field by its Avro type straight from its `Serialize` (falling
 /// back to its JSON for shapes the direct writer leaves out). A `with`
 /// field comes here too, wrapped in a `Serialize` that calls its module.
@@ -158,7 +147,7 @@ pub fn write_serialized<T: serde::Serialize + ?Sized>(
     ser::write(&codec.compiled, &codec.avro, value, out)
 }
 
-/// Reads a field written by [`write_bridged`], as the JSON its `Deserialize` reads.
+/// Reads a field written by [`write_serialized`], as the JSON its `Deserialize` reads.
 #[doc(hidden)]
 pub fn read_bridged(codec: &FieldCodec, reader: &mut AvroReader<'_>) -> Result<Value, AvroError> {
     match &codec.reader {
