@@ -42,9 +42,14 @@ pub(crate) const UNTIL: &str = "until";
 pub(crate) const WITH: &str = "with";
 pub(crate) const DEFAULT: &str = "default";
 pub(crate) const AVRO_TYPE: &str = "avro_type";
+pub(crate) const VERSION: &str = "version";
 
-pub(crate) const FIELD_KEYS: &[&str] = &[SKIP, RENAME, SINCE, UNTIL, WITH, DEFAULT, AVRO_TYPE];
+pub(crate) const FIELD_KEYS: &[&str] = &[
+    SKIP, RENAME, SINCE, UNTIL, WITH, DEFAULT, AVRO_TYPE, VERSION,
+];
 
 // #[diesel(..)] keys the derive reads; it ignores the others.
 pub(crate) const TABLE_NAME: &str = "table_name";
 pub(crate) const PRIMARY_KEY: &str = "primary_key";
+// On a field.
+pub(crate) const COLUMN_NAME: &str = "column_name";

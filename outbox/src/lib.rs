@@ -54,6 +54,7 @@ mod private;
 #[cfg(feature = "diesel")]
 pub use controller::{
     BoxFuture, Context, Controller, FollowUps, GroupError, HandlerError, HandlerErrorKind,
+    VersionOutcome,
 };
 pub use error::{DecodeError, Error, Result, Truncated};
 pub use event::{Event, EventName};

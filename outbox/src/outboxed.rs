@@ -85,11 +85,80 @@ pub trait Outboxed: Sized {
     /// Avro in the Confluent wire format (`#[outbox(format = "avro")]`).
     const FORMAT: Format = Format::Json;
 
+    /// The field that counts the changes of a row (`#[outbox(version)]`), if
+    /// the model has one: its name as the struct declares it (the Diesel
+    /// column it is read from may be renamed with `#[diesel(column_name)]`).
+    ///
+    /// Not to be confused with [`VERSIONS`](Outboxed::VERSIONS), the versions
+    /// of the payload's *shape*: this one is a per-key counter in the data,
+    /// which a `#[message_controller]` compares with its row's to apply each
+    /// key's changes in order, once (see "Per-key versions" in its docs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::Outboxed;
+    ///
+    /// diesel::table! {
+    ///     users (id) {
+    ///         id -> BigInt,
+    ///         revision -> Integer,
+    ///     }
+    /// }
+    ///
+    /// #[derive(Outboxed)]
+    /// #[diesel(table_name = users)]
+    /// #[outbox(topic = "accounts")]
+    /// struct User {
+    ///     id: i64,
+    ///     #[outbox(version)]
+    ///     revision: i32,
+    /// }
+    ///
+    /// #[derive(Outboxed)]
+    /// #[outbox(topic = "accounts", route = "admins")]
+    /// struct Admin { id: i64 }
+    ///
+    /// assert_eq!(User::VERSION_FIELD, Some("revision"));
+    /// assert_eq!(Admin::VERSION_FIELD, None);
+    /// ```
+    const VERSION_FIELD: Option<&'static str> = None;
+
     /// The primary key, as read from a destroyed message (a tuple for composite keys).
     type Key;
 
     /// The Kafka key: messages with the same key keep their order.
     fn partition_key(&self) -> String;
+
+    /// The value of the [`VERSION_FIELD`](Outboxed::VERSION_FIELD), widened
+    /// to `i64`; `None` for a model without one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::Outboxed;
+    ///
+    /// diesel::table! {
+    ///     users (id) {
+    ///         id -> BigInt,
+    ///         revision -> SmallInt,
+    ///     }
+    /// }
+    ///
+    /// #[derive(Outboxed)]
+    /// #[diesel(table_name = users)]
+    /// #[outbox(topic = "accounts")]
+    /// struct User {
+    ///     id: i64,
+    ///     #[outbox(version)]
+    ///     revision: i16,
+    /// }
+    ///
+    /// assert_eq!(User { id: 1, revision: 7 }.version(), Some(7));
+    /// ```
+    fn version(&self) -> Option<i64> {
+        None
+    }
 
     /// The payload of `event` in `version`.
     ///

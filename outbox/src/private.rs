@@ -10,6 +10,16 @@ pub use {diesel, diesel_async};
 pub use crate::error::Error;
 pub use crate::event::Event;
 pub use crate::outboxed::Outboxed;
+#[cfg(feature = "diesel")]
+pub use crate::{BoxFuture, VersionOutcome};
+
+pub use crate::__outbox_diesel_only as diesel_only;
+#[cfg(feature = "diesel")]
+pub use versions::{
+    Gap, Guards, ProbeUnversioned, ProbeVersioned, VersionProbe, VersionedRow, guard_destroy,
+    guard_upsert,
+};
+pub use versions::{VersionField, read_version};
 
 pub use core::default::Default;
 pub use core::option::Option::{self, None, Some};
@@ -541,6 +551,418 @@ mod group {
             #[allow(clippy::needless_borrow)]
             let probe = (&KeyProbe(&NoEq, &NoEq)).same_key();
             assert_eq!(probe, None);
+        }
+    }
+}
+
+/// Emits its tokens when `outbox` is built with its `diesel` feature, and
+/// nothing without it: what the derive wraps the database side of
+/// `#[outbox(version)]` in, since the derive cannot see the features of the
+/// `outbox` its output is compiled against.
+#[cfg(feature = "diesel")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outbox_diesel_only {
+    ($($tokens:tt)*) => {
+        $($tokens)*
+    };
+}
+
+/// Without the `diesel` feature: nothing.
+#[cfg(not(feature = "diesel"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __outbox_diesel_only {
+    ($($tokens:tt)*) => {};
+}
+
+/// Per-key versions (`#[outbox(version)]`): the field's type, reading it
+/// from a payload, and the guard `#[message_controller]` runs before its
+/// built-in upsert and delete.
+mod versions {
+    use serde_json::Value;
+
+    use crate::error::Error;
+    use crate::event::Event;
+
+    /// The types a version field may have: the integers PostgreSQL stores
+    /// as `smallint`, `integer` and `bigint`.
+    #[diagnostic::on_unimplemented(
+        message = "`#[outbox(version)]` needs an `i16`, `i32` or `i64` field, not `{Self}`",
+        label = "not `i16`, `i32` or `i64`",
+        note = "the version counts the row's changes: a `smallint`, `integer` or `bigint` column, never NULL"
+    )]
+    pub trait VersionField: Copy + Send + Sync + 'static {
+        /// The value, widened.
+        fn to_i64(&self) -> i64;
+    }
+
+    impl VersionField for i16 {
+        fn to_i64(&self) -> i64 {
+            i64::from(*self)
+        }
+    }
+
+    impl VersionField for i32 {
+        fn to_i64(&self) -> i64 {
+            i64::from(*self)
+        }
+    }
+
+    impl VersionField for i64 {
+        fn to_i64(&self) -> i64 {
+            *self
+        }
+    }
+
+    /// The version a JSON `payload` (payload version `version` of `model`)
+    /// carries under the wire name `name`; `None` when it carries none (a
+    /// keys-only destroyed payload written before the model had a version
+    /// field).
+    pub fn read_version(
+        model: &'static str,
+        version: u32,
+        event: &Event,
+        payload: &Value,
+        name: &str,
+    ) -> Result<Option<i64>, Error> {
+        match payload.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value.as_i64().map(Some).ok_or_else(|| Error::Payload {
+                model,
+                version,
+                event: event.to_string(),
+                reason: super::short(format!(
+                    "field `{name}`: expected an integer version, found {}",
+                    crate::message::json_kind(value)
+                )),
+            }),
+        }
+    }
+
+    #[cfg(feature = "diesel")]
+    pub use guard::*;
+
+    #[cfg(feature = "diesel")]
+    mod guard {
+        use std::marker::PhantomData;
+
+        use diesel::result::QueryResult;
+        use diesel_async::AsyncPgConnection;
+        use serde_json::Value;
+
+        use crate::error::Error;
+        use crate::outboxed::{Format, Outboxed};
+        use crate::{BoxFuture, Context, HandlerError, Message, VersionOutcome};
+
+        /// A row's stored version, read.
+        type StoredVersion<'a> = BoxFuture<'a, QueryResult<Option<i64>>>;
+
+        /// The database side of a model with `#[outbox(version)]`: its row's
+        /// stored version, locked. The derive implements it; a controller
+        /// finds it through [`VersionProbe`].
+        #[diagnostic::on_unimplemented(
+            message = "`{Self}` has no version field, so `gap` has nothing to act on",
+            label = "`{Self}` has no `#[outbox(version)]` field",
+            note = "mark the field that counts the row's changes `#[outbox(version)]`, or remove `gap`"
+        )]
+        pub trait VersionedRow: Outboxed<Key: Send + Sync> + Sync {
+            /// The version of the row `self` is written to (by primary
+            /// key), `SELECT .. FOR UPDATE`: locked until the transaction
+            /// ends. `None` when there is no such row.
+            fn stored_version<'a>(&'a self, conn: &'a mut AsyncPgConnection) -> StoredVersion<'a>;
+
+            /// The same, for the row of `key`.
+            fn stored_version_of<'a>(
+                key: &'a Self::Key,
+                conn: &'a mut AsyncPgConnection,
+            ) -> StoredVersion<'a>;
+
+            /// The version a JSON payload of `version` carries, if any
+            /// (see [`read_version`](super::read_version)).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Payload`] when it is there but not an integer.
+            fn version_from_payload(version: u32, payload: &Value) -> Result<Option<i64>, Error>;
+        }
+
+        /// The check before a built-in upsert.
+        type UpsertGuard<M> = for<'a, 'c> fn(
+            &'a mut Context<'c>,
+            &'a M,
+            Gap,
+            &'static str,
+        ) -> BoxFuture<'a, Result<bool, HandlerError>>;
+
+        /// The check before a built-in delete.
+        type DestroyGuard =
+            for<'a, 'c> fn(&'a mut Context<'c>) -> BoxFuture<'a, Result<bool, HandlerError>>;
+
+        /// The version checks of a [`VersionedRow`], as plain functions
+        /// (their types name no bound of `M`, so the probe's fallback needs
+        /// none: a model that is not even `Outboxed` gets no error from it).
+        pub struct Guards<M> {
+            upsert: UpsertGuard<M>,
+            destroy: DestroyGuard,
+        }
+
+        /// Whether `M` is a [`VersionedRow`], asked by autoref
+        /// specialization: `(&VersionProbe::<M>::new()).guards()` with
+        /// [`ProbeVersioned`] and [`ProbeUnversioned`] in scope is `Some` for
+        /// a model with a version field, `None` for any other (a controller
+        /// is generated without knowing which its model is).
+        pub struct VersionProbe<M>(PhantomData<fn() -> M>);
+
+        impl<M> VersionProbe<M> {
+            /// The probe.
+            pub fn new() -> Self {
+                VersionProbe(PhantomData)
+            }
+        }
+
+        impl<M> Default for VersionProbe<M> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        /// Picked when `M` is a [`VersionedRow`].
+        pub trait ProbeVersioned<M> {
+            /// Its checks.
+            fn guards(&self) -> Option<Guards<M>>;
+        }
+
+        impl<M: VersionedRow> ProbeVersioned<M> for VersionProbe<M> {
+            fn guards(&self) -> Option<Guards<M>> {
+                Some(Guards {
+                    upsert: upsert_guard::<M>,
+                    destroy: destroy_guard::<M>,
+                })
+            }
+        }
+
+        /// Picked otherwise.
+        pub trait ProbeUnversioned<M> {
+            /// `None`.
+            fn guards(&self) -> Option<Guards<M>>;
+        }
+
+        impl<M> ProbeUnversioned<M> for &VersionProbe<M> {
+            fn guards(&self) -> Option<Guards<M>> {
+                None
+            }
+        }
+
+        /// `#[message_controller(gap = "..")]`: what a message more than one
+        /// version past its row's does.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Gap {
+            /// A retriable error: retried with backoff, then the failure policy.
+            Wait,
+            /// A permanent error: the failure policy at once.
+            Stop,
+            /// Applied, the gap recorded on the context.
+            Accept,
+        }
+
+        /// What a created or updated message of version `received` does to a
+        /// row at `stored`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Verdict {
+            Apply,
+            Stale,
+            Gap,
+        }
+
+        pub(crate) fn verdict(stored: Option<i64>, received: i64) -> Verdict {
+            match stored {
+                // The key's first messages may be gone from the topic, or the
+                // row deleted: nothing to compare with.
+                None => Verdict::Apply,
+                Some(stored) if received <= stored => Verdict::Stale,
+                // `received > stored`, so `received - 1` cannot overflow.
+                Some(stored) if received - 1 == stored => Verdict::Apply,
+                Some(_) => Verdict::Gap,
+            }
+        }
+
+        /// Before the built-in upsert of `model`: whether to write it (yes at
+        /// once without `guards`, for a model without a version field).
+        ///
+        /// # Errors
+        ///
+        /// As the model's upsert guard says.
+        pub async fn guard_upsert<M>(
+            ctx: &mut Context<'_>,
+            model: &M,
+            guards: Option<Guards<M>>,
+            gap: Gap,
+            table: &'static str,
+        ) -> Result<bool, HandlerError> {
+            match guards {
+                None => Ok(true),
+                Some(guards) => (guards.upsert)(ctx, model, gap, table).await,
+            }
+        }
+
+        /// Before the built-in delete of the message's row: whether to
+        /// delete it (yes at once without `guards`).
+        ///
+        /// # Errors
+        ///
+        /// As the model's destroy guard says.
+        pub async fn guard_destroy<M>(
+            ctx: &mut Context<'_>,
+            guards: Option<Guards<M>>,
+        ) -> Result<bool, HandlerError> {
+            match guards {
+                None => Ok(true),
+                Some(guards) => (guards.destroy)(ctx).await,
+            }
+        }
+
+        /// Reads the row's version `FOR UPDATE`; a stale message is recorded
+        /// on `ctx` and skipped, a gap handled as `gap` says. Errors: the
+        /// database's (retriable); a gap under `Wait` (retriable) or `Stop`
+        /// (permanent).
+        fn upsert_guard<'a, M: VersionedRow>(
+            ctx: &'a mut Context<'_>,
+            model: &'a M,
+            gap: Gap,
+            table: &'static str,
+        ) -> BoxFuture<'a, Result<bool, HandlerError>> {
+            Box::pin(async move {
+                let Some(received) = model.version() else {
+                    return Ok(true);
+                };
+                let stored = model.stored_version(ctx.conn()).await?;
+                let Some(stored) = stored else {
+                    return Ok(true);
+                };
+                match verdict(Some(stored), received) {
+                    Verdict::Apply => Ok(true),
+                    Verdict::Stale => {
+                        ctx.set_version_outcome(VersionOutcome::Stale { stored, received });
+                        Ok(false)
+                    }
+                    Verdict::Gap => {
+                        let key = &ctx.message().partition_key;
+                        let text = |policy| gap_text(table, key, stored, received, policy);
+                        match gap {
+                            Gap::Wait => Err(HandlerError::retriable(text(
+                                "gap = \"wait\": retried in case it is still on its way",
+                            ))),
+                            Gap::Stop => Err(HandlerError::permanent(text("gap = \"stop\""))),
+                            Gap::Accept => {
+                                ctx.set_version_outcome(VersionOutcome::Gap { stored, received });
+                                Ok(true)
+                            }
+                        }
+                    }
+                }
+            })
+        }
+
+        fn gap_text(table: &str, key: &str, stored: i64, received: i64, policy: &str) -> String {
+            // `stored < received - 1`: neither bound overflows.
+            let (first, last) = (stored + 1, received - 1);
+            let missing = if first == last {
+                format!("version {first} is missing")
+            } else {
+                format!("versions {first} to {last} are missing")
+            };
+            format!(
+                "version gap in `{table}` at partition key `{key}`: the row is at version \
+                 {stored}, the message at version {received}, so {missing} ({policy})"
+            )
+        }
+
+        /// When the destroyed message carries a version and the row's is
+        /// newer, the message is stale (recorded on `ctx`, skipped);
+        /// otherwise the row goes, whatever versions it missed. Errors: a key
+        /// or version that cannot be read (permanent); the database's
+        /// (retriable).
+        fn destroy_guard<'a, M: VersionedRow>(
+            ctx: &'a mut Context<'_>,
+        ) -> BoxFuture<'a, Result<bool, HandlerError>> {
+            Box::pin(async move {
+                let message = ctx.message();
+                let received = message_version::<M>(message).map_err(HandlerError::permanent)?;
+                let Some(received) = received else {
+                    return Ok(true);
+                };
+                let key = message.read_key::<M>().map_err(HandlerError::permanent)?;
+                match M::stored_version_of(&key, ctx.conn()).await? {
+                    Some(stored) if stored > received => {
+                        ctx.set_version_outcome(VersionOutcome::Stale { stored, received });
+                        Ok(false)
+                    }
+                    _ => Ok(true),
+                }
+            })
+        }
+
+        /// The version `message` carries: from an Avro datum (the whole
+        /// model), or from the JSON payload both sides know.
+        fn message_version<M: VersionedRow>(message: &Message) -> Result<Option<i64>, Error> {
+            match message.payloads.format() {
+                Format::Avro => Ok(message.read::<M>()?.version()),
+                Format::Json => {
+                    let (version, payload) = message.payload_for(M::VERSIONS)?;
+                    M::version_from_payload(version, payload)
+                }
+            }
+        }
+
+        #[cfg(test)]
+        mod tests {
+            use super::*;
+
+            #[test]
+            fn verdicts() {
+                assert_eq!(verdict(None, 7), Verdict::Apply);
+                assert_eq!(verdict(Some(3), 4), Verdict::Apply);
+                assert_eq!(verdict(Some(3), 3), Verdict::Stale);
+                assert_eq!(verdict(Some(3), 2), Verdict::Stale);
+                assert_eq!(verdict(Some(3), 5), Verdict::Gap);
+                assert_eq!(verdict(Some(-1), 0), Verdict::Apply);
+                assert_eq!(verdict(Some(i64::MIN), i64::MAX), Verdict::Gap);
+                assert_eq!(verdict(Some(i64::MAX - 1), i64::MAX), Verdict::Apply);
+                assert_eq!(verdict(Some(i64::MAX), i64::MIN), Verdict::Stale);
+            }
+
+            #[test]
+            fn gap_texts_name_what_is_missing() {
+                assert_eq!(
+                    gap_text("users", "42", 3, 5, "gap = \"stop\""),
+                    "version gap in `users` at partition key `42`: the row is at version 3, \
+                     the message at version 5, so version 4 is missing (gap = \"stop\")"
+                );
+                assert!(gap_text("users", "42", 3, 9, "p").contains("versions 4 to 8 are missing"));
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use serde_json::json;
+
+        use super::*;
+
+        #[test]
+        fn versions_are_read_from_payloads() {
+            let read = |payload: Value| read_version("User", 1, &Event::Destroyed, &payload, "rev");
+            assert_eq!(read(json!({"id": 1, "rev": 7})).unwrap(), Some(7));
+            assert_eq!(read(json!({"id": 1})).unwrap(), None);
+            assert_eq!(read(json!({"id": 1, "rev": null})).unwrap(), None);
+            let error = read(json!({"id": 1, "rev": "7"})).unwrap_err().to_string();
+            assert!(
+                error.contains("field `rev`: expected an integer version"),
+                "{error}"
+            );
+            assert_eq!(VersionField::to_i64(&-3i16), -3);
+            assert_eq!(VersionField::to_i64(&i32::MAX), i64::from(i32::MAX));
         }
     }
 }

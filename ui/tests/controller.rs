@@ -16,6 +16,23 @@ mod schema {
     }
 
     diesel::table! {
+        accounts (id) {
+            id -> BigInt,
+            owner -> Text,
+            rev -> Integer,
+        }
+    }
+
+    diesel::table! {
+        seats (team_id, seat) {
+            team_id -> BigInt,
+            seat -> Integer,
+            holder -> Text,
+            revision -> BigInt,
+        }
+    }
+
+    diesel::table! {
         memberships (team_id, user_id) {
             team_id -> BigInt,
             user_id -> BigInt,
@@ -24,7 +41,31 @@ mod schema {
     }
 }
 
-use schema::{memberships, users};
+use schema::{accounts, memberships, seats, users};
+
+/// A model with a version field, in a renamed column.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Outboxed)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
+#[outbox(topic = "accounts", versions = [1, 2])]
+struct Account {
+    id: i64,
+    owner: String,
+    #[outbox(version, rename(v2 = "revision"))]
+    #[diesel(column_name = rev)]
+    revision: i32,
+}
+
+/// A composite key and a version field.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Outboxed)]
+#[diesel(table_name = seats, primary_key(team_id, seat))]
+#[outbox(topic = "teams")]
+struct Seat {
+    team_id: i64,
+    seat: i32,
+    holder: String,
+    #[outbox(version)]
+    revision: i64,
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Outboxed)]
 #[diesel(table_name = users, treat_none_as_null = true, check_for_backend(diesel::pg::Pg))]
@@ -141,6 +182,48 @@ struct Plain;
 #[outbox::message_controller(model = User, table = schema::users, route = "plain")]
 impl Plain {}
 
+/// A versioned model with every hook and a gap policy.
+struct Accounts;
+
+#[outbox::message_controller(model = Account, table = accounts, gap = "stop")]
+impl Accounts {
+    async fn before_update(
+        &self,
+        _ctx: &mut Context<'_>,
+        account: Account,
+    ) -> Result<Account, HandlerError> {
+        Ok(account)
+    }
+
+    async fn after_update(
+        &self,
+        _ctx: &mut Context<'_>,
+        _account: &Account,
+    ) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    async fn before_destroy(&self, _ctx: &mut Context<'_>, _key: &i64) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    async fn after_destroy(&self, _ctx: &mut Context<'_>, _key: &i64) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+/// A versioned model without hooks, the default gap policy.
+struct Seats;
+
+#[outbox::message_controller(model = Seat, table = seats)]
+impl Seats {}
+
+/// The same model, accepting gaps.
+struct LenientSeats;
+
+#[outbox::message_controller(model = Seat, table = seats, route = "lenient", gap = "accept")]
+impl LenientSeats {}
+
 fn assert_controller<C: Controller>(_: &C) {}
 
 #[test]
@@ -164,4 +247,17 @@ fn the_generated_impls_describe_the_controllers() {
     assert!(Plain.handles(&Event::Updated));
     assert!(!Plain.handles(&reset));
     assert_controller(&Plain);
+}
+
+#[test]
+fn versioned_models_are_not_grouped() {
+    assert_eq!(Account::VERSION_FIELD, Some("revision"));
+    assert_eq!(Seat::VERSION_FIELD, Some("revision"));
+    assert_eq!(User::VERSION_FIELD, None);
+    for event in [Event::Created, Event::Updated] {
+        assert!(!Seats.groups(&event) && !LenientSeats.groups(&event));
+        assert!(!Accounts.groups(&event));
+        assert!(Plain.groups(&event));
+    }
+    assert_controller(&Accounts);
 }

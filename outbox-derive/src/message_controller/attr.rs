@@ -18,6 +18,20 @@ pub(crate) struct Args {
     pub(crate) strict: bool,
     /// `group = false`: never apply messages in groups.
     pub(crate) group: bool,
+    /// `gap = ".."`, with its literal (for spans).
+    pub(crate) gap: Option<(Gap, LitStr)>,
+}
+
+/// What a message more than one version past its row's does
+/// (`#[message_controller(gap = "..")]`, for a model with a version field).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Gap {
+    /// Retriable: retried with backoff, then the failure policy (the default).
+    Wait,
+    /// Permanent: the failure policy at once.
+    Stop,
+    /// Applied, and counted.
+    Accept,
 }
 
 impl Args {
@@ -28,6 +42,7 @@ impl Args {
         let mut topic = Attr::none(TOPIC);
         let mut strict = Attr::none(STRICT);
         let mut group = Attr::none(GROUP);
+        let mut gap = Attr::none(GAP);
         // Keys given with a bad value, misspelt, or lost to a syntax error:
         // already reported, so not "missing" too.
         let mut attempted = Vec::new();
@@ -83,6 +98,23 @@ impl Args {
                         group.set(cx, &meta.path, v);
                     }
                 }
+                GAP => {
+                    if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, GAP)) {
+                        match gap_policy(&v.value()) {
+                            Some(policy) => gap.set(cx, &meta.path, (policy, v)),
+                            None => cx.error_spanned_by(
+                                &v,
+                                format!(
+                                    "unknown gap policy {:?}: expected `gap = \"wait\"` (retried, \
+                                     then the failure policy; the default), `gap = \"stop\"` (the \
+                                     failure policy at once) or `gap = \"accept\"` (applied, the gap \
+                                     counted)",
+                                    v.value()
+                                ),
+                            ),
+                        }
+                    }
+                }
                 _ => attempted.extend(attr_util::unknown_key(
                     cx,
                     &meta,
@@ -121,7 +153,18 @@ impl Args {
             topic: topic.get(),
             strict: strict.get().is_some(),
             group: group.get().unwrap_or(true),
+            gap: gap.get(),
         }
+    }
+}
+
+/// `gap = "wait" | "stop" | "accept"`.
+fn gap_policy(value: &str) -> Option<Gap> {
+    match value {
+        WAIT => Some(Gap::Wait),
+        STOP => Some(Gap::Stop),
+        ACCEPT => Some(Gap::Accept),
+        _ => None,
     }
 }
 

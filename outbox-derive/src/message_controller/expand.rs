@@ -7,10 +7,12 @@
 //! fix rather than at the attribute.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, ItemImpl, Type};
 
+use super::attr::Gap;
 use super::validate::{Call, Handling, Model};
 use crate::hygiene::{resolving_as, self_at};
 
@@ -122,10 +124,14 @@ pub(crate) fn expand(model: &Model<'_>, item: &ItemImpl) -> TokenStream {
         }
     };
 
+    let gap_check = gap_check(model);
+
     quote! {
         #item
 
         const _: () = {
+            #gap_check
+
             #[automatically_derived]
             impl ::outbox::Controller for #self_ty {
                 fn route(&self) -> &str {
@@ -197,7 +203,7 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
         local("__outbox_event"),
         local("__outbox_conn"),
         local("__outbox_messages"),
-        local("__outbox_rows"),
+        local("__outbox_guards"),
         local("__outbox_keys"),
         local("__outbox_signatures"),
         local("__outbox_chunks"),
@@ -244,9 +250,14 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
     };
     let execute_own = execute(upsert(quote!(#at_row), quote!(#at_row)));
     let execute_group = execute(group_upsert);
+    let guards = local("__outbox_guards");
+    let probe = version_guards(ty, &guards);
     quote! {
         fn groups(&self, #event: &::outbox::Event) -> bool {
-            match #event {
+            // A model with a version field is applied one message at a time,
+            // each through the version check of `handle`.
+            #probe
+            ::core::option::Option::is_none(&#guards) && match #event {
                 ::outbox::Event::Created => #created,
                 ::outbox::Event::Updated => #updated,
                 _ => false,
@@ -280,7 +291,7 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
                 };
                 for __outbox_range in #chunks {
                     match &#signatures[__outbox_range.start] {
-                        ::core::option::Option::Some(__outbox_signature) if __outbox_range.len() > 1 => {
+                        ::core::option::Option::Some(__outbox_signature) if ::core::iter::ExactSizeIterator::len(&__outbox_range) > 1 => {
                             let #set = ::outbox::__private::ExcludedColumns::<#table::table>::new(__outbox_signature);
                             let #chunk: ::std::vec::Vec<&#ty> = ::core::iter::Iterator::collect(#rows[__outbox_range].iter());
                             #execute_group
@@ -414,6 +425,30 @@ fn upsert_arm(model: &Model<'_>, handling: &Handling<'_>, names: &Names) -> Toke
     });
     let span = ty.span();
     let (borrowed, at_ctx) = (borrow_at(value, span), located(ctx, span));
+    let guards = Ident::new("__outbox_guards", resolving_as(span));
+    let probe = version_guards(ty, &guards);
+    let gap = match model.gap.as_ref().map_or(Gap::Wait, |(gap, _)| *gap) {
+        Gap::Wait => quote!(Wait),
+        Gap::Stop => quote!(Stop),
+        Gap::Accept => quote!(Accept),
+    };
+    let table_name = table_name(model);
+    let at_guards = located(&guards, span);
+    // Before the `before_` hook: a stale message runs no hook.
+    let guard = quote_spanned! {span=>
+        #probe
+        if !::outbox::__private::guard_upsert(
+            #at_ctx,
+            #borrowed,
+            #at_guards,
+            ::outbox::__private::Gap::#gap,
+            #table_name,
+        )
+        .await?
+        {
+            return ::core::result::Result::Ok(());
+        }
+    };
     let upsert = quote_spanned! {span=>
         ::outbox::__private::diesel_async::RunQueryDsl::execute(
             ::outbox::__private::diesel::insert_into(#table::table)
@@ -427,6 +462,7 @@ fn upsert_arm(model: &Model<'_>, handling: &Handling<'_>, names: &Names) -> Toke
     };
     quote! {{
         #read
+        #guard
         #before
         #upsert
         #after
@@ -454,6 +490,16 @@ fn destroy_arm(model: &Model<'_>, names: &Names) -> TokenStream {
     });
     let span = ty.span();
     let (at_key, at_ctx) = (located(key, span), located(ctx, span));
+    let guards = Ident::new("__outbox_guards", resolving_as(span));
+    let probe = version_guards(ty, &guards);
+    let at_guards = located(&guards, span);
+    // Before `before_destroy`: a stale message runs no hook.
+    let guard = quote_spanned! {span=>
+        #probe
+        if !::outbox::__private::guard_destroy(#at_ctx, #at_guards).await? {
+            return ::core::result::Result::Ok(());
+        }
+    };
     // The key is still needed after the delete only by `after_destroy`.
     let key_value = if after_call.is_some() {
         let borrowed = borrow_at(key, span);
@@ -472,6 +518,7 @@ fn destroy_arm(model: &Model<'_>, names: &Names) -> TokenStream {
     };
     quote! {{
         #read
+        #guard
         #before
         #delete
         #after_call
@@ -486,4 +533,60 @@ fn replaced_arm(replaced: &Call<'_>, names: &Names) -> TokenStream {
         let () = #call;
         ::core::result::Result::Ok(())
     }}
+}
+
+/// `let <guards> = ..;`: the model's version checks when it has a version
+/// field, else `None`, found by autoref specialization (the macro cannot see
+/// the model's fields). Spanned on the `model` argument.
+fn version_guards(ty: &Type, guards: &Ident) -> TokenStream {
+    let span = ty.span();
+    quote_spanned! {span=>
+        // The borrow picks the specialization.
+        #[allow(clippy::needless_borrow)]
+        let #guards = {
+            #[allow(unused_imports)]
+            use ::outbox::__private::{ProbeUnversioned as _, ProbeVersioned as _};
+            (&::outbox::__private::VersionProbe::<#ty>::new()).guards()
+        };
+    }
+}
+
+/// The table's name, for errors: the last segment of `table`.
+fn table_name(model: &Model<'_>) -> String {
+    model
+        .table
+        .segments
+        .last()
+        .map(|segment| segment.ident.unraw().to_string())
+        .unwrap_or_default()
+}
+
+/// With `gap = ".."`: a model without a version field is an error, at the
+/// literal (the bound is checked on the model's type, moved there).
+fn gap_check(model: &Model<'_>) -> Option<TokenStream> {
+    let (_, literal) = model.gap.as_ref()?;
+    let span = literal.span();
+    let ty = relocate(model.model.to_token_stream(), span);
+    Some(quote_spanned! {span=>
+        fn __outbox_gap_needs_a_version_field<__M: ::outbox::__private::VersionedRow>() {}
+        const _: fn() = __outbox_gap_needs_a_version_field::<#ty>;
+    })
+}
+
+/// `tokens`, each reported at `span` (resolving as before).
+fn relocate(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut moved =
+                    proc_macro2::Group::new(group.delimiter(), relocate(group.stream(), span));
+                moved.set_span(group.span().located_at(span));
+                token = proc_macro2::TokenTree::Group(moved);
+            } else {
+                token.set_span(token.span().located_at(span));
+            }
+            token
+        })
+        .collect()
 }

@@ -8,8 +8,14 @@ pub(crate) const MODEL: &str = "model";
 pub(crate) const TABLE: &str = "table";
 pub(crate) const STRICT: &str = "strict";
 pub(crate) const GROUP: &str = "group";
+pub(crate) const GAP: &str = "gap";
 
-pub(crate) const ARGS: &[&str] = &[MODEL, TABLE, ROUTE, TOPIC, STRICT, GROUP];
+pub(crate) const ARGS: &[&str] = &[MODEL, TABLE, ROUTE, TOPIC, STRICT, GROUP, GAP];
+
+// The values of `gap = ".."`.
+pub(crate) const WAIT: &str = "wait";
+pub(crate) const STOP: &str = "stop";
+pub(crate) const ACCEPT: &str = "accept";
 
 /// `#[on("event_name")]` on a method.
 pub(crate) const ON: &str = "on";

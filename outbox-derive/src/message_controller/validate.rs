@@ -8,7 +8,7 @@ use quote::ToTokens;
 use syn::{FnArg, Ident, LitStr, PatType, Path, Receiver, ReceiverKind, ReturnType, Safety, Type};
 
 use super::ast::{Controller, Method};
-use super::attr::Args;
+use super::attr::{Args, Gap};
 use super::symbol::*;
 use crate::ctxt::Ctxt;
 
@@ -23,6 +23,8 @@ pub(crate) struct Model<'a> {
     pub(crate) strict: bool,
     /// Whether hook-free built-in upserts may be applied in groups.
     pub(crate) group: bool,
+    /// `gap = ".."`, when given: the policy and its literal.
+    pub(crate) gap: Option<(Gap, LitStr)>,
     pub(crate) created: Handling<'a>,
     pub(crate) updated: Handling<'a>,
     pub(crate) destroyed: Handling<'a>,
@@ -176,6 +178,16 @@ pub(crate) fn model<'a>(cx: &Ctxt, args: Args, controller: Controller<'a>) -> Op
     }
 
     check_hooks_run(cx, &present);
+    if let Some((_, gap)) = &args.gap
+        && present.contains_key(CREATED)
+        && present.contains_key(UPDATED)
+    {
+        cx.error_spanned_by(
+            gap,
+            "`gap` has no effect: `async fn created` and `async fn updated` replace the \
+             built-in upserts whose version check it configures",
+        );
+    }
 
     let (Some(model), Some(table)) = (args.model, args.table) else {
         return None;
@@ -198,6 +210,7 @@ pub(crate) fn model<'a>(cx: &Ctxt, args: Args, controller: Controller<'a>) -> Op
         topic: args.topic,
         strict: args.strict,
         group: args.group,
+        gap: args.gap,
         // `created` falls back on the update hooks: created is updated for a new row.
         created: handling(
             CREATED,

@@ -1,6 +1,6 @@
 //! `#[outbox(..)]` and the `#[diesel(..)]` keys the derive reads, as typed values.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenTree};
 use syn::spanned::Spanned;
 use syn::{Ident, LitInt, LitStr, Path};
 
@@ -81,6 +81,12 @@ pub(crate) struct FieldAttrs {
     pub(crate) avro_type: Option<LitStr>,
     /// The `avro_type` key, for errors about giving it at all.
     pub(crate) avro_type_key: Option<Span>,
+    /// The `default` key, for errors about giving it at all.
+    pub(crate) default_key: Option<Span>,
+    /// `version`: the key's span.
+    pub(crate) version: Option<Span>,
+    /// `#[diesel(column_name = ..)]`.
+    pub(crate) column_name: Option<Ident>,
 }
 
 impl ContainerAttrs {
@@ -252,6 +258,12 @@ impl FieldAttrs {
         let mut with = Attr::none(WITH);
         let mut default = Attr::none(DEFAULT);
         let mut avro_type = Attr::none(AVRO_TYPE);
+        let mut version = Attr::none(VERSION);
+        let mut default_key = None;
+        let column_name = attrs
+            .iter()
+            .filter(|a| a.path().is_ident(DIESEL))
+            .find_map(diesel_column_name);
 
         for attr in attrs.iter().filter(|a| a.path().is_ident(OUTBOX)) {
             let parsed = attr.parse_nested_meta(|meta| {
@@ -317,6 +329,7 @@ impl FieldAttrs {
                         }
                     }
                     DEFAULT => {
+                        default_key.get_or_insert(meta.path.span());
                         if meta.input.peek(syn::Token![=]) {
                             if let Some(v) = record(cx, &meta, attr_util::item_path(&meta, DEFAULT, FUNCTION)) {
                                 default.set(cx, &meta.path, FieldDefault::Path(v));
@@ -329,6 +342,17 @@ impl FieldAttrs {
                         if let Some(v) = record(cx, &meta, attr_util::lit_str(&meta, AVRO_TYPE)) {
                             avro_type.set(cx, &meta.path, (meta.path.span(), v));
                         }
+                    }
+                    VERSION => {
+                        if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {
+                            cx.error_spanned_by(
+                                &meta.path,
+                                "`version` takes no value: `#[outbox(version)]` marks the field \
+                                 that counts the row's changes",
+                            );
+                            attr_util::skip_value(&meta)?;
+                        }
+                        version.set(cx, &meta.path, meta.path.span());
                     }
                     _ => {
                         attr_util::unknown_key(cx, &meta, "`outbox` field", FIELD_KEYS)?;
@@ -352,7 +376,50 @@ impl FieldAttrs {
             default: default.get(),
             avro_type_key: avro_type.as_ref().map(|(key, _)| *key),
             avro_type: avro_type.map(|(_, v)| v),
+            default_key,
+            version: version.get(),
+            column_name,
         }
+    }
+}
+
+/// `column_name = name` in a field's `#[diesel(..)]`, found among the
+/// attribute's top-level tokens rather than parsed key by key: Diesel checks
+/// its own keys, and some of their values (`serialize_as = Wrapper<A, B>`)
+/// would stop a key-by-key parser before it gets there.
+fn diesel_column_name(attr: &syn::Attribute) -> Option<Ident> {
+    let syn::Meta::List(list) = &attr.meta else {
+        return None;
+    };
+    let tokens: Vec<TokenTree> = list.tokens.clone().into_iter().collect();
+    tokens.windows(3).enumerate().find_map(|(at, window)| {
+        let [TokenTree::Ident(key), TokenTree::Punct(eq), value] = window else {
+            return None;
+        };
+        let starts_a_key =
+            at == 0 || matches!(&tokens[at - 1], TokenTree::Punct(p) if p.as_char() == ',');
+        (starts_a_key && key == COLUMN_NAME && eq.as_char() == '=')
+            .then(|| column_ident(value))
+            .flatten()
+    })
+}
+
+/// A column name: an identifier, or one in a string or a `macro_rules!` fragment.
+fn column_ident(value: &TokenTree) -> Option<Ident> {
+    match value {
+        TokenTree::Ident(ident) => Some(ident.clone()),
+        TokenTree::Literal(_) => syn::parse2::<LitStr>(value.clone().into())
+            .ok()?
+            .parse()
+            .ok(),
+        TokenTree::Group(group) if group.delimiter() == proc_macro2::Delimiter::None => {
+            let mut inner = group.stream().into_iter();
+            match (inner.next(), inner.next()) {
+                (Some(only), None) => column_ident(&only),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -394,4 +461,34 @@ fn avro_attrs(cx: &Ctxt, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<A
         name: name.get(),
         namespace: namespace.get(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::{Delimiter, Group, TokenStream};
+    use quote::{ToTokens, quote};
+
+    use super::*;
+
+    fn column(args: TokenStream) -> Option<String> {
+        let attr: syn::Attribute = syn::parse_quote!(#[diesel(#args)]);
+        diesel_column_name(&attr).map(|ident| ident.to_string())
+    }
+
+    #[test]
+    fn column_names_are_found_among_diesel_keys() {
+        assert_eq!(column(quote!(column_name = rev)), Some("rev".into()));
+        // A value with a top-level comma would stop a key-by-key parser.
+        let after = quote!(serialize_as = Wrapper<A, B>, column_name = rev);
+        assert_eq!(column(after), Some("rev".into()));
+        assert_eq!(column(quote!(column_name = "rev")), Some("rev".into()));
+        assert_eq!(column(quote!(column_name = r#type)), Some("r#type".into()));
+        let fragment = Group::new(Delimiter::None, quote!(rev)).into_token_stream();
+        assert_eq!(column(quote!(column_name = #fragment)), Some("rev".into()));
+        assert_eq!(column(quote!(skip_insertion)), None);
+        // Not a key of its own: nested, or a value.
+        assert_eq!(column(quote!(other(column_name = rev))), None);
+        assert_eq!(column(quote!(select_expression = column_name = rev)), None);
+        assert_eq!(column(quote!(column_name = "not an ident")), None);
+    }
 }

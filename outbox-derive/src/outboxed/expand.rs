@@ -65,6 +65,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     let format = model
         .avro_on_wire
         .then(|| quote!(const FORMAT: #krate::Format = #krate::Format::Avro;));
+    let (version_items, versioned_row) = cx.version_items();
 
     quote! {
         // The views repeat the model's field names and types: lints about those
@@ -92,6 +93,8 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
                 fn partition_key(&#receiver) -> #private::String {
                     #partition_key
                 }
+
+                #version_items
 
                 fn to_payload(
                     &self,
@@ -127,6 +130,8 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
 
                 #schema_methods
             }
+
+            #versioned_row
         };
     }
 }
@@ -148,9 +153,37 @@ pub(super) fn default_helper_name(field: &ModelField<'_>) -> Ident {
 
 /// Stub impl emitted beside errors, so one mistake does not cascade into
 /// "`Outboxed` is not implemented" errors wherever the model is used.
-pub(crate) fn fallback(ident: &Ident, krate: &Path) -> TokenStream {
+///
+/// For a model with a version field, a stub of the database side too, so a
+/// controller's `gap` is not reported as well.
+pub(crate) fn fallback(ident: &Ident, krate: &Path, versioned: bool) -> TokenStream {
     let private = quote!(#krate::__private);
+    let versioned_row = versioned.then(|| {
+        quote! {
+            #private::diesel_only! {
+                #[automatically_derived]
+                impl #private::VersionedRow for #ident {
+                    fn stored_version<'__outbox>(
+                        &'__outbox self,
+                        _: &'__outbox mut #private::diesel_async::AsyncPgConnection,
+                    ) -> #private::BoxFuture<'__outbox, #private::diesel::result::QueryResult<#private::Option<i64>>> {
+                        ::core::unreachable!()
+                    }
+                    fn stored_version_of<'__outbox>(
+                        _: &'__outbox Self::Key,
+                        _: &'__outbox mut #private::diesel_async::AsyncPgConnection,
+                    ) -> #private::BoxFuture<'__outbox, #private::diesel::result::QueryResult<#private::Option<i64>>> {
+                        ::core::unreachable!()
+                    }
+                    fn version_from_payload(_: u32, _: &#private::Value) -> #private::Result<#private::Option<i64>, #private::Error> {
+                        ::core::unreachable!()
+                    }
+                }
+            }
+        }
+    });
     quote! {
+        #versioned_row
         #[automatically_derived]
         impl #krate::Outboxed for #ident {
             const TOPIC: &'static str = "";
@@ -163,6 +196,28 @@ pub(crate) fn fallback(ident: &Ident, krate: &Path) -> TokenStream {
             fn from_payload(_: &#private::Event, _: u32, _: &#private::Value) -> #private::Result<Self, #private::Error> { ::core::unreachable!() }
             fn key_from_payload(_: u32, _: &#private::Value) -> #private::Result<Self::Key, #private::Error> { ::core::unreachable!() }
         }
+    }
+}
+
+/// Which fields a view holds.
+#[derive(Clone, Copy)]
+enum View {
+    /// Every field the version carries.
+    Full,
+    /// The primary key: what `key_from_payload` reads.
+    Keys,
+    /// The primary key and the version field: what a keys-only destroyed
+    /// payload carries.
+    Destroyed,
+}
+
+impl View {
+    fn written(keys: bool) -> Self {
+        if keys { View::Destroyed } else { View::Full }
+    }
+
+    fn read(keys: bool) -> Self {
+        if keys { View::Keys } else { View::Full }
     }
 }
 
@@ -195,13 +250,19 @@ impl Expander<'_, '_> {
         }
     }
 
-    /// The fields a view of `version` holds: the key fields, or all it carries.
-    fn view_fields(&self, version: u32, keys: bool) -> Vec<(&ModelField<'_>, &str)> {
+    /// The fields a view of `version` holds: all it carries, or the key
+    /// fields (with the version field, if any, in a view that writes a
+    /// destroyed payload: the consumer compares it with its row's).
+    fn view_fields(&self, version: u32, keys: View) -> Vec<(&ModelField<'_>, &str)> {
         let fields = &self.model.fields;
-        let chosen: Vec<&ModelField<'_>> = if keys {
-            self.model.key_fields.iter().map(|&i| &fields[i]).collect()
-        } else {
-            fields.iter().collect()
+        let version_field = self.model.version.as_ref().map(|v| v.index);
+        let chosen: Vec<&ModelField<'_>> = match keys {
+            View::Full => fields.iter().collect(),
+            View::Keys => self.model.key_fields.iter().map(|&i| &fields[i]).collect(),
+            View::Destroyed => (self.model.key_fields.iter().copied())
+                .chain(version_field)
+                .map(|i| &fields[i])
+                .collect(),
         };
         chosen
             .into_iter()
@@ -284,7 +345,7 @@ impl Expander<'_, '_> {
         let serde_crate = &self.serde_crate;
         let view = Self::ser_view_name(version, keys);
         let fields = self
-            .view_fields(version, keys)
+            .view_fields(version, View::written(keys))
             .into_iter()
             .map(|(field, wire)| {
                 let ident = field.ident;
@@ -314,24 +375,24 @@ impl Expander<'_, '_> {
         let private = &self.private;
         let serde_crate = &self.serde_crate;
         let view = Self::de_view_name(version, keys);
-        let fields = self
-            .view_fields(version, keys)
-            .into_iter()
-            .map(|(field, wire)| {
-                let ident = field.ident;
-                let ty = field.ty;
-                let with = field.with.as_ref().map(|with| {
-                    let helper = deserialize_helper_name(field).to_string();
-                    let helper = LitStr::new(&helper, call_site_at(with.span()));
-                    quote!(#[serde(deserialize_with = #helper)])
+        let fields =
+            self.view_fields(version, View::read(keys))
+                .into_iter()
+                .map(|(field, wire)| {
+                    let ident = field.ident;
+                    let ty = field.ty;
+                    let with = field.with.as_ref().map(|with| {
+                        let helper = deserialize_helper_name(field).to_string();
+                        let helper = LitStr::new(&helper, call_site_at(with.span()));
+                        quote!(#[serde(deserialize_with = #helper)])
+                    });
+                    let default = field.default.as_ref().map(|_| {
+                        let helper = default_helper_name(field).to_string();
+                        let helper = LitStr::new(&helper, call_site_at(field.ident.span()));
+                        quote!(#[serde(default = #helper)])
+                    });
+                    quote!(#[serde(rename = #wire)] #with #default #ident: #ty)
                 });
-                let default = field.default.as_ref().map(|_| {
-                    let helper = default_helper_name(field).to_string();
-                    let helper = LitStr::new(&helper, call_site_at(field.ident.span()));
-                    quote!(#[serde(default = #helper)])
-                });
-                quote!(#[serde(rename = #wire)] #with #default #ident: #ty)
-            });
         quote! {
             #[derive(#private::serde::Deserialize)]
             #[serde(crate = #serde_crate)]
@@ -367,6 +428,115 @@ impl Expander<'_, '_> {
                 (Ident::new("self", Span::call_site()), body)
             }
         }
+    }
+
+    /// For a model with `#[outbox(version)]`: `VERSION_FIELD` and `version`
+    /// in the `Outboxed` impl, and the impl of `VersionedRow` (the row's
+    /// stored version, read by primary key `FOR UPDATE`), which only an
+    /// `outbox` built with Diesel gets.
+    fn version_items(&self) -> (TokenStream, TokenStream) {
+        let Some(version) = &self.model.version else {
+            return (TokenStream::new(), TokenStream::new());
+        };
+        let private = &self.private;
+        let ident = self.model.ident;
+        let name = self.name;
+        let field = &self.model.fields[version.index];
+        let (member, ty) = (field.ident, field.ty);
+        let field_name = member.unraw().to_string();
+        // Spanned on the field's type: a type that is no version is reported there.
+        let to_i64 = quote_spanned!(ty.span()=> <#ty as #private::VersionField>::to_i64);
+        let items = quote! {
+            const VERSION_FIELD: #private::Option<&'static str> = #private::Some(#field_name);
+
+            fn version(&self) -> #private::Option<i64> {
+                #private::Some(#to_i64(&self.#member))
+            }
+        };
+
+        let (table, column) = (&version.table, &version.column);
+        let keys: Vec<&Ident> = self
+            .model
+            .key_fields
+            .iter()
+            .map(|&i| self.model.fields[i].ident)
+            .collect();
+        let (of_self, of_key) = if keys.len() == 1 {
+            let key = keys[0];
+            (quote!(&self.#key), quote!(__outbox_key))
+        } else {
+            let bindings: Vec<Ident> = (0..keys.len())
+                .map(|i| format_ident!("__outbox_key_{}", i))
+                .collect();
+            (
+                quote!((#(&self.#keys,)*)),
+                quote! {{
+                    let (#(#bindings,)*) = __outbox_key;
+                    (#(#bindings,)*)
+                }},
+            )
+        };
+        let conn = quote!(#private::diesel_async::AsyncPgConnection);
+        let returns = quote! {
+            #private::BoxFuture<'__outbox, #private::diesel::result::QueryResult<#private::Option<i64>>>
+        };
+        let select = |key: TokenStream| {
+            quote! {
+                let __outbox_query = #private::diesel::QueryDsl::for_update(
+                    #private::diesel::QueryDsl::select(
+                        #private::diesel::QueryDsl::find(#table::table, #key),
+                        #table::#column,
+                    ),
+                );
+                ::std::boxed::Box::pin(async move {
+                    let __outbox_row: #private::Option<#ty> = #private::diesel::result::OptionalExtension::optional(
+                        #private::diesel_async::RunQueryDsl::first::<#ty>(__outbox_query, __outbox_conn).await,
+                    )?;
+                    #private::Ok(#private::Option::map(__outbox_row, |__outbox_version| {
+                        #to_i64(&__outbox_version)
+                    }))
+                })
+            }
+        };
+        let (by_self, by_key) = (select(of_self), select(of_key));
+        let krate = &self.model.krate;
+        let wire_names = field.wire.iter().map(|(v, wire)| quote!(#v => #wire,));
+        let row = quote! {
+            #private::diesel_only! {
+                #[automatically_derived]
+                impl #private::VersionedRow for #ident {
+                    fn stored_version<'__outbox>(
+                        &'__outbox self,
+                        __outbox_conn: &'__outbox mut #conn,
+                    ) -> #returns {
+                        #by_self
+                    }
+
+                    fn stored_version_of<'__outbox>(
+                        __outbox_key: &'__outbox Self::Key,
+                        __outbox_conn: &'__outbox mut #conn,
+                    ) -> #returns {
+                        #by_key
+                    }
+
+                    fn version_from_payload(
+                        __version: u32,
+                        __payload: &#private::Value,
+                    ) -> #private::Result<#private::Option<i64>, #private::Error> {
+                        let __outbox_name = match __version {
+                            #(#wire_names)*
+                            _ => return #private::Err(#private::unknown_version(
+                                #name,
+                                __version,
+                                <Self as #krate::Outboxed>::VERSIONS,
+                            )),
+                        };
+                        #private::read_version(#name, __version, &#private::Event::Destroyed, __payload, __outbox_name)
+                    }
+                }
+            }
+        };
+        (items, row)
     }
 
     fn unknown_version(&self) -> TokenStream {
@@ -408,7 +578,7 @@ impl Expander<'_, '_> {
                 let construct = |keys: bool| {
                     let view = Self::ser_view_name(version, keys);
                     let fields = self
-                        .view_fields(version, keys)
+                        .view_fields(version, View::written(keys))
                         .into_iter()
                         .map(|(f, _)| f.ident);
                     quote!(#view { #(#fields: &self.#fields,)* })

@@ -23,6 +23,9 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
         .as_ref()
         .and_then(|c| c.attrs.krate.clone())
         .unwrap_or_else(|| syn::parse_quote!(::outbox));
+    let versioned = container
+        .as_ref()
+        .is_some_and(|c| c.fields.iter().any(|f| f.attrs.version.is_some()));
     let model = container.and_then(|container| validate::model(&cx, container));
     match (cx.check(), model) {
         (Ok(()), Some(model)) => expand::expand(&model),
@@ -33,7 +36,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
                 .generics
                 .params
                 .is_empty()
-                .then(|| expand::fallback(&input.ident, &krate));
+                .then(|| expand::fallback(&input.ident, &krate, versioned));
             quote::quote!(#errors #fallback)
         }
     }

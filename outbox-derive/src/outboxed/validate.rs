@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{Ident, LitStr, Path, Type, parse_quote};
 
 use super::ast::{Container, Field};
@@ -27,6 +29,18 @@ pub(crate) struct Model<'a> {
     /// `format = "avro"`: Avro on the wire (`avro` is then implied).
     pub(crate) avro_on_wire: bool,
     pub(crate) fields: Vec<ModelField<'a>>,
+    /// `#[outbox(version)]`: the field that counts the row's changes.
+    pub(crate) version: Option<VersionField>,
+}
+
+/// The version field and where the consumer reads the row's version.
+pub(crate) struct VersionField {
+    /// Its index in `fields`.
+    pub(crate) index: usize,
+    /// Diesel's table (`#[diesel(table_name)]`).
+    pub(crate) table: Path,
+    /// Its column in that table: `#[diesel(column_name)]`, else the field's name.
+    pub(crate) column: Ident,
 }
 
 /// The Avro record's full name, defaults applied.
@@ -109,6 +123,7 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
     check_wire_names(cx, &container.fields, &fields);
 
     let key_fields = key_fields(cx, &container, &fields, &versions);
+    let version = version_field(cx, &container, &key_fields);
     let partition_key = partition_key(cx, &container, &fields, &key_fields);
     if let (Some(first), Some(_)) = (&attrs.partition_key, &attrs.partition_key_with) {
         cx.error_spanned_by(
@@ -150,6 +165,88 @@ pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>
         avro,
         avro_on_wire,
         fields,
+        version,
+    })
+}
+
+/// `#[outbox(version)]`: on one field, carried by every message as a plain
+/// integer, not part of the key, on a model whose Diesel table is named.
+fn version_field(
+    cx: &Ctxt,
+    container: &Container<'_>,
+    key_fields: &[usize],
+) -> Option<VersionField> {
+    let mut found: Option<(usize, Span)> = None;
+    for (index, field) in container.fields.iter().enumerate() {
+        let attrs = &field.attrs;
+        let Some(key) = attrs.version else { continue };
+        if let Some((first, _)) = found {
+            cx.error_at(
+                key,
+                format!(
+                    "only one field can be the version: `{}` already is",
+                    container.fields[first].ident.unraw()
+                ),
+            );
+            continue;
+        }
+        found = Some((index, key));
+        // Each is reported at its own key, with the reason.
+        let carried =
+            "the version must be in every payload version, so every message can be ordered";
+        let conflicts = [
+            attrs
+                .skip
+                .map(|span| (span, "skip", "every message must carry its version")),
+            attrs.since.map(|(_, span)| (span, "since", carried)),
+            attrs.until.map(|(_, span)| (span, "until", carried)),
+            attrs.with.as_ref().map(|with| {
+                (
+                    with.span(),
+                    "with",
+                    "the version travels as a plain integer, which the consumer reads itself",
+                )
+            }),
+            attrs.default_key.map(|span| {
+                (
+                    span,
+                    "default",
+                    "every message must carry its version; one without it could not be ordered",
+                )
+            }),
+        ];
+        for (span, other, reason) in conflicts.into_iter().flatten() {
+            cx.error_at(
+                span,
+                format!("`{other}` does not go with `version`: {reason}"),
+            );
+        }
+        if key_fields.contains(&index) {
+            cx.error_at(
+                key,
+                "the version cannot be a primary-key field: a row keeps its key, \
+                 the version counts its changes",
+            );
+        }
+    }
+    let (index, key) = found?;
+    let Some(table) = &container.attrs.table_name else {
+        cx.error_at(
+            key,
+            "`version` needs `#[diesel(table_name = ...)]` on the struct: \
+             the consumer reads the row's stored version from that table",
+        );
+        return None;
+    };
+    let field = &container.fields[index];
+    Some(VersionField {
+        index,
+        table: table.clone(),
+        column: field
+            .attrs
+            .column_name
+            .clone()
+            .unwrap_or_else(|| field.ident.clone()),
     })
 }
 
@@ -220,6 +317,8 @@ fn model_field<'a>(cx: &Ctxt, field: &Field<'a>, versions: &[u32], avro: bool) -
     if let Some((since_v, span)) = since
         && attrs.default.is_none()
         && attrs.skip.is_none()
+        // On the version field, `since` is a mistake of its own.
+        && attrs.version.is_none()
         && versions.iter().any(|&v| v < since_v)
         // `since` after `until` is its own mistake, reported below.
         && until.is_none_or(|(until_v, _)| since_v <= until_v)

@@ -53,6 +53,63 @@ pub struct Context<'c> {
     partition: i32,
     offset: i64,
     follow_ups: &'c dyn FollowUps,
+    version_outcome: Option<VersionOutcome>,
+}
+
+/// What the per-key version guard of a `#[message_controller]` found, when
+/// it was not the plain case (a message one version past its row's, or a
+/// row not there yet): recorded on the [`Context`] for the consumer, which
+/// reads it after the handler returns and counts it.
+///
+/// A model's version field is `#[outbox(version)]`; the guard is described
+/// under "Per-key versions" in the docs of
+/// [`message_controller`](macro@crate::message_controller). A hand-written
+/// controller with a guard of its own records its outcomes the same way,
+/// with [`Context::set_version_outcome`].
+///
+/// # Examples
+///
+/// ```
+/// use outbox::VersionOutcome;
+///
+/// fn describe(outcome: Option<VersionOutcome>) -> String {
+///     match outcome {
+///         None => "applied in sequence".to_owned(),
+///         Some(VersionOutcome::Stale { stored, received }) => {
+///             format!("version {received} skipped: the row is at {stored}")
+///         }
+///         Some(VersionOutcome::Gap { stored, received }) => {
+///             format!("version {received} applied over {stored}, a gap accepted")
+///         }
+///         Some(other) => format!("{other:?}"),
+///     }
+/// }
+///
+/// let stale = VersionOutcome::Stale { stored: 3, received: 2 };
+/// assert_eq!(describe(Some(stale)), "version 2 skipped: the row is at 3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VersionOutcome {
+    /// The message is not newer than the row (`received <= stored`: a
+    /// replay, a duplicate under another message id, an older message
+    /// arriving late): nothing was written, no hook ran, and the record is
+    /// acknowledged.
+    Stale {
+        /// The row's version.
+        stored: i64,
+        /// The message's.
+        received: i64,
+    },
+    /// The message is more than one version past the row's
+    /// (`received > stored + 1`) and was applied anyway, as the controller's
+    /// `gap = "accept"` says: the versions between were never applied.
+    Gap {
+        /// The row's version before the message.
+        stored: i64,
+        /// The message's, now the row's.
+        received: i64,
+    },
 }
 
 impl<'c> Context<'c> {
@@ -72,6 +129,7 @@ impl<'c> Context<'c> {
             partition,
             offset,
             follow_ups,
+            version_outcome: None,
         }
     }
 
@@ -123,6 +181,51 @@ impl<'c> Context<'c> {
     /// The trace it carries, if any; follow-ups carry it on.
     pub fn trace(&self) -> Option<&TraceContext> {
         self.message.trace.as_ref()
+    }
+
+    /// Records what the version guard found for this message (the last
+    /// call wins). `#[message_controller]` calls it; a hand-written
+    /// controller comparing versions of its own may too. It changes nothing
+    /// in the transaction: the consumer reads it after the handler returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::{Context, HandlerError, VersionOutcome};
+    ///
+    /// /// Skips a change older than what the row holds.
+    /// fn skip_stale(ctx: &mut Context<'_>, stored: i64, received: i64) -> Result<bool, HandlerError> {
+    ///     if received <= stored {
+    ///         ctx.set_version_outcome(VersionOutcome::Stale { stored, received });
+    ///         return Ok(false);
+    ///     }
+    ///     Ok(true)
+    /// }
+    /// ```
+    pub fn set_version_outcome(&mut self, outcome: VersionOutcome) {
+        self.version_outcome = Some(outcome);
+    }
+
+    /// What the version guard found for this message, if it recorded
+    /// anything (see [`VersionOutcome`]); `None` for a message applied in
+    /// sequence, or handled without a guard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::{Context, VersionOutcome};
+    ///
+    /// /// What a consumer does once the handler returned.
+    /// fn count(ctx: &Context<'_>, stale: &mut u64, gaps: &mut u64) {
+    ///     match ctx.version_outcome() {
+    ///         Some(VersionOutcome::Stale { .. }) => *stale += 1,
+    ///         Some(VersionOutcome::Gap { .. }) => *gaps += 1,
+    ///         _ => {}
+    ///     }
+    /// }
+    /// ```
+    pub fn version_outcome(&self) -> Option<VersionOutcome> {
+        self.version_outcome
     }
 
     /// Enqueues `event` of `model` in this service's outbox, in the apply

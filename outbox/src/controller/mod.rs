@@ -12,7 +12,7 @@ mod error;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use context::{Context, FollowUps};
+pub use context::{Context, FollowUps, VersionOutcome};
 pub use error::{HandlerError, HandlerErrorKind};
 
 use crate::{Event, Message};

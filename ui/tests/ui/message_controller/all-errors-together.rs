@@ -4,7 +4,7 @@ use outbox::{Context, HandlerError, Message};
 pub struct User;
 pub struct UsersController;
 
-#[outbox::message_controller(model = User, tabel = users, strict, strict)]
+#[outbox::message_controller(model = User, tabel = users, strict, strict, gap = "halt")]
 impl UsersController {
     async fn befor_update(&self, _ctx: &mut Context<'_>, user: User) -> Result<User, HandlerError> {
         Ok(user)

@@ -9,6 +9,8 @@ struct User {
     email: String,
     #[outbox(rename = "locale")]
     language: String,
+    #[outbox(version, default)]
+    revision: i32,
 }
 
 fn main() {}
