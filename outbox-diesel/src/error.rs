@@ -110,6 +110,12 @@ pub enum Error {
     #[error(transparent)]
     TopicsRefused(#[from] crate::topics::RefusedTopics),
 
+    /// A consumer group's offsets cannot be reset as asked: its consumers
+    /// are running, or a topic does not exist (see
+    /// [`group_reset::reset`](crate::group_reset::reset)).
+    #[error(transparent)]
+    GroupReset(#[from] crate::group_reset::GroupResetError),
+
     /// The consumer cannot start as things are: its database cannot be
     /// reached or lacks the consumer's tables, or a topic it reads does not
     /// exist (see [`Consumer::check`](crate::consumer::Consumer::check)).

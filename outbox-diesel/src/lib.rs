@@ -37,6 +37,7 @@ pub mod consumer;
 pub mod dead_letter;
 mod error;
 pub mod fault_injection;
+pub mod group_reset;
 pub mod migrations;
 pub mod ops;
 mod pg;
