@@ -36,7 +36,13 @@
 //!   pooled connection, one transaction per record with the same inbox insert
 //!   (`ON CONFLICT DO NOTHING`) and upsert, offset stored after the commit,
 //!   librdkafka auto-commit;
-//! - `hand-no-inbox`: the same without the inbox insert: the inbox's cost.
+//! - `hand-no-inbox`: the same without the inbox insert: the inbox's cost;
+//! - `projection-rebuild`: the `outbox` side as a `Projection` rebuilt at
+//!   start (`rebuild_at_start`: its reset truncates the table, positions go
+//!   back to the earliest records, everything up to the high watermarks is
+//!   re-applied), positions in the database and no inbox: the catch-up of
+//!   a rebuild next to the live consumer's (the ratio
+//!   `projection rebuild ÷ live consumer`).
 //!
 //! Diagnostics, by name only (`OUTBOX_BENCH_SIDES=outbox,hand,outbox-fast-pool`
 //! or arguments): `outbox-fast-pool` (the batched outbox consumer on a pool
@@ -97,11 +103,12 @@ use outbox_diesel::consumer::DEFAULT_BATCH_SIZE;
 use setup::TOPIC;
 use sides::{Run, SIDES, Side, Tuning};
 
-const DEFAULT_SIDES: [Side; 4] = [
+const DEFAULT_SIDES: [Side; 5] = [
     Side::Outbox,
     Side::OutboxPerRecord,
     Side::Hand,
     Side::HandNoInbox,
+    Side::ProjectionRebuild,
 ];
 /// The batched outbox consumer's catch-up target against the hand-written
 /// one (issue 14).
@@ -524,6 +531,12 @@ impl Bench {
                 None,
             ),
             (Side::Hand, Side::HandNoInbox, "with inbox ÷ without", None),
+            (
+                Side::ProjectionRebuild,
+                Side::Outbox,
+                "projection rebuild ÷ live consumer",
+                None,
+            ),
             (
                 Side::OutboxFastPool,
                 Side::Hand,

@@ -33,13 +33,17 @@ pub struct Migration {
     pub down: &'static str,
 }
 
-/// Every migration, oldest first: the tables, then Avro values' schemas.
+/// Every migration, oldest first: the tables, Avro values' schemas, then
+/// projections' positions and skipped records.
 ///
 /// # Examples
 ///
 /// ```
 /// let names: Vec<&str> = outbox_diesel::migrations::ALL.iter().map(|m| m.name).collect();
-/// assert_eq!(names, ["2026-11-24-000000_outbox", "2026-12-03-000000_outbox_avro"]);
+/// assert_eq!(
+///     names,
+///     ["2026-11-24-000000_outbox", "2026-12-03-000000_outbox_avro", "2026-12-04-000000_outbox_projections"]
+/// );
 /// ```
 pub const ALL: &[Migration] = &[
     Migration {
@@ -51,6 +55,11 @@ pub const ALL: &[Migration] = &[
         name: "2026-12-03-000000_outbox_avro",
         up: include_str!("../migrations/2026-12-03-000000_outbox_avro/up.sql"),
         down: include_str!("../migrations/2026-12-03-000000_outbox_avro/down.sql"),
+    },
+    Migration {
+        name: "2026-12-04-000000_outbox_projections",
+        up: include_str!("../migrations/2026-12-04-000000_outbox_projections/up.sql"),
+        down: include_str!("../migrations/2026-12-04-000000_outbox_projections/down.sql"),
     },
 ];
 

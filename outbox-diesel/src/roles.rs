@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | application (`outbox_app`) | `INSERT` on `outbox_messages` and `outbox_schemas`, `USAGE` on the id sequence | `enqueue*`, [`Realtime`](crate::Realtime) messages; no `outbox` command |
 //! | relay (`outbox_relay`) | `SELECT, UPDATE, DELETE` on `outbox_messages`, `SELECT` on `outbox_schemas` | [`Relay`](crate::Relay), `outbox relay`, `status`, `parked list/retry/discard` |
-//! | consumer (`outbox_consumer`) | `SELECT, INSERT, DELETE` on `outbox_inbox`; `SELECT, INSERT, UPDATE` on `outbox_stopped_partitions` and `USAGE` on its sequence; the application's grants for follow-up messages | [`Consumer`](crate::Consumer), `outbox partitions list/resume` |
+//! | consumer (`outbox_consumer`) | `SELECT, INSERT, DELETE` on `outbox_inbox`; `SELECT, INSERT, UPDATE` on `outbox_stopped_partitions` and `USAGE` on its sequence; `SELECT, INSERT, UPDATE` on `outbox_projections` and `SELECT, INSERT, UPDATE, DELETE` on `outbox_projection_positions` (projections); the application's grants for follow-up messages | [`Consumer`](crate::Consumer), `outbox partitions list/resume/skip`, `outbox projections` |
 //!
 //! Every role also needs `USAGE` on the schema: without it PostgreSQL says the
 //! tables do not exist (`to_regclass` is NULL, the relay's `'outbox_messages'::regclass`
@@ -169,7 +169,7 @@ impl Roles {
         let _ = writeln!(out, "GRANT SELECT ON {schemas} TO {relay};");
 
         out.push_str(
-            "\n-- The consumer (`outbox partitions list|resume`): its inbox (INSERT claims;\n\
+            "\n-- The consumer (`outbox partitions list|resume|skip`): its inbox (INSERT claims;\n\
              -- SELECT and DELETE for retention) and stopped partitions (INSERT .. RETURNING\n\
              -- needs SELECT; UPDATE on resume).\n",
         );
@@ -188,6 +188,20 @@ impl Roles {
             out,
             "GRANT USAGE ON SEQUENCE {} TO {consumer};",
             table("outbox_stopped_partitions_id_seq")
+        );
+        out.push_str(
+            "-- Projections (drop if it is none): registered at start (INSERT .. ON CONFLICT\n\
+             -- UPDATE), positions moved with each apply and reset by a rebuild.\n",
+        );
+        let _ = writeln!(
+            out,
+            "GRANT SELECT, INSERT, UPDATE ON {} TO {consumer};",
+            table("outbox_projections")
+        );
+        let _ = writeln!(
+            out,
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {consumer};",
+            table("outbox_projection_positions")
         );
         out.push_str(
             "-- Follow-up messages its controllers enqueue (drop if they enqueue none):\n",

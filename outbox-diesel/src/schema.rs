@@ -68,5 +68,29 @@ diesel::table! {
         error -> Text,
         stopped_at -> Timestamptz,
         resumed_at -> Nullable<Timestamptz>,
+        skip_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Projections: consumers whose positions live in the database.
+    outbox_projections (name) {
+        name -> Text,
+        topics -> Array<Text>,
+        rebuild_requested_at -> Nullable<Timestamptz>,
+        rebuilt_at -> Nullable<Timestamptz>,
+        registered_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Where each partition of a projection stands.
+    outbox_projection_positions (projection, topic, kafka_partition) {
+        projection -> Text,
+        topic -> Text,
+        kafka_partition -> Integer,
+        next_offset -> BigInt,
+        replay_until -> Nullable<BigInt>,
+        updated_at -> Timestamptz,
     }
 }

@@ -10,13 +10,20 @@
 //! notices it within its poll interval and reads the partition again from the
 //! recorded offset.
 //!
+//! A record no fix can make applicable (garbage, a message for a row that no
+//! longer exists and never will) is skipped instead: [`skip`] (or `outbox
+//! partitions skip`, or `Consumer::skip`) marks the stop resumed with the
+//! reason, and the consumer reads the partition again from the record after
+//! it ([`StoppedPartition::resume_offset`]). The skipped record is never
+//! applied; the stop keeps its offset, message id and the reason.
+//!
 //! At most one stop per group, topic and partition is *active* (not resumed): a
 //! unique partial index holds that rule, and [`record_async`] returns the active
 //! stop when there is one. Resumed stops stay in the table as a history.
 //!
 //! The consumer uses the `*_async` functions (diesel-async); operators' tools use
-//! [`list`] and [`resume`] on a synchronous Diesel connection. Each query is
-//! built once and run by both.
+//! [`list`], [`resume`] and [`skip`] on a synchronous Diesel connection. Each
+//! query is built once and run by both.
 //!
 //! # Examples
 //!
@@ -62,7 +69,11 @@ const RECORD_ATTEMPTS: usize = 3;
 ///
 /// let mut conn = PgConnection::establish("postgres://localhost/app")?;
 /// for stop in outbox_diesel::stopped::list(&mut conn, None, true)? {
-///     let state = if stop.is_active() { "stopped" } else { "resumed" };
+///     let state = match (stop.is_active(), &stop.skip_reason) {
+///         (true, _) => "stopped".to_owned(),
+///         (false, None) => "resumed".to_owned(),
+///         (false, Some(reason)) => format!("skipped ({reason})"),
+///     };
 ///     println!("{} {} {}[{}]@{} {state}", stop.id, stop.consumer_group, stop.topic,
 ///         stop.kafka_partition, stop.kafka_offset);
 /// }
@@ -80,7 +91,8 @@ pub struct StoppedPartition {
     /// The partition.
     pub kafka_partition: i32,
     /// The offset of the record the consumer could not apply: where it reads
-    /// again once resumed.
+    /// again once resumed, unless the stop was skipped (see
+    /// [`resume_offset`](Self::resume_offset)).
     pub kafka_offset: i64,
     /// The record's message id; `None` when the record could not be decoded.
     pub message_id: Option<Uuid>,
@@ -90,6 +102,11 @@ pub struct StoppedPartition {
     pub stopped_at: DateTime<Utc>,
     /// When the stop was resumed; `None` while the partition is stopped.
     pub resumed_at: Option<DateTime<Utc>>,
+    /// Why the stop was resumed past its record ([`skip`]): the record is never
+    /// applied and the partition reads again from the one after it. `None`
+    /// while the partition is stopped, and when it was resumed at the record
+    /// ([`resume`]).
+    pub skip_reason: Option<String>,
 }
 
 impl StoppedPartition {
@@ -101,11 +118,55 @@ impl StoppedPartition {
     /// # let stop = outbox_diesel::StoppedPartition {
     /// #     id: 1, consumer_group: "billing".into(), topic: "orders".into(), kafka_partition: 2,
     /// #     kafka_offset: 17, message_id: None, error: "boom".into(),
-    /// #     stopped_at: chrono::Utc::now(), resumed_at: None };
+    /// #     stopped_at: chrono::Utc::now(), resumed_at: None, skip_reason: None };
     /// assert!(stop.is_active());
     /// ```
     pub fn is_active(&self) -> bool {
         self.resumed_at.is_none()
+    }
+
+    /// `true` when the stop was resumed past its record ([`skip`]): it has a
+    /// skip reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let stop = outbox_diesel::StoppedPartition {
+    /// #     id: 1, consumer_group: "billing".into(), topic: "orders".into(), kafka_partition: 2,
+    /// #     kafka_offset: 17, message_id: None, error: "boom".into(),
+    /// #     stopped_at: chrono::Utc::now(), resumed_at: Some(chrono::Utc::now()),
+    /// #     skip_reason: Some("garbage".into()) };
+    /// assert!(stop.is_skipped() && !stop.is_active());
+    /// ```
+    pub fn is_skipped(&self) -> bool {
+        self.skip_reason.is_some()
+    }
+
+    /// The offset the partition reads again from once the stop is resumed: the
+    /// stopped record's (`kafka_offset`), or the one after it
+    /// (`kafka_offset + 1`) when the stop was skipped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let stop = outbox_diesel::StoppedPartition {
+    /// #     id: 1, consumer_group: "billing".into(), topic: "orders".into(), kafka_partition: 2,
+    /// #     kafka_offset: 17, message_id: None, error: "boom".into(),
+    /// #     stopped_at: chrono::Utc::now(), resumed_at: None, skip_reason: None };
+    /// assert_eq!(stop.resume_offset(), 17);
+    /// let skipped = outbox_diesel::StoppedPartition {
+    ///     resumed_at: Some(chrono::Utc::now()),
+    ///     skip_reason: Some("the invoice was deleted by hand".into()),
+    ///     ..stop
+    /// };
+    /// assert_eq!(skipped.resume_offset(), 18);
+    /// ```
+    pub fn resume_offset(&self) -> i64 {
+        if self.is_skipped() {
+            self.kafka_offset + 1
+        } else {
+            self.kafka_offset
+        }
     }
 }
 
@@ -178,6 +239,35 @@ fn resume_query<'a>(group: &'a str, topic: &'a str, partition: i32) -> _ {
         .filter(sp::resumed_at.is_null())
         .set(sp::resumed_at.eq(dsl::now))
         .returning(columns)
+}
+
+/// Marks the active stop of a group's partition resumed past its record, with
+/// `reason`, returning it.
+#[dsl::auto_type(no_type_alias)]
+fn skip_query<'a>(group: &'a str, topic: &'a str, partition: i32, reason: &'a str) -> _ {
+    let columns: AsSelect<StoppedPartition, Pg> = StoppedPartition::as_select();
+    let target: dsl::update<sp::outbox_stopped_partitions> =
+        diesel::update(sp::outbox_stopped_partitions);
+    target
+        .filter(sp::consumer_group.eq(group))
+        .filter(sp::topic.eq(topic))
+        .filter(sp::kafka_partition.eq(partition))
+        .filter(sp::resumed_at.is_null())
+        .set((sp::resumed_at.eq(dsl::now), sp::skip_reason.eq(reason)))
+        .returning(columns)
+}
+
+/// `reason` trimmed, or the error that refuses it when nothing is left.
+fn skip_reason(reason: &str) -> Result<&str> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::Config {
+            name: "skip reason",
+            reason: "empty: say why the record can never be applied (it is kept with the stop)"
+                .to_owned(),
+        });
+    }
+    Ok(reason)
 }
 
 /// Records that `stop.consumer_group` stopped `stop.topic`'s partition
@@ -307,7 +397,7 @@ pub async fn active_async(
 /// let mut conn = AsyncPgConnection::establish("postgres://localhost/app").await?;
 /// match outbox_diesel::stopped::by_id_async(&mut conn, id).await? {
 ///     Some(stop) if stop.is_active() => println!("still stopped"),
-///     Some(stop) => println!("resume from offset {}", stop.kafka_offset),
+///     Some(stop) => println!("resume from offset {}", stop.resume_offset()),
 ///     None => println!("no such stop"),
 /// }
 /// # Ok(()) }
@@ -354,6 +444,91 @@ pub async fn resume_async(
         .await
         .optional()?;
     Ok(row)
+}
+
+/// Marks the active stop of `group`'s partition `partition` of `topic` resumed
+/// past its record, with `reason` (trimmed), and returns it; `None` when the
+/// partition has no active stop. A running consumer of the group then reads the
+/// partition again from the record after it
+/// ([`resume_offset`](StoppedPartition::resume_offset)): the stopped record is
+/// never applied. For a record no fix can make applicable; once the cause of
+/// the failure is fixed, [`resume_async`] instead.
+///
+/// A consumer that takes the partition over later (the skip made while none
+/// ran, or the skipped record the last before a restart) reads from the
+/// group's committed offset, which may still be the skipped record's: it
+/// passes over it ([`skipped_async`]).
+///
+/// # Errors
+///
+/// [`Error::Config`] (nothing written) when `reason` is empty or only
+/// whitespace; [`Error::Database`] when the query fails.
+///
+/// # Examples
+///
+/// ```no_run
+/// use diesel_async::{AsyncConnection, AsyncPgConnection};
+///
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut conn = AsyncPgConnection::establish("postgres://localhost/app").await?;
+/// let reason = "invoice 42 was deleted by hand: nothing to apply it to";
+/// match outbox_diesel::stopped::skip_async(&mut conn, "billing", "orders", 2, reason).await? {
+///     Some(stop) => println!(
+///         "skipped offset {} (message {:?}); reads again from {}",
+///         stop.kafka_offset, stop.message_id, stop.resume_offset()
+///     ),
+///     None => println!("orders[2] was not stopped"),
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn skip_async(
+    conn: &mut AsyncPgConnection,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    reason: &str,
+) -> Result<Option<StoppedPartition>> {
+    let reason = skip_reason(reason)?;
+    let query = skip_query(group, topic, partition, reason);
+    let row = diesel_async::RunQueryDsl::get_result(query, conn)
+        .await
+        .optional()?;
+    Ok(row)
+}
+
+/// The offsets of the records skipped in partition `partition` of `topic`
+/// for group `group` (`outbox partitions skip`), with their message ids when
+/// known. A consumer taking the partition over reads from the group's
+/// committed offset, which may still be a skipped record's (skipped while
+/// no consumer held the partition, or the last record before a restart): it
+/// acknowledges such a record without applying it.
+///
+/// # Errors
+///
+/// [`Error::Database`] when the query fails.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(conn: &mut diesel_async::AsyncPgConnection) -> outbox_diesel::Result<()> {
+/// for (offset, message_id) in outbox_diesel::stopped::skipped_async(conn, "billing", "accounts", 2).await? {
+///     println!("offset {offset} skipped (message {message_id:?})");
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn skipped_async(
+    conn: &mut AsyncPgConnection,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<(i64, Option<uuid::Uuid>)>> {
+    let query = sp::outbox_stopped_partitions
+        .filter(sp::consumer_group.eq(group))
+        .filter(sp::topic.eq(topic))
+        .filter(sp::kafka_partition.eq(partition))
+        .filter(sp::skip_reason.is_not_null())
+        .select((sp::kafka_offset, sp::message_id));
+    Ok(diesel_async::RunQueryDsl::load(query, conn).await?)
 }
 
 /// Marks stop `id` resumed if it is still active; `true` when it was. For a
@@ -448,6 +623,40 @@ pub fn resume(
     Ok(row)
 }
 
+/// [`skip_async`] on a synchronous connection: marks the active stop of
+/// `group`'s partition `partition` of `topic` resumed past its record, with
+/// `reason` (trimmed), and returns it; `None` when there is none.
+///
+/// # Errors
+///
+/// [`Error::Config`] (nothing written) when `reason` is empty or only
+/// whitespace; [`Error::Database`] when the query fails.
+///
+/// # Examples
+///
+/// ```no_run
+/// use diesel::{Connection, PgConnection};
+///
+/// let mut conn = PgConnection::establish("postgres://localhost/app")?;
+/// let reason = "not JSON: written by hand with kcat";
+/// if let Some(stop) = outbox_diesel::stopped::skip(&mut conn, "billing", "orders", 2, reason)? {
+///     assert_eq!(stop.resume_offset(), stop.kafka_offset + 1);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn skip(
+    conn: &mut PgConnection,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    reason: &str,
+) -> Result<Option<StoppedPartition>> {
+    let reason = skip_reason(reason)?;
+    let query = skip_query(group, topic, partition, reason);
+    let row = diesel::RunQueryDsl::get_result(query, conn).optional()?;
+    Ok(row)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,5 +676,70 @@ mod tests {
         );
         assert!(text.contains("\"resumed_at\" IS NULL"), "{text}");
         assert!(text.contains("RETURNING"), "{text}");
+    }
+
+    #[test]
+    fn skip_touches_only_the_active_stop_and_keeps_the_reason() {
+        let text = sql(&skip_query("g", "t", 1, "garbage"));
+        assert!(
+            text.starts_with(
+                "UPDATE \"outbox_stopped_partitions\" SET \"resumed_at\" = CURRENT_TIMESTAMP, \
+                 \"skip_reason\" = $1 WHERE"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\"resumed_at\" IS NULL"), "{text}");
+        assert!(text.contains("RETURNING"), "{text}");
+        assert!(text.contains("\"garbage\""), "the reason is bound: {text}");
+    }
+
+    #[test]
+    fn a_skip_needs_a_reason() {
+        assert_eq!(skip_reason("  garbage\n").unwrap(), "garbage");
+        for blank in ["", " ", "\t\n"] {
+            let error = skip_reason(blank).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    Error::Config {
+                        name: "skip reason",
+                        ..
+                    }
+                ),
+                "{error:?}"
+            );
+            assert_eq!(
+                error.to_string(),
+                "invalid setting `skip reason`: empty: say why the record can never be applied \
+                 (it is kept with the stop)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_skipped_stop_resumes_after_its_record() {
+        let stop = StoppedPartition {
+            id: 1,
+            consumer_group: "g".into(),
+            topic: "t".into(),
+            kafka_partition: 0,
+            kafka_offset: 41,
+            message_id: None,
+            error: "boom".into(),
+            stopped_at: Utc::now(),
+            resumed_at: None,
+            skip_reason: None,
+        };
+        assert_eq!((stop.resume_offset(), stop.is_skipped()), (41, false));
+        let resumed = StoppedPartition {
+            resumed_at: Some(Utc::now()),
+            ..stop.clone()
+        };
+        assert_eq!(resumed.resume_offset(), 41);
+        let skipped = StoppedPartition {
+            skip_reason: Some("garbage".into()),
+            ..resumed
+        };
+        assert_eq!((skipped.resume_offset(), skipped.is_skipped()), (42, true));
     }
 }

@@ -3,11 +3,13 @@
 //! (one `error:` line, the exit status, no password).
 
 mod cli {
+    mod consumer_reset;
     mod dlq;
     mod errors;
     mod migrations;
     mod parked;
     mod partitions;
+    mod projections;
     mod relay;
     mod schemas;
     mod secure;

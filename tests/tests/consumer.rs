@@ -12,11 +12,16 @@
 mod consumer {
     mod avro;
     mod batches;
+    mod error_events;
     mod failures;
     mod flow;
     mod grouped;
     mod processes;
+    mod projections;
+    mod readme_projection;
     mod regressions;
     mod retention;
+    mod skip;
     mod support;
+    mod versions;
 }

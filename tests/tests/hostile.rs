@@ -389,7 +389,7 @@ fn consumer(setup: &Setup, policy: FailurePolicy) -> RunningConsumer {
             .env
             .consumer()
             .set("message.max.bytes", LARGE)
-            .failure_policy(policy)
+            .failure_policy(policy.clone())
             .controller_with(OnTopic::new(Ledger, &setup.env.topic), policy),
     )
 }

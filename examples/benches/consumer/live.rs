@@ -179,7 +179,10 @@ impl Bench {
                 sides::default_pool(&schema.url),
                 settings,
                 batch,
-                true,
+                sides::Shape {
+                    grouped: true,
+                    rebuilt: false,
+                },
                 async {
                     stopped.await.ok();
                 },

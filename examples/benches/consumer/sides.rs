@@ -16,7 +16,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use outbox::{
     BoxFuture, Context, Controller, Event, GroupError, HandlerError, Message, message_controller,
 };
-use outbox_diesel::consumer::{Consumer, ConsumerReport, DEFAULT_CONCURRENCY, Pool};
+use outbox_diesel::consumer::{Consumer, ConsumerReport, DEFAULT_CONCURRENCY, Pool, Projection};
 use outbox_diesel::schema::outbox_inbox;
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
@@ -53,10 +53,13 @@ pub(crate) enum Side {
     /// Diagnostic: (a) measured by `before_`/`after_` hooks, so one upsert
     /// per record (no groups), as before grouped upserts.
     OutboxHooks,
+    /// (d) (a) as a projection rebuilt from the earliest records: positions
+    /// in the database, no inbox, its reset truncating the table.
+    ProjectionRebuild,
 }
 
 /// Every side: what `OUTBOX_BENCH_SIDES` names it, and what it is.
-pub(crate) const SIDES: [(Side, &str, &str); 7] = [
+pub(crate) const SIDES: [(Side, &str, &str); 8] = [
     (
         Side::Outbox,
         "outbox",
@@ -92,6 +95,11 @@ pub(crate) const SIDES: [(Side, &str, &str); 7] = [
         "outbox-hooks",
         "diagnostic: batched, measured by before_/after_ hooks: one upsert per record, no groups",
     ),
+    (
+        Side::ProjectionRebuild,
+        "projection-rebuild",
+        "outbox Consumer as a Projection, rebuilt (reset, earliest to high watermarks), batched, no inbox",
+    ),
 ];
 
 impl Side {
@@ -114,13 +122,17 @@ impl Side {
     pub(crate) fn is_outbox(self) -> bool {
         matches!(
             self,
-            Side::Outbox | Side::OutboxPerRecord | Side::OutboxFastPool | Side::OutboxHooks
+            Side::Outbox
+                | Side::OutboxPerRecord
+                | Side::OutboxFastPool
+                | Side::OutboxHooks
+                | Side::ProjectionRebuild
         )
     }
 
     /// Whether this side writes the inbox.
     pub(crate) fn inbox(self) -> bool {
-        self != Side::HandNoInbox
+        !matches!(self, Side::HandNoInbox | Side::ProjectionRebuild)
     }
 }
 
@@ -173,7 +185,11 @@ pub(crate) async fn run(
     let cpu = Cpu::now();
     let start = Instant::now();
     let report = match side {
-        Side::Outbox | Side::OutboxPerRecord | Side::OutboxFastPool | Side::OutboxHooks => {
+        Side::Outbox
+        | Side::OutboxPerRecord
+        | Side::OutboxFastPool
+        | Side::OutboxHooks
+        | Side::ProjectionRebuild => {
             let pool = match side {
                 Side::OutboxFastPool => fast_pool(url),
                 _ => default_pool(url),
@@ -183,8 +199,11 @@ pub(crate) async fn run(
                 _ => tuning.batch,
             };
             let settings = &tuning.settings;
-            let grouped = side != Side::OutboxHooks;
-            Some(outbox(brokers, group, pool, settings, batch, grouped, shutdown).await)
+            let shape = Shape {
+                grouped: side != Side::OutboxHooks,
+                rebuilt: side == Side::ProjectionRebuild,
+            };
+            Some(outbox(brokers, group, pool, settings, batch, shape, shutdown).await)
         }
         Side::Hand | Side::HandNoInbox | Side::HandPoolPerRecord => {
             let mode = Mode {
@@ -323,20 +342,37 @@ impl Controller for Measured {
     }
 }
 
+/// How an outbox side's consumer is made.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// With [`Measured`] (upserts in groups), else with
+    /// [`AccountsController`] (its hooks: one upsert per record).
+    pub(crate) grouped: bool,
+    /// A projection rebuilt at start (positions in the database, no inbox).
+    pub(crate) rebuilt: bool,
+}
+
 /// Runs the outbox consumer, applying up to `batch` records per transaction,
-/// until `shutdown`; `grouped`: with [`Measured`] (upserts in groups), else
-/// with [`AccountsController`] (its hooks: one upsert per record).
+/// until `shutdown`, as `shape` says.
 pub(crate) async fn outbox(
     brokers: &str,
     group: &str,
     pool: Pool,
     settings: &[(String, String)],
     batch: usize,
-    grouped: bool,
+    shape: Shape,
     shutdown: impl Future<Output = ()> + Send,
 ) -> ConsumerReport {
-    let builder = Consumer::builder(brokers, group, pool);
-    let builder = if grouped {
+    let mut builder = Consumer::builder(brokers, group, pool);
+    if shape.rebuilt {
+        builder = builder.projection(
+            Projection::new()
+                .reset_sql("TRUNCATE bench_accounts")
+                .rebuild_at_start()
+                .progress_bar(false),
+        );
+    }
+    let builder = if shape.grouped {
         builder.controller(Measured(AccountsGrouped))
     } else {
         builder.controller(AccountsController)

@@ -1,6 +1,6 @@
 //! The `outbox` command line: migrations, the relay, the operator's view of
 //! the outbox (status, parked rows), and of the consumers (stopped partitions,
-//! dead-letter topics).
+//! dead-letter topics, consumer groups' offsets, projections).
 //!
 //! ```text
 //! outbox [--database-url URL] migrations run | print | write <DIR>
@@ -13,7 +13,13 @@
 //! outbox [--database-url URL] parked discard (<ID>... | --all)
 //! outbox [--database-url URL] partitions list [--group GROUP] [--all] [--json]
 //! outbox [--database-url URL] partitions resume --group GROUP --topic TOPIC --partition N
+//! outbox [--database-url URL] partitions skip --group GROUP --topic TOPIC --partition N
+//!                                             --reason TEXT [--json]
+//! outbox [--database-url URL] projections list [--json]
+//! outbox [--database-url URL] projections rebuild <NAME> [--wait]
 //! outbox dlq replay <DLQ_TOPIC> [--group GROUP] [--brokers HOSTS] [-X KEY=VALUE]...
+//! outbox consumer reset --group GROUP --topic TOPIC... --to earliest|latest|TIME|OFFSET
+//!                       [--dry-run] [--json] [--brokers HOSTS] [-X KEY=VALUE]...
 //! outbox topics create <TOPIC>... [--dlq] --partitions N --replication-factor N
 //!                                 [--brokers HOSTS] [-X KEY=VALUE]...
 //! outbox schemas export --dir DIR          (a binary made with `main_with`)
@@ -29,11 +35,13 @@
 //! binary. The module is public so that other binaries (a service's own
 //! `main`, a test crate) can embed the same command line.
 
+mod consumer;
 mod db;
 mod dlq;
 mod kafka_args;
 mod output;
 mod partitions;
+mod projections;
 mod relay;
 mod roles;
 mod schemas;
@@ -150,13 +158,20 @@ enum Command {
     /// Rows the relay can never publish as they are: list, retry or discard them
     #[command(subcommand)]
     Parked(ParkedCommand),
-    /// Partitions consumers stopped on a record they could not apply: list or
-    /// resume them
+    /// Partitions consumers stopped on a record they could not apply: list,
+    /// resume or skip them
     #[command(subcommand)]
     Partitions(partitions::PartitionsCommand),
+    /// Projections (consumers whose positions live in the database): list them,
+    /// or rebuild one from the earliest records
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
     /// Dead-letter topics: send their records back to their topic
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Consumer groups: reset their committed offsets (stop their consumers first)
+    #[command(subcommand)]
+    Consumer(consumer::ConsumerCommand),
     /// Kafka topics: create those of your models, and their dead-letter topics
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
@@ -339,6 +354,8 @@ fn execute(cli: Cli, schemas: &Schemas) -> Result<String, Failure> {
             partitions::run(url()?, shown, command)
         }
         Command::Dlq(command) => dlq::run(command),
+        Command::Consumer(command) => consumer::run(command),
+        Command::Projections(command) => projections::run(url()?, command),
         Command::Topics(command) => topics::run(command),
     }
 }

@@ -1,5 +1,5 @@
-//! `outbox partitions list | resume`: the partitions consumers stopped on a
-//! record they could not apply.
+//! `outbox partitions list | resume | skip`: the partitions consumers stopped
+//! on a record they could not apply.
 
 use clap::Subcommand;
 
@@ -39,6 +39,37 @@ pub(super) enum PartitionsCommand {
               value_parser = clap::value_parser!(i32).range(0..))]
         partition: i32,
     },
+    /// Resume a stopped partition past its record, for a record no fix can make
+    /// applicable: a running consumer of the group reads it again from the next
+    /// offset, and the record is never applied
+    Skip {
+        /// The consumer group that stopped
+        #[arg(long, value_name = "GROUP")]
+        group: String,
+        /// The topic of the partition
+        #[arg(long, value_name = "TOPIC")]
+        topic: String,
+        /// The partition
+        #[arg(long, value_name = "PARTITION", allow_negative_numbers = true,
+              value_parser = clap::value_parser!(i32).range(0..))]
+        partition: i32,
+        /// Why the record is skipped, kept with the stop (`partitions list --all`)
+        #[arg(long, value_name = "REASON", value_parser = reason)]
+        reason: String,
+        /// Print the skipped stop as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A `--reason` that says something (trimmed).
+fn reason(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        Err("say why the record can never be applied".to_owned())
+    } else {
+        Ok(text.to_owned())
+    }
 }
 
 /// Runs `command` on the outbox at `url`; `url_shown` when the URL was given
@@ -73,18 +104,68 @@ pub(super) fn run(
                      again from offset {}\n",
                     stop.topic, stop.kafka_partition, stop.consumer_group, stop.kafka_offset
                 )),
-                None => {
-                    let schema = current_schema(&mut conn)
-                        .map_err(|e| db::failure(url, "partitions resume", &e.into()))?;
-                    Err(Failure::runtime(format!(
-                        "nothing to resume: {topic}[{partition}] has no active stop for group \
-                         {group} in schema {schema} at {} (see `outbox partitions list --all`)",
-                        mask_password(url)
-                    )))
-                }
+                None => Err(nothing_stopped(
+                    &mut conn, url, "resume", &group, &topic, partition,
+                )),
+            }
+        }
+        PartitionsCommand::Skip {
+            group,
+            topic,
+            partition,
+            reason,
+            json,
+        } => {
+            let skipped = stopped::skip(&mut conn, &group, &topic, partition, &reason)
+                .map_err(|e| db::failure(url, "partitions skip", &e))?;
+            match skipped {
+                Some(stop) if json => output::json(&stop),
+                Some(stop) => Ok(skipped_text(&stop)),
+                None => Err(nothing_stopped(
+                    &mut conn, url, "skip", &group, &topic, partition,
+                )),
             }
         }
     }
+}
+
+/// What `partitions skip` did: the record skipped, and where the partition
+/// goes on.
+fn skipped_text(stop: &StoppedPartition) -> String {
+    let message = stop.message_id.map_or_else(
+        || "a record that could not be decoded".to_owned(),
+        |id| format!("message {id}"),
+    );
+    format!(
+        "skipped offset {} of {}[{}] for group {} ({message}): a running consumer of the \
+         group reads it again from offset {}; the record is never applied\n",
+        stop.kafka_offset,
+        stop.topic,
+        stop.kafka_partition,
+        stop.consumer_group,
+        stop.resume_offset()
+    )
+}
+
+/// The failure of `partitions <command>` when the partition has no active
+/// stop: names the schema and the database looked in.
+fn nothing_stopped(
+    conn: &mut PgConnection,
+    url: &str,
+    command: &str,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Failure {
+    let schema = match current_schema(conn) {
+        Ok(schema) => schema,
+        Err(e) => return db::failure(url, &format!("partitions {command}"), &e.into()),
+    };
+    Failure::runtime(format!(
+        "nothing to {command}: {topic}[{partition}] has no active stop for group {group} in \
+         schema {schema} at {} (see `outbox partitions list --all`)",
+        mask_password(url)
+    ))
 }
 
 /// The schema the outbox tables were found in (the first of the search path).
@@ -113,8 +194,9 @@ impl ShownUrl {
     }
 }
 
-/// The stops as a table (with a RESUMED AT column when `all`), and how to
-/// resume one: with the `--database-url` given, if one was.
+/// The stops as a table (with a RESUMED AT column when `all`, marking the
+/// skipped ones, whose reasons follow the table), and how to resume one: with
+/// the `--database-url` given, if one was.
 fn list(
     stops: &[StoppedPartition],
     group: Option<&str>,
@@ -139,13 +221,17 @@ fn list(
                 time(&stop.stopped_at),
             ];
             if all {
-                row.push(stop.resumed_at.as_ref().map_or_else(|| "-".into(), time));
+                row.push(match (&stop.resumed_at, stop.is_skipped()) {
+                    (None, _) => "-".into(),
+                    (Some(at), false) => time(at),
+                    (Some(at), true) => format!("{} (skipped)", time(at)),
+                });
             }
             row.push(
                 stop.message_id
                     .map_or_else(|| "-".into(), |id| id.to_string()),
             );
-            row.push(stop.error.split_whitespace().collect::<Vec<_>>().join(" "));
+            row.push(one_line(&stop.error));
             row
         })
         .collect();
@@ -158,6 +244,24 @@ fn list(
     headers.extend(["MESSAGE ID", "ERROR"]);
     right.extend([false, false]);
     let mut out = output::table(&headers, &right, &cells);
+    let skipped: Vec<String> = stops
+        .iter()
+        .filter_map(|stop| {
+            let reason = stop.skip_reason.as_deref()?;
+            Some(format!(
+                "stop {} skipped offset {} of {}[{}]: {}\n",
+                stop.id,
+                stop.kafka_offset,
+                stop.topic,
+                stop.kafka_partition,
+                one_line(reason)
+            ))
+        })
+        .collect();
+    if !skipped.is_empty() {
+        out.push('\n');
+        out.extend(skipped);
+    }
     if let Some(stop) = stops.iter().find(|stop| stop.is_active()) {
         let url = match database_url {
             Some(ShownUrl::Plain(url)) => format!("--database-url {} ", shell_word(url)),
@@ -179,6 +283,11 @@ fn list(
         }
     }
     out
+}
+
+/// `text` on one line, its runs of whitespace (line breaks too) made one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `word` as one shell word: as it is when it is plain, else single-quoted.
@@ -214,6 +323,14 @@ mod tests {
             error: "handler:\n  no customer".into(),
             stopped_at: at,
             resumed_at: resumed.then(|| at + chrono::Duration::minutes(5)),
+            skip_reason: None,
+        }
+    }
+
+    fn skipped(id: i64, reason: &str) -> StoppedPartition {
+        StoppedPartition {
+            skip_reason: Some(reason.into()),
+            ..stop(id, true)
         }
     }
 
@@ -240,6 +357,68 @@ mod tests {
             lines[2].contains("  2026-11-24T10:00:00Z  -                     -  "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn skipped_stops_are_marked_and_their_reasons_follow_the_table() {
+        let text = list(
+            &[
+                stop(1, true),
+                skipped(2, "not JSON:\n  written by hand"),
+                stop(3, false),
+            ],
+            None,
+            true,
+            None,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("  STOPPED AT            RESUMED AT                      MESSAGE ID"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("  2026-11-24T10:05:00Z            -  "),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("  2026-11-24T10:05:00Z (skipped)  -  "),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("  -                               -  "),
+            "{text}"
+        );
+        assert_eq!(
+            lines[4..],
+            [
+                "",
+                "stop 2 skipped offset 17 of orders[2]: not JSON: written by hand",
+                "",
+                "resume once the cause is fixed: outbox partitions resume --group billing \
+                 --topic orders --partition 2",
+            ]
+        );
+    }
+
+    #[test]
+    fn skip_says_what_it_skipped_and_where_the_partition_goes_on() {
+        let stop = skipped(2, "garbage");
+        assert_eq!(
+            skipped_text(&stop),
+            "skipped offset 17 of orders[2] for group billing (a record that could not be \
+             decoded): a running consumer of the group reads it again from offset 18; the \
+             record is never applied\n"
+        );
+        let id = uuid::Uuid::nil();
+        assert!(
+            skipped_text(&StoppedPartition {
+                message_id: Some(id),
+                ..stop
+            })
+            .contains(" (message 00000000-0000-0000-0000-000000000000): "),
+        );
+        assert_eq!(reason("  garbage \n").as_deref(), Ok("garbage"));
+        assert!(reason(" \t").is_err());
     }
 
     #[test]

@@ -7,19 +7,83 @@ use std::panic::AssertUnwindSafe;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::FutureExt as _;
-use outbox::{Context, Controller, HandlerError, HandlerErrorKind, Message};
+use outbox::{
+    Context, Controller, FollowUps, HandlerError, HandlerErrorKind, Message, VersionOutcome,
+};
 
 use super::inbox::{self, Received};
+use super::positions::{self, Position};
 use crate::Outbox;
 use crate::fault_injection::HandlerFault;
+
+/// How an apply makes sure a record takes effect once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Claim<'a> {
+    /// A row per message in `outbox_inbox`: a message seen before is skipped.
+    Inbox,
+    /// The projection's position in the partition, moved from `expected` past
+    /// the records applied; one that moved meanwhile applies nothing.
+    Position {
+        projection: &'a str,
+        expected: Option<i64>,
+        /// Whether follow-ups are sent while a rebuild re-applies records.
+        follow_ups_in_rebuild: bool,
+    },
+}
+
+/// Follow-ups of a record a rebuild re-applies: they were sent the first
+/// time, so they are dropped (counted) rather than sent again.
+pub(crate) struct Muted<'a>(pub(crate) &'a Outbox);
+
+impl FollowUps for Muted<'_> {
+    fn producer(&self) -> &str {
+        FollowUps::producer(self.0)
+    }
+
+    fn insert<'a>(
+        &'a self,
+        _conn: &'a mut AsyncPgConnection,
+        _id: outbox::MessageId,
+        _topic: &'a str,
+        _encoded: outbox::EncodedMessage,
+    ) -> outbox::BoxFuture<'a, Result<(), Box<dyn StdError + Send + Sync + 'static>>> {
+        metrics::counter!("outbox_consumer_follow_ups_muted_total").increment(1);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The follow-ups of the records of a claim: muted while a rebuild
+/// re-applies them, unless the projection asks for them.
+pub(crate) fn follow_ups_for<'a>(
+    claim: Claim<'_>,
+    position: Option<Position>,
+    offset: i64,
+    outbox: &'a Outbox,
+    muted: &'a Muted<'a>,
+) -> &'a dyn FollowUps {
+    match (claim, position) {
+        (
+            Claim::Position {
+                follow_ups_in_rebuild: false,
+                ..
+            },
+            Some(position),
+        ) if position.replaying(offset) => muted,
+        _ => outbox,
+    }
+}
 
 /// How an apply ended.
 #[derive(Debug)]
 pub(crate) enum Applied {
-    /// The controller ran and the transaction committed.
-    Processed,
+    /// The controller ran and the transaction committed, its version guard
+    /// (if any) reporting what it found.
+    Processed(Option<VersionOutcome>),
     /// The inbox already had the message: nothing ran.
     Duplicate,
+    /// The projection's position moved meanwhile (another process, a
+    /// rebuild): nothing ran; read it again.
+    Moved,
     /// A hook refused it: rolled back, acknowledged.
     Refused(String),
 }
@@ -65,11 +129,14 @@ pub(crate) fn panic_text(panic: &(dyn Any + Send)) -> String {
 }
 
 /// Applies `message` (read at `partition`/`offset`) through `controller` in one
-/// transaction on `conn`, with the `fault` injected before the controller runs.
+/// transaction on `conn`, claimed as `claim` says, with the `fault` injected
+/// before the controller runs.
+#[allow(clippy::too_many_arguments)] // one record's whole apply, each named
 pub(crate) async fn apply(
     conn: &mut AsyncPgConnection,
     controller: &dyn Controller,
     follow_ups: &Outbox,
+    claim: Claim<'_>,
     message: &Message,
     partition: i32,
     offset: i64,
@@ -82,11 +149,37 @@ pub(crate) async fn apply(
         partition,
         offset,
     };
+    let muted = Muted(follow_ups);
     let result = conn
         .transaction::<_, ApplyError, _>(async |conn| {
-            if !inbox::claim(conn, &received).await? {
-                return Ok(Applied::Duplicate);
-            }
+            let position = match claim {
+                Claim::Inbox => {
+                    if !inbox::claim(conn, &received).await? {
+                        return Ok(Applied::Duplicate);
+                    }
+                    None
+                }
+                Claim::Position {
+                    projection,
+                    expected,
+                    ..
+                } => {
+                    let moved = positions::advance(
+                        conn,
+                        projection,
+                        &message.topic,
+                        partition,
+                        expected,
+                        offset + 1,
+                    )
+                    .await?;
+                    match moved {
+                        Some(position) => Some(position),
+                        None => return Ok(Applied::Moved),
+                    }
+                }
+            };
+            let follow_ups = follow_ups_for(claim, position, offset, follow_ups, &muted);
             // Inside the transaction, before the handler: an injected failure
             // rolls the claim back like a real one.
             fault.inject().await.map_err(ApplyError::Handler)?;
@@ -100,10 +193,28 @@ pub(crate) async fn apply(
                 Ok(handled) => handled.map_err(ApplyError::Handler)?,
                 Err(panic) => return Err(ApplyError::Panicked(panic_text(&*panic))),
             }
-            Ok(Applied::Processed)
+            Ok(Applied::Processed(ctx.version_outcome()))
         })
         .await;
     result.or_else(refused_or)
+}
+
+/// Counts a record the controller handled: stale (nothing written), or
+/// processed (and a gap accepted, if so).
+pub(crate) fn count_handled(
+    counters: &super::report::Counters,
+    topic: &str,
+    outcome: Option<VersionOutcome>,
+) {
+    use super::report::Outcome;
+    match outcome {
+        Some(VersionOutcome::Stale { .. }) => counters.count(Outcome::Stale, topic),
+        Some(VersionOutcome::Gap { .. }) => {
+            counters.count(Outcome::Processed, topic);
+            counters.count(Outcome::Gap, topic);
+        }
+        _ => counters.count(Outcome::Processed, topic),
+    }
 }
 
 /// A failed attempt as an outcome: a refusal is acknowledged, not a failure.

@@ -18,9 +18,10 @@ use diesel::result::QueryResult;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::FutureExt as _;
-use outbox::{Context, Controller, GroupError, Message};
+use outbox::{Context, Controller, GroupError, Message, VersionOutcome};
 
-use super::apply::{ApplyError, panic_text};
+use super::apply::{ApplyError, Claim, Muted, follow_ups_for, panic_text};
+use super::positions;
 use crate::Outbox;
 use crate::fault_injection::HandlerFault;
 
@@ -48,11 +49,16 @@ pub(crate) enum BatchError {
     /// [`ApplyError::Panicked`]): nothing committed, no record named. Apply
     /// the batch again without groups to find the record.
     Group { error: ApplyError },
+    /// The projection's position moved meanwhile: nothing applied; read it again.
+    Moved,
 }
 
-/// What a committed batch did with each record, in order: `true` applied,
-/// `false` already in the inbox.
+/// Whether each record of a batch is new (`false`: already in the inbox).
 pub(crate) type Claimed = Vec<bool>;
+
+/// What a committed batch did with each record, in order: `None` already in
+/// the inbox, else applied, with what its version guard reported.
+pub(crate) type Handled = Vec<Option<Option<VersionOutcome>>>;
 
 /// Why the batch's transaction rolled back.
 enum Abort {
@@ -60,6 +66,8 @@ enum Abort {
     Database(ApplyError),
     /// A record failed: see the `failed` slot of [`apply_batch`].
     Record,
+    /// The projection's position was not where the batch expected it.
+    Moved,
 }
 
 impl From<diesel::result::Error> for Abort {
@@ -71,22 +79,41 @@ impl From<diesel::result::Error> for Abort {
 /// Applies `entries` (records of `topic`/`partition`, in offset order) in one
 /// transaction on `conn`; with `grouping`, consecutive records a controller
 /// [`groups`](Controller::groups) go to it together.
+#[allow(clippy::too_many_arguments)] // one batch's whole apply, each named
 pub(crate) async fn apply_batch(
     conn: &mut AsyncPgConnection,
     follow_ups: &Outbox,
+    claim: Claim<'_>,
     topic: &str,
     partition: i32,
     entries: &mut [Entry<'_>],
     grouping: bool,
-) -> Result<Claimed, BatchError> {
+) -> Result<Handled, BatchError> {
     // Set by the record that failed: whatever the rollback then says (after a
     // panic it may fail too), the record is named.
     let mut failed: Option<(usize, ApplyError)> = None;
     // Set by the group that failed.
     let mut group_failed: Option<ApplyError> = None;
+    let muted = Muted(follow_ups);
     let result = conn
         .transaction::<_, Abort, _>(async |conn| {
-            let claimed = claim_all(conn, topic, partition, entries).await?;
+            let (claimed, position) = match claim {
+                Claim::Inbox => (claim_all(conn, topic, partition, entries).await?, None),
+                Claim::Position {
+                    projection,
+                    expected,
+                    ..
+                } => {
+                    let end = entries.last().map_or(0, |entry| entry.offset + 1);
+                    match positions::advance(conn, projection, topic, partition, expected, end)
+                        .await?
+                    {
+                        Some(position) => (vec![true; entries.len()], Some(position)),
+                        None => return Err(Abort::Moved),
+                    }
+                }
+            };
+            let mut handled: Handled = claimed.iter().map(|&new| new.then_some(None)).collect();
             let mut next = 0;
             for index in 0..entries.len() {
                 if index < next || !claimed[index] {
@@ -147,20 +174,24 @@ pub(crate) async fn apply_batch(
                     failed = Some((index, ApplyError::Handler(error)));
                     return Err(Abort::Record);
                 }
+                let follow_ups = follow_ups_for(claim, position, entry.offset, follow_ups, &muted);
                 let mut ctx =
                     Context::new(conn, &entry.message, partition, entry.offset, follow_ups);
-                let handled = AssertUnwindSafe(entry.controller.handle(&mut ctx, &entry.message))
+                let outcome = AssertUnwindSafe(entry.controller.handle(&mut ctx, &entry.message))
                     .catch_unwind()
                     .await;
-                let error = match handled {
-                    Ok(Ok(())) => continue,
+                let error = match outcome {
+                    Ok(Ok(())) => {
+                        handled[index] = Some(ctx.version_outcome());
+                        continue;
+                    }
                     Ok(Err(error)) => ApplyError::Handler(error),
                     Err(panic) => ApplyError::Panicked(panic_text(&*panic)),
                 };
                 failed = Some((index, error));
                 return Err(Abort::Record);
             }
-            Ok(claimed)
+            Ok(handled)
         })
         .await;
     if result.is_err()
@@ -170,7 +201,7 @@ pub(crate) async fn apply_batch(
         return Err(BatchError::Group { error });
     }
     match (result, failed) {
-        (Ok(claimed), _) => Ok(claimed),
+        (Ok(handled), _) => Ok(handled),
         (Err(_), Some((index, error))) => Err(BatchError::At { index, error }),
         (Err(Abort::Database(ApplyError::Infrastructure(error))), None) => {
             Err(BatchError::Infrastructure(error))
@@ -181,6 +212,7 @@ pub(crate) async fn apply_batch(
         (Err(Abort::Database(ApplyError::Panicked(text))), None) => {
             Err(BatchError::Unattributed(text))
         }
+        (Err(Abort::Moved), None) => Err(BatchError::Moved),
         (Err(Abort::Record), None) => Err(BatchError::Unattributed(
             "a record failed without being named".to_owned(),
         )),

@@ -11,11 +11,14 @@ use rdkafka::ClientConfig;
 use super::{CHECKOUT_TIMEOUT, Pool};
 use crate::error::{Error, Result};
 
-/// The tables the consumer reads and writes, all made by the migrations.
-const TABLES: [&str; 3] = [
+/// The tables the consumer reads and writes, all made by the migrations
+/// (projections' positions by the third, which also adds the column of
+/// skipped stops: its absence says the migrations are behind).
+const TABLES: [&str; 4] = [
     "outbox_inbox",
     "outbox_stopped_partitions",
     "outbox_messages",
+    "outbox_projection_positions",
 ];
 
 #[derive(QueryableByName)]
@@ -34,6 +37,8 @@ struct Database {
     stops: bool,
     #[diesel(sql_type = Bool)]
     outbox: bool,
+    #[diesel(sql_type = Bool)]
+    positions: bool,
 }
 
 /// A connection out of `pool`, and the consumer's tables in its `search_path`.
@@ -78,7 +83,8 @@ pub(super) async fn database(pool: &Pool, name: Option<&str>) -> Result<()> {
                 current_setting('search_path') AS search_path, \
                 to_regclass('outbox_inbox') IS NOT NULL AS inbox, \
                 to_regclass('outbox_stopped_partitions') IS NOT NULL AS stops, \
-                to_regclass('outbox_messages') IS NOT NULL AS outbox",
+                to_regclass('outbox_messages') IS NOT NULL AS outbox, \
+                to_regclass('outbox_projection_positions') IS NOT NULL AS positions",
     )
     .get_result(&mut conn)
     .await
@@ -88,7 +94,7 @@ pub(super) async fn database(pool: &Pool, name: Option<&str>) -> Result<()> {
     })?;
     let missing: Vec<&str> = TABLES
         .iter()
-        .zip([found.inbox, found.stops, found.outbox])
+        .zip([found.inbox, found.stops, found.outbox, found.positions])
         .filter(|(_, present)| !present)
         .map(|(table, _)| *table)
         .collect();

@@ -21,6 +21,9 @@ use super::worker::{Item, PartitionTask, Queue, weight};
 /// How long a seek may wait for librdkafka.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long before a projection's refused seek is asked again.
+const SEEK_RETRY: Duration = Duration::from_millis(200);
+
 /// Stopped partitions: the stop row and the offset to read again from.
 pub(crate) type StoppedMap = Arc<Mutex<HashMap<Tp, (i64, i64)>>>;
 
@@ -202,6 +205,8 @@ impl Dispatcher {
             revoked: Arc::clone(&revoked),
             previous,
             shutdown: self.shutdown.subscribe(),
+            position: None,
+            skipped: HashMap::new(),
         };
         let join = tokio::spawn(task.run());
         self.tasks.insert(
@@ -228,9 +233,48 @@ impl Dispatcher {
         match control {
             Control::Assigned(partitions) => {
                 for tp in partitions {
-                    // A fresh assignment reads; its task re-pauses it if the
-                    // group has it stopped.
                     self.task(&tp);
+                    if self.shared.projection.is_some() {
+                        // Read from the stored position, once its task has it.
+                        self.pause(&tp);
+                    } else {
+                        // A fresh assignment reads; its task re-pauses it if
+                        // the group has it stopped.
+                        self.resume(&tp);
+                    }
+                }
+            }
+            Control::Seek { tp, task, offset } => {
+                let Some(live) = self.current(&tp, task) else {
+                    return;
+                };
+                if let Some(offset) = offset {
+                    self.pause(&tp);
+                    // Right after an assignment librdkafka may not take a
+                    // seek yet: asked again shortly, the task still waiting.
+                    if !self.seek(&tp, offset) {
+                        let control = self.shared.control.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(SEEK_RETRY).await;
+                            let _ = control.send(Control::Seek {
+                                tp,
+                                task,
+                                offset: Some(offset),
+                            });
+                        });
+                        return;
+                    }
+                    // Records sent before this marker were read before the seek.
+                    let _ = live.items.send(Item::Resume { offset });
+                    tracing::debug!(partition = %tp, offset, "projection sought to its stored position");
+                }
+                let blocked = live.queue.blocked.load(Ordering::SeqCst);
+                let stopped = self
+                    .stopped
+                    .lock()
+                    .map(|s| s.contains_key(&tp))
+                    .unwrap_or(false);
+                if !blocked && !stopped {
                     self.resume(&tp);
                 }
             }
@@ -289,6 +333,11 @@ impl Dispatcher {
                     self.resume(&tp);
                 }
                 tracing::info!(partition = %tp, offset, "partition resumed");
+            }
+            Control::Reposition => {
+                for task in self.tasks.values() {
+                    let _ = task.items.send(Item::Reposition);
+                }
             }
             Control::Unblock { tp, task } => {
                 let stopped = self

@@ -85,6 +85,16 @@ pub(crate) enum Control {
     },
     /// The stop `stop_id` was resumed: read again from `offset`.
     Resumed { tp: Tp, stop_id: i64, offset: i64 },
+    /// Task `task` of a projection read its stored position: seek there
+    /// (`None`: it has none, read on from the committed offset) and read.
+    Seek {
+        tp: Tp,
+        task: u64,
+        offset: Option<i64>,
+    },
+    /// A rebuild reset the projection's positions: every task reads its
+    /// position again.
+    Reposition,
     /// Task `task`'s queue drained below the low mark.
     Unblock { tp: Tp, task: u64 },
 }

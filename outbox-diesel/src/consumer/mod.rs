@@ -28,9 +28,12 @@ mod apply;
 mod batch;
 mod check;
 mod dispatch;
+mod error_events;
 mod inbox;
 mod kafka;
 mod policy;
+mod positions;
+mod projection;
 mod report;
 mod routes;
 mod schemas;
@@ -52,6 +55,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use policy::{FailurePolicy, OnFailure, Retry};
+pub use projection::{PartitionPosition, Projection, ProjectionStatus, ResetHook};
 pub use report::ConsumerReport;
 
 use self::dispatch::{Dispatcher, StoppedMap};
@@ -200,6 +204,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Option<Arc<crate::fault_injection::Injector>>,
     /// The writer schemas of Avro records, by id.
     pub(crate) schemas: WriterSchemas,
+    /// A projection (positions in the database) rather than an inbox consumer.
+    pub(crate) projection: Option<projection::ProjectionSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +217,8 @@ struct Settings {
     database_name: Option<String>,
     /// Metrics and health over HTTP, when asked for.
     observe: crate::serve::Observe,
+    /// Positions in the database, and how to rebuild.
+    projection: Option<Projection>,
 }
 
 /// Builds a [`Consumer`]; from [`Consumer::builder`].
@@ -251,6 +259,7 @@ impl Consumer {
                 resume_poll_interval: DEFAULT_RESUME_POLL_INTERVAL,
                 database_name: None,
                 observe: crate::serve::Observe::default(),
+                projection: None,
             },
             kafka: Vec::new(),
             fault_injection: None,
@@ -283,6 +292,42 @@ impl Consumer {
         partition: i32,
     ) -> Result<Option<StoppedPartition>> {
         stopped::resume_async(conn, group, topic, partition).await
+    }
+
+    /// Resumes partition `partition` of `topic` stopped in group `group` past
+    /// the record it stopped on, recording `reason` with the stop: for a record
+    /// no fix can make applicable. A running consumer of the group reads the
+    /// partition again from the record after it (within its resume poll
+    /// interval); one that takes the partition over later passes over the
+    /// record. The record is never applied. Returns the stop (the skipped
+    /// record's offset and message id, the reason), or `None` when the
+    /// partition was not stopped. Once the cause of a failure is fixed,
+    /// [`resume`](Self::resume) instead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (nothing written) when `reason` is empty or only
+    /// whitespace; [`Error::Database`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(conn: &mut diesel_async::AsyncPgConnection) -> Result<(), outbox_diesel::Error> {
+    /// let reason = "account 42 was deleted upstream: nothing to apply it to";
+    /// if let Some(stop) = outbox_diesel::consumer::Consumer::skip(conn, "billing", "accounts", 2, reason).await? {
+    ///     println!("skipped offset {} (message {:?}); reading again from {}",
+    ///         stop.kafka_offset, stop.message_id, stop.resume_offset());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn skip(
+        conn: &mut AsyncPgConnection,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        reason: &str,
+    ) -> Result<Option<StoppedPartition>> {
+        stopped::skip_async(conn, group, topic, partition, reason).await
     }
 
     /// The topics subscribed to.
@@ -357,6 +402,14 @@ impl Consumer {
             .as_ref()
             .map(|faults| faults.announce("consumer"));
         let _probes = crate::serve::probe_consumer(&shared, &observed.component);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(projection) = &settings.projection {
+            projection::start(&shared, projection, stop_rx.clone())
+                .await
+                .inspect_err(|error| {
+                    observed.component.failed(crate::error::error_chain(error));
+                })?;
+        }
         let topics: Vec<&str> = shared.routes.topics().iter().map(String::as_str).collect();
         shared.consumer.subscribe(&topics).map_err(|source| {
             let error = Error::Kafka {
@@ -367,7 +420,6 @@ impl Consumer {
             observed.component.failed(crate::error::error_chain(&error));
             error
         })?;
-        let (stop_tx, stop_rx) = watch::channel(false);
         let stopped: StoppedMap = Arc::new(Mutex::new(HashMap::new()));
         let watcher = tokio::spawn(watch_resumed(
             Arc::clone(&shared),
@@ -375,6 +427,14 @@ impl Consumer {
             settings.resume_poll_interval,
             stop_rx.clone(),
         ));
+        let rebuilds = settings.projection.clone().map(|projection| {
+            tokio::spawn(projection::watch_requests(
+                Arc::clone(&shared),
+                projection,
+                settings.resume_poll_interval,
+                stop_rx.clone(),
+            ))
+        });
         let retention = tokio::spawn(expire_inbox(
             shared.pool.clone(),
             settings.inbox_retention,
@@ -386,6 +446,9 @@ impl Consumer {
             .await;
         let _ = watcher.await;
         let _ = retention.await;
+        if let Some(rebuilds) = rebuilds {
+            let _ = rebuilds.await;
+        }
         shared.consumer.unsubscribe();
         Ok(shared.counters.report())
     }
@@ -504,6 +567,35 @@ impl ConsumerBuilder {
     /// Time between passes of the retention task (default 60 s).
     pub fn retention_interval(mut self, interval: Duration) -> Self {
         self.settings.retention_interval = interval;
+        self
+    }
+
+    /// Makes the consumer a [`Projection`]: its position in each partition
+    /// is kept in its own database (`outbox_projection_positions`, under the
+    /// consumer's group as the projection's name), moved in the transaction
+    /// of the records it applies, instead of an inbox row per message. On
+    /// start, and whenever it is assigned a partition, it reads from the
+    /// stored position (the group's committed offsets are only a hint), so a
+    /// killed process resumes exactly where its last transaction left it.
+    ///
+    /// A projection applies each record once; a message the relay sent twice
+    /// (at-least-once dispatch) is two records, both applied: write
+    /// controllers whose effect does not change when a message is applied
+    /// again (an upsert by key, a [per-key version](outbox::Outboxed::VERSION_FIELD)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn f(builder: outbox_diesel::ConsumerBuilder) -> outbox_diesel::Result<()> {
+    /// use outbox_diesel::consumer::Projection;
+    ///
+    /// let consumer = builder
+    ///     .projection(Projection::new().reset_sql("TRUNCATE order_totals"))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn projection(mut self, projection: Projection) -> Self {
+        self.settings.projection = Some(projection);
         self
     }
 
@@ -738,6 +830,7 @@ impl ConsumerBuilder {
                 .fault_injection
                 .and_then(|faults| faults.activate("consumer")),
             schemas: WriterSchemas::new(registry),
+            projection: self.settings.projection.as_ref().map(Projection::settings),
         };
         Ok(Consumer {
             shared: Arc::new(shared),
@@ -791,8 +884,10 @@ async fn watch_resumed(
         for (tp, (stop_id, offset)) in watched {
             match stopped::by_id_async(&mut conn, stop_id).await {
                 Ok(Some(stop)) if stop.resumed_at.is_none() => {}
-                // Resumed, or its row deleted by hand: read again.
-                Ok(_) => {
+                // Resumed (at the record, or past it when skipped), or its row
+                // deleted by hand (at the record): read again.
+                Ok(found) => {
+                    let offset = found.map_or(offset, |stop| stop.resume_offset());
                     let _ = shared.control.send(Control::Resumed {
                         tp,
                         stop_id,

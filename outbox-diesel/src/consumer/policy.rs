@@ -1,5 +1,6 @@
 //! What a consumer does with a record it cannot apply.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Retries of a failing record: `attempts` tries in all (the first included),
@@ -72,9 +73,14 @@ pub enum OnFailure {
     /// Send the record, unchanged, to `<topic>.dlq` with the error in its
     /// headers, and go on. `outbox dlq replay` sends it back.
     DeadLetter,
+    /// Enqueue an error event (`error.<event>`) about the record in the
+    /// consumer's outbox, to the topic of
+    /// [`FailurePolicy::error_event`], and go on.
+    ErrorEvent,
 }
 
-/// Retry, then stop the partition (the default) or dead-letter the record.
+/// Retry, then stop the partition (the default), dead-letter the record, or
+/// publish an error event about it.
 ///
 /// # Examples
 ///
@@ -86,10 +92,11 @@ pub enum OnFailure {
 /// assert_eq!(policy.on_failure(), OnFailure::DeadLetter);
 /// assert_eq!(FailurePolicy::default(), FailurePolicy::stop());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailurePolicy {
     retry: Retry,
     on_failure: OnFailure,
+    error_topic: Option<Arc<str>>,
 }
 
 impl Default for FailurePolicy {
@@ -97,6 +104,7 @@ impl Default for FailurePolicy {
         FailurePolicy {
             retry: Retry::default(),
             on_failure: OnFailure::StopPartition,
+            error_topic: None,
         }
     }
 }
@@ -112,7 +120,47 @@ impl FailurePolicy {
         FailurePolicy {
             retry: Retry::default(),
             on_failure: OnFailure::DeadLetter,
+            error_topic: None,
         }
+    }
+
+    /// Retry, then enqueue an error event about the record in the consumer's
+    /// own outbox (its relay publishes it to `topic`), and go on.
+    ///
+    /// The event is `error.<the record's event>` (`error.created`, …;
+    /// `error.unreadable` for a record that does not decode), on the
+    /// record's route and key, from the consumer's
+    /// [`producer_name`](super::ConsumerBuilder::producer_name), with a JSON
+    /// payload (version 1): `message_id`, `event`, `route`, `key`, `topic`,
+    /// `partition`, `offset`, `group`, `kind` (`handler`, `decode`,
+    /// `no_controller`, `unhandled_event`), `error`, `attempts`. It is
+    /// written in one transaction with the record's inbox row (or a
+    /// projection's position), so a record re-delivered after a crash gets
+    /// no second error event. Other services handle it with an ordinary
+    /// custom event handler, `#[on("error.created")]`. A rebuild re-applying
+    /// records does not publish them again, unless the projection sends
+    /// [follow-ups in rebuilds](super::Projection::follow_ups_in_rebuild).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox_diesel::consumer::{FailurePolicy, OnFailure};
+    ///
+    /// let policy = FailurePolicy::error_event("billing.errors");
+    /// assert_eq!(policy.on_failure(), OnFailure::ErrorEvent);
+    /// assert_eq!(policy.error_topic(), Some("billing.errors"));
+    /// ```
+    pub fn error_event(topic: impl Into<String>) -> Self {
+        FailurePolicy {
+            retry: Retry::default(),
+            on_failure: OnFailure::ErrorEvent,
+            error_topic: Some(Arc::from(topic.into())),
+        }
+    }
+
+    /// The topic of the error events, under [`OnFailure::ErrorEvent`].
+    pub fn error_topic(&self) -> Option<&str> {
+        self.error_topic.as_deref()
     }
 
     /// The same policy with other retries.

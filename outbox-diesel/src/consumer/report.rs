@@ -29,6 +29,15 @@ pub struct ConsumerReport {
     pub dead_lettered: u64,
     /// Partitions stopped.
     pub stopped: u64,
+    /// Error events enqueued about records that failed (the
+    /// [error-event policy](super::FailurePolicy::error_event)).
+    pub error_events: u64,
+    /// Older than their key's row ([per-key versions](outbox::Outboxed::version)):
+    /// acknowledged, nothing written.
+    pub stale: u64,
+    /// Applied more than one version past their key's row, under the gap
+    /// policy `accept`.
+    pub gaps: u64,
 }
 
 /// One counter per outcome, shared by the partition tasks.
@@ -42,6 +51,9 @@ pub(crate) struct Counters {
     retries: AtomicU64,
     dead_lettered: AtomicU64,
     stopped: AtomicU64,
+    error_events: AtomicU64,
+    stale: AtomicU64,
+    gaps: AtomicU64,
 }
 
 /// An outcome worth counting.
@@ -55,6 +67,9 @@ pub(crate) enum Outcome {
     Retry,
     DeadLettered,
     Stopped,
+    ErrorEvent,
+    Stale,
+    Gap,
 }
 
 impl Counters {
@@ -69,6 +84,9 @@ impl Counters {
             Outcome::Retry => (&self.retries, "outbox_consumer_retries_total"),
             Outcome::DeadLettered => (&self.dead_lettered, "outbox_consumer_dead_lettered_total"),
             Outcome::Stopped => (&self.stopped, "outbox_consumer_stopped_total"),
+            Outcome::ErrorEvent => (&self.error_events, "outbox_consumer_error_events_total"),
+            Outcome::Stale => (&self.stale, "outbox_consumer_stale_total"),
+            Outcome::Gap => (&self.gaps, "outbox_consumer_gaps_total"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(metric, "topic" => topic.to_owned()).increment(1);
@@ -85,6 +103,9 @@ impl Counters {
             retries: get(&self.retries),
             dead_lettered: get(&self.dead_lettered),
             stopped: get(&self.stopped),
+            error_events: get(&self.error_events),
+            stale: get(&self.stale),
+            gaps: get(&self.gaps),
         }
     }
 }

@@ -40,6 +40,18 @@ impl Routes {
         let mut by_route = HashMap::new();
         let mut topics: Vec<String> = Vec::new();
         let mut problems = Vec::new();
+        let policies = controllers.iter().filter_map(|(_, policy)| policy.as_ref());
+        for topic in policies
+            .chain([&default_policy])
+            .filter_map(FailurePolicy::error_topic)
+        {
+            if let Err(error) = outbox::Message::check_topic(topic) {
+                let problem = format!("the error-event topic: {error}");
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+        }
         for (controller, policy) in controllers {
             let route = controller.route().to_owned();
             if controller.topics().is_empty() {
@@ -52,7 +64,7 @@ impl Routes {
             }
             let route_entry = Route {
                 controller,
-                policy: policy.unwrap_or(default_policy),
+                policy: policy.unwrap_or_else(|| default_policy.clone()),
             };
             if by_route.insert(route.clone(), route_entry).is_some() {
                 problems.push(format!("two controllers serve route `{route}`"));
@@ -80,7 +92,7 @@ impl Routes {
     pub(crate) fn policy_for(&self, route: Option<&str>) -> FailurePolicy {
         route
             .and_then(|route| self.get(route))
-            .map_or(self.default_policy, |route| route.policy)
+            .map_or_else(|| self.default_policy.clone(), |route| route.policy.clone())
     }
 
     pub(crate) fn topics(&self) -> &[String] {

@@ -17,10 +17,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::apply::{Applied, ApplyError, apply, refused_or};
+use super::apply::{Applied, ApplyError, Claim, apply, count_handled, refused_or};
 use super::batch::{BatchError, Entry, apply_batch};
+use super::error_events::{self, ErrorEventSent};
 use super::kafka::{Control, Tp};
 use super::policy::{FailurePolicy, OnFailure};
+use super::positions::{self, Position};
 use super::report::Outcome;
 use super::schemas::{SchemaError, WriterSchemas};
 use super::{Shared, checkout};
@@ -52,6 +54,8 @@ pub(crate) enum Item {
     Resume {
         offset: i64,
     },
+    /// A rebuild reset the projection's positions: read yours again.
+    Reposition,
 }
 
 /// The task's queued bytes, whether the dispatcher paused it for that, and
@@ -75,12 +79,12 @@ impl Default for Queue {
 }
 
 /// Why a record was not applied.
-struct Failure {
-    kind: &'static str,
-    error: String,
-    message_id: Option<uuid::Uuid>,
-    attempts: u32,
-    policy: FailurePolicy,
+pub(crate) struct Failure {
+    pub(crate) kind: &'static str,
+    pub(crate) error: String,
+    pub(crate) message_id: Option<uuid::Uuid>,
+    pub(crate) attempts: u32,
+    pub(crate) policy: FailurePolicy,
 }
 
 /// What happens after a record.
@@ -91,6 +95,9 @@ enum Next {
     Stopped(i64),
     /// Shutdown or revocation came first: neither applied nor acknowledged.
     Abandoned,
+    /// The projection's position moved (another process, a rebuild):
+    /// nothing applied; read it again and seek there.
+    Moved,
 }
 
 enum State {
@@ -100,9 +107,12 @@ enum State {
     Stopped {
         stop_id: i64,
     },
-    /// Resumed from `offset` (after stop `from`): the dispatcher sought there
-    /// before sending the marker, so every record after it was read after the
-    /// seek.
+    /// A projection waiting for the dispatcher to seek to its stored
+    /// position: records read before are dropped.
+    Seeking,
+    /// Resumed from `offset` (after stop `from`), or sought there: the
+    /// dispatcher sought before sending the marker, so every record after it
+    /// was read after the seek.
     Resuming {
         offset: i64,
         from: Option<i64>,
@@ -121,6 +131,13 @@ pub(crate) struct PartitionTask {
     /// The task this one replaces after a rebalance: it finishes first.
     pub(crate) previous: Option<JoinHandle<()>>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// A projection's position in the partition, as last read or moved;
+    /// `None` for an inbox consumer.
+    pub(crate) position: Option<Position>,
+    /// Records skipped in this partition (`outbox partitions skip`), by
+    /// offset, with their message ids when known: read again, they are
+    /// acknowledged, not applied.
+    pub(crate) skipped: std::collections::HashMap<i64, Option<uuid::Uuid>>,
 }
 
 impl PartitionTask {
@@ -128,8 +145,15 @@ impl PartitionTask {
         if let Some(previous) = self.previous.take() {
             let _ = previous.await;
         }
+        if !self.load_skipped().await {
+            return;
+        }
         let mut state = match self.active_stop().await {
             Some(Some(stop_id)) => State::Stopped { stop_id },
+            Some(None) if self.shared.projection.is_some() => match self.seek_position().await {
+                Some(state) => state,
+                None => return,
+            },
             Some(None) => State::Running,
             None => return,
         };
@@ -147,6 +171,15 @@ impl PartitionTask {
                 return;
             }
             match item {
+                Item::Reposition => {
+                    // A stopped partition reads from its stop when resumed.
+                    if !matches!(state, State::Stopped { .. }) {
+                        state = match self.seek_position().await {
+                            Some(state) => state,
+                            None => return,
+                        };
+                    }
+                }
                 Item::Resume { offset } => {
                     let from = match state {
                         State::Stopped { stop_id } => Some(stop_id),
@@ -159,7 +192,7 @@ impl PartitionTask {
                     // The resumed record draws other injected faults than
                     // those that stopped it.
                     let resumed_from = match state {
-                        State::Stopped { .. } => continue,
+                        State::Stopped { .. } | State::Seeking => continue,
                         State::Resuming { offset, from } => {
                             if record.offset() > offset {
                                 // Only when the record is gone from the topic (retention).
@@ -171,6 +204,19 @@ impl PartitionTask {
                         State::Running => None,
                     };
                     state = State::Running;
+                    if self.was_skipped(&record) {
+                        tracing::info!(partition = %self.tp, offset = record.offset(),
+                            "record skipped with `outbox partitions skip`: acknowledged, not applied");
+                        self.shared.counters.count(Outcome::Ignored, &self.tp.topic);
+                        self.store_offset(record.offset());
+                        continue;
+                    }
+                    if self.applied_before(&record) {
+                        self.shared
+                            .counters
+                            .count(Outcome::Duplicate, &self.tp.topic);
+                        continue;
+                    }
                     let mut records = vec![record];
                     if resumed_from.is_none() {
                         held = self.gather(&mut records);
@@ -190,6 +236,14 @@ impl PartitionTask {
                         Next::Done => {}
                         Next::Stopped(stop_id) => state = State::Stopped { stop_id },
                         Next::Abandoned => return,
+                        Next::Moved => {
+                            tracing::info!(partition = %self.tp,
+                                "projection position moved (another process or a rebuild); reading it again");
+                            state = match self.seek_position().await {
+                                Some(state) => state,
+                                None => return,
+                            };
+                        }
                     }
                     self.queue.in_hand.store(-1, Ordering::SeqCst);
                 }
@@ -208,6 +262,11 @@ impl PartitionTask {
         let mut bytes: usize = records.iter().map(weight).sum();
         while records.len() < self.shared.batch_size && bytes < self.shared.partition_buffer {
             match self.items.try_recv() {
+                // A skipped record ends the batch: acknowledged only after
+                // the records before it are applied.
+                Ok(Item::Record(record)) if self.was_skipped(&record) => {
+                    return Some(Item::Record(record));
+                }
                 Ok(Item::Record(record)) => {
                     let taken = weight(&record);
                     self.dequeued(taken);
@@ -238,10 +297,12 @@ impl PartitionTask {
                 (Some(first), None)
             } else {
                 let run = &rest[..messages.len()];
-                let Some((applied, failed)) = self.apply_run(run, messages).await else {
-                    return Next::Abandoned;
+                let (applied, failed) = match self.apply_run(run, messages).await {
+                    Ok(done) => done,
+                    Err(next) => return next,
                 };
                 if applied > 0 {
+                    self.applied_to(run[applied - 1].offset());
                     self.store_offset(run[applied - 1].offset());
                 }
                 rest = &rest[applied..];
@@ -289,13 +350,14 @@ impl PartitionTask {
     /// Applies `run` (decoded as `messages`) in one transaction, retried while
     /// the database is unavailable. Returns how many records at its start are
     /// applied (all of them, or those before the record that failed) and the
-    /// error of the record that failed, when it was tried; `None` on shutdown
-    /// or revocation.
+    /// error of the record that failed, when it was tried; `Err` on shutdown
+    /// or revocation ([`Next::Abandoned`]), or when a projection's position
+    /// moved ([`Next::Moved`]).
     async fn apply_run(
         &mut self,
         run: &[OwnedMessage],
         messages: Vec<(Message, Arc<dyn Controller>)>,
-    ) -> Option<(usize, Option<ApplyError>)> {
+    ) -> Result<(usize, Option<ApplyError>), Next> {
         let shared = Arc::clone(&self.shared);
         let span = tracing::info_span!("outbox.consume_batch",
             topic = %self.tp.topic, partition = self.tp.partition,
@@ -337,6 +399,7 @@ impl PartitionTask {
                         let result = apply_batch(
                             &mut conn,
                             &shared.follow_ups,
+                            self.claim(),
                             &self.tp.topic,
                             self.tp.partition,
                             &mut entries[..end],
@@ -364,26 +427,27 @@ impl PartitionTask {
                 }
             };
             match result {
-                Ok(claimed) => {
+                Ok(handled) => {
                     metrics::histogram!("outbox_consumer_batch_records").record(end as f64);
-                    for new in claimed {
-                        let outcome = if new {
-                            Outcome::Processed
-                        } else {
-                            Outcome::Duplicate
-                        };
-                        shared.counters.count(outcome, &self.tp.topic);
+                    for record in handled {
+                        match record {
+                            Some(outcome) => {
+                                count_handled(&shared.counters, &self.tp.topic, outcome)
+                            }
+                            None => shared.counters.count(Outcome::Duplicate, &self.tp.topic),
+                        }
                     }
                     let failed = failed.take();
-                    return Some((end, failed));
+                    return Ok((end, failed));
                 }
+                Err(BatchError::Moved) => return Err(Next::Moved),
                 Err(BatchError::Infrastructure(error)) => {
                     let error = error_chain(&*error);
                     if let Some(repeats) = shared.warnings.admit(&format!("database|{error}")) {
                         tracing::warn!(partition = %self.tp, %error, "database unavailable; retrying{repeats}");
                     }
                     if !self.pause(infrastructure.next_delay()).await {
-                        return None;
+                        return Err(Next::Abandoned);
                     }
                 }
                 // The records before it go again as a batch; it goes alone,
@@ -392,7 +456,7 @@ impl PartitionTask {
                     grouping = true;
                     failed = Some(error);
                     if index == 0 {
-                        return Some((0, failed));
+                        return Ok((0, failed));
                     }
                     end = index;
                 }
@@ -411,14 +475,14 @@ impl PartitionTask {
                 Err(BatchError::Group { error }) => {
                     tracing::warn!(partition = %self.tp, error = ?error, records = end,
                         "batch failed as a whole; applying its first record alone");
-                    return Some((0, None));
+                    return Ok((0, None));
                 }
                 Err(BatchError::Unattributed(error)) => {
                     // No record to blame: the first goes alone (retries and
                     // failure policy), the others form the next batch.
                     tracing::warn!(partition = %self.tp, %error, records = end,
                         "batch failed as a whole; applying its first record alone");
-                    return Some((0, None));
+                    return Ok((0, None));
                 }
             }
         }
@@ -441,6 +505,100 @@ impl PartitionTask {
             self.announce_stop(stop.id, stop.kafka_offset);
             stop.id
         }))
+    }
+
+    /// Reads the records skipped in this partition; `false` on shutdown or
+    /// revocation.
+    async fn load_skipped(&mut self) -> bool {
+        let group = self.shared.group.clone();
+        let tp = self.tp.clone();
+        let skipped = self
+            .with_database(move |conn| {
+                let (group, tp) = (group.clone(), tp.clone());
+                Box::pin(async move {
+                    stopped::skipped_async(conn, &group, &tp.topic, tp.partition).await
+                })
+            })
+            .await;
+        match skipped {
+            Some(skipped) => {
+                self.skipped = skipped.into_iter().collect();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `record` is one skipped with `outbox partitions skip` (the
+    /// same message, when its id was recorded).
+    fn was_skipped(&self, record: &OwnedMessage) -> bool {
+        match self.skipped.get(&record.offset()) {
+            None => false,
+            Some(None) => true,
+            Some(Some(id)) => {
+                let headers: Vec<RawHeader<'_>> =
+                    record.headers().map_or_else(Vec::new, |headers| {
+                        outbox::kafka::read_headers(headers).collect()
+                    });
+                raw_header(&headers, outbox::headers::MESSAGE_ID)
+                    .is_some_and(|header| header == id.to_string())
+            }
+        }
+    }
+
+    /// How this task's applies claim their records.
+    fn claim(&self) -> Claim<'_> {
+        match (&self.shared.projection, self.position) {
+            (Some(projection), Some(position)) => Claim::Position {
+                projection: &self.shared.group,
+                expected: position.next,
+                follow_ups_in_rebuild: projection.follow_ups_in_rebuild,
+            },
+            _ => Claim::Inbox,
+        }
+    }
+
+    /// Whether a projection applied `record` already (read again after a
+    /// seek back, or before the seek to its position took).
+    fn applied_before(&self, record: &OwnedMessage) -> bool {
+        self.position
+            .and_then(|position| position.next)
+            .is_some_and(|next| record.offset() < next)
+    }
+
+    /// A projection's position after applying up to `offset`.
+    fn applied_to(&mut self, offset: i64) {
+        if let Some(position) = &mut self.position {
+            position.next = Some(offset + 1);
+        }
+    }
+
+    /// Reads the projection's stored position and asks the dispatcher to
+    /// seek there (the group's committed offset is only a hint); `None` on
+    /// shutdown or revocation.
+    async fn seek_position(&mut self) -> Option<State> {
+        let tp = self.tp.clone();
+        let projection = self.shared.group.clone();
+        let position = self
+            .with_database(move |conn| {
+                let (tp, projection) = (tp.clone(), projection.clone());
+                Box::pin(async move {
+                    positions::read(conn, &projection, &tp.topic, tp.partition)
+                        .await
+                        .map_err(crate::Error::from)
+                })
+            })
+            .await?;
+        self.position = Some(position);
+        let _ = self.shared.control.send(Control::Seek {
+            tp: self.tp.clone(),
+            task: self.id,
+            offset: position.next,
+        });
+        Some(match position.next {
+            Some(_) => State::Seeking,
+            None => State::Running,
+        })
     }
 
     fn dequeued(&self, weight: usize) {
@@ -557,7 +715,7 @@ impl PartitionTask {
                     error: format!("no controller serves route `{}`", message.to),
                     message_id: Some(message.id.into()),
                     attempts: 1,
-                    policy: shared.routes.default_policy,
+                    policy: shared.routes.default_policy.clone(),
                 };
                 return self.fail(record, failure).await;
             };
@@ -571,7 +729,7 @@ impl PartitionTask {
                         ),
                         message_id: Some(message.id.into()),
                         attempts: 1,
-                        policy: route.policy,
+                        policy: route.policy.clone(),
                     };
                     return self.fail(record, failure).await;
                 }
@@ -587,7 +745,7 @@ impl PartitionTask {
                             error,
                             message_id: Some(message.id.into()),
                             attempts: 1,
-                            policy: route.policy,
+                            policy: route.policy.clone(),
                         };
                         return self.fail(record, failure).await;
                     }
@@ -617,7 +775,7 @@ impl PartitionTask {
                                 faults.handler_fault(&message.to, &self.tp.topic, try_)
                             });
                             let result = apply(&mut conn, &*route.controller, &shared.follow_ups,
-                                &message, self.tp.partition, record.offset(), fault).await;
+                                self.claim(), &message, self.tp.partition, record.offset(), fault).await;
                             if matches!(result, Err(ApplyError::Panicked(_))) {
                                 // Not back to the pool: it may be mid-query.
                                 drop(diesel_async::pooled_connection::deadpool::Object::take(conn));
@@ -628,10 +786,12 @@ impl PartitionTask {
                     }
                 };
                 let error = match result {
-                    Ok(Applied::Processed) => {
-                        shared.counters.count(Outcome::Processed, &self.tp.topic);
+                    Ok(Applied::Processed(outcome)) => {
+                        self.applied_to(record.offset());
+                        count_handled(&shared.counters, &self.tp.topic, outcome);
                         return Next::Done;
                     }
+                    Ok(Applied::Moved) => return Next::Moved,
                     Ok(Applied::Duplicate) => {
                         tracing::debug!("duplicate: already in the inbox");
                         shared.counters.count(Outcome::Duplicate, &self.tp.topic);
@@ -674,7 +834,7 @@ impl PartitionTask {
                         error: error.chain(),
                         message_id: Some(message.id.into()),
                         attempts,
-                        policy: route.policy,
+                        policy: route.policy.clone(),
                     };
                     return self.fail(record, failure).await;
                 }
@@ -739,6 +899,20 @@ impl PartitionTask {
         self.shared.counters.count(Outcome::Failed, &self.tp.topic);
         tracing::error!(kind = failure.kind, error = %failure.error, attempts = failure.attempts,
             policy = ?failure.policy.on_failure(), "record could not be applied");
+        if failure.policy.on_failure() == OnFailure::ErrorEvent {
+            match self.error_event(record, &failure).await {
+                ErrorEventSent::Sent | ErrorEventSent::AlreadySent => return Next::Done,
+                ErrorEventSent::Moved => return Next::Moved,
+                ErrorEventSent::Abandoned => return Next::Abandoned,
+                ErrorEventSent::Failed(error) => {
+                    let failure = Failure {
+                        error: format!("{}; error event failed: {error}", failure.error),
+                        ..failure
+                    };
+                    return self.stop(record, &failure).await;
+                }
+            }
+        }
         if failure.policy.on_failure() == OnFailure::DeadLetter {
             match self.dead_letter(record, &failure).await {
                 Ok(()) => {
@@ -758,6 +932,59 @@ impl PartitionTask {
             }
         }
         self.stop(record, &failure).await
+    }
+
+    /// Enqueues the error event about `record` in the consumer's outbox, in
+    /// one transaction with its inbox row (or its projection's position):
+    /// retried while the database is away.
+    async fn error_event(&mut self, record: &OwnedMessage, failure: &Failure) -> ErrorEventSent {
+        let producer = outbox::FollowUps::producer(&self.shared.follow_ups);
+        let event = match error_events::event_of(record, failure, &self.shared.group, producer) {
+            Ok(event) => event,
+            Err(error) => return ErrorEventSent::Failed(error),
+        };
+        let (base, cap) = INFRASTRUCTURE_BACKOFF;
+        let mut backoff = Backoff::new(base, cap);
+        loop {
+            let result = match checkout(&self.shared.pool).await {
+                Ok(mut conn) => {
+                    error_events::enqueue(
+                        &mut conn,
+                        &self.shared.follow_ups,
+                        self.claim(),
+                        &event,
+                        failure.message_id,
+                        self.tp.partition,
+                        record.offset(),
+                    )
+                    .await
+                }
+                Err(error) => Err(ApplyError::Infrastructure(error.into())),
+            };
+            match result {
+                Ok(sent) => {
+                    if matches!(sent, ErrorEventSent::Sent) {
+                        self.applied_to(record.offset());
+                        self.shared
+                            .counters
+                            .count(Outcome::ErrorEvent, &self.tp.topic);
+                    }
+                    return sent;
+                }
+                Err(ApplyError::Infrastructure(error)) => {
+                    let error = error_chain(&*error);
+                    if let Some(repeats) = self.shared.warnings.admit(&format!("database|{error}"))
+                    {
+                        tracing::warn!(partition = %self.tp, %error, "error event: database unavailable; retrying{repeats}");
+                    }
+                    if !self.pause(backoff.next_delay()).await {
+                        return ErrorEventSent::Abandoned;
+                    }
+                }
+                Err(ApplyError::Handler(error)) => return ErrorEventSent::Failed(error.chain()),
+                Err(ApplyError::Panicked(text)) => return ErrorEventSent::Failed(text),
+            }
+        }
     }
 
     /// Sends `record` to its dead-letter topic; `Err(None)` on shutdown.

@@ -4,7 +4,7 @@
 //! ```text
 //! consumer-process --database-url URL --brokers HOST:PORT --group GROUP --topic TOPIC
 //!                  --name NAME [--set KEY=VALUE]... [--apply-delay-ms N] [--stop-on-stdin-close]
-//!                  [--dead-letter]
+//!                  [--dead-letter] [--projection]
 //! ```
 //!
 //! Applies the consumer tests' users (route `users`, version 1) from `TOPIC`
@@ -16,7 +16,9 @@
 //! `outbox_tests::consumer_test_settings`: 200 ms auto-commit interval, 6 s
 //! session timeout). `--dead-letter` sends records that cannot be applied to
 //! `TOPIC.dlq` (the failure policy of its controller and of records of other
-//! routes); by default they stop their partition.
+//! routes); by default they stop their partition. `--projection` makes it a
+//! projection named `GROUP` (positions in the database, no inbox rows) whose
+//! rebuild truncates `users` and `applies`.
 //!
 //! Runs until SIGTERM or Ctrl-C (or, with `--stop-on-stdin-close`, until its
 //! standard input closes), then prints its report on stdout as
@@ -29,13 +31,13 @@ use std::time::Duration;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Uuid};
 use diesel_async::RunQueryDsl;
 use outbox::{BoxFuture, Context, Controller, Event, HandlerError, Message};
-use outbox_diesel::consumer::{self, Consumer, FailurePolicy};
+use outbox_diesel::consumer::{self, Consumer, FailurePolicy, Projection};
 use outbox_tests::consumer_test_settings;
 use outbox_tests::process::{self, Arguments, required};
 
 const USAGE: &str = "usage: consumer-process --database-url URL --brokers HOST:PORT --group GROUP \
                      --topic TOPIC --name NAME [--set KEY=VALUE]... [--apply-delay-ms N] \
-                     [--stop-on-stdin-close] [--dead-letter]";
+                     [--stop-on-stdin-close] [--dead-letter] [--projection]";
 
 struct Args {
     database_url: String,
@@ -47,6 +49,7 @@ struct Args {
     apply_delay: Duration,
     stop_on_stdin_close: bool,
     dead_letter: bool,
+    projection: bool,
 }
 
 fn parse(mut args: Arguments) -> Result<Args, String> {
@@ -56,6 +59,7 @@ fn parse(mut args: Arguments) -> Result<Args, String> {
     let mut apply_delay = Duration::ZERO;
     let mut stop_on_stdin_close = false;
     let mut dead_letter = false;
+    let mut projection = false;
     while let Some(flag) = args.flag() {
         match flag.as_str() {
             "--database-url" => database_url = Some(args.value("--database-url")?),
@@ -75,6 +79,7 @@ fn parse(mut args: Arguments) -> Result<Args, String> {
             }
             "--stop-on-stdin-close" => stop_on_stdin_close = true,
             "--dead-letter" => dead_letter = true,
+            "--projection" => projection = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -88,6 +93,7 @@ fn parse(mut args: Arguments) -> Result<Args, String> {
         apply_delay,
         stop_on_stdin_close,
         dead_letter,
+        projection,
     })
 }
 
@@ -115,6 +121,9 @@ async fn run(args: Args) -> Result<String, Box<dyn std::error::Error>> {
         .controller(controller);
     for (key, value) in args.settings {
         builder = builder.set(key, value);
+    }
+    if args.projection {
+        builder = builder.projection(Projection::new().reset_sql("TRUNCATE users, applies"));
     }
     let consumer = builder.build()?;
 

@@ -26,7 +26,7 @@ fn run_creates_the_tables_then_is_up_to_date() {
     let first = run(&mut outbox_on(&db, &["migrations", "run"]));
     assert_eq!(
         first.success(),
-        "applied migration 20261124000000, 20261203000000\n"
+        "applied migration 20261124000000, 20261203000000, 20261204000000\n"
     );
 
     let mut conn = db.connect();
@@ -44,6 +44,8 @@ fn run_creates_the_tables_then_is_up_to_date() {
         [
             "outbox_inbox",
             "outbox_messages",
+            "outbox_projection_positions",
+            "outbox_projections",
             "outbox_schemas",
             "outbox_stopped_partitions"
         ]

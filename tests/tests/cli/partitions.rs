@@ -345,7 +345,7 @@ fn command_line_mistakes() {
     );
     assert_eq!(
         first_line(&["partitions"]),
-        "Partitions consumers stopped on a record they could not apply: list or resume them"
+        "Partitions consumers stopped on a record they could not apply: list, resume or skip them"
     );
 }
 

@@ -564,7 +564,7 @@ async fn an_unreachable_registry_makes_avro_records_wait_not_fail() {
     let consumer = RunningConsumer::spawn(
         env.consumer()
             .schema_registry(registry)
-            .controller_with(OnTopic::new(ProfilesV1, &env.topic), policy)
+            .controller_with(OnTopic::new(ProfilesV1, &env.topic), policy.clone())
             .controller_with(OnTopic::new(Users, &json_topic), policy),
     );
     let user = User::new(7, 0);

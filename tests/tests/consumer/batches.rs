@@ -124,7 +124,7 @@ async fn a_backlog_is_applied_in_batches_and_a_failing_record_stops_alone() {
     let policy = quick_retries(FailurePolicy::stop(), 3);
     let consumer = RunningConsumer::spawn(
         env.consumer()
-            .controller_with(OnTopic::new(flaky, &env.topic), policy),
+            .controller_with(OnTopic::new(flaky, &env.topic), policy.clone()),
     );
 
     let mut conn = env.consumer_conn();

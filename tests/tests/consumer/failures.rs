@@ -100,7 +100,7 @@ async fn failing_key_stops_its_partition_until_resumed() {
         };
         RunningConsumer::spawn(
             env.consumer()
-                .controller_with(OnTopic::new(ledger, &env.topic), policy),
+                .controller_with(OnTopic::new(ledger, &env.topic), policy.clone()),
         )
     };
     let first = consumer();

@@ -19,7 +19,7 @@ use super::support::{
 };
 
 /// A number from the environment variable `name`, or `default`.
-fn knob(name: &str, default: i64) -> i64 {
+pub(crate) fn knob(name: &str, default: i64) -> i64 {
     match std::env::var(name) {
         Ok(value) => value
             .parse()
@@ -30,7 +30,7 @@ fn knob(name: &str, default: i64) -> i64 {
 
 /// The `consumer-process` binary on the test's consumer schema, killed on
 /// drop if still running.
-struct ConsumerProcess {
+pub(crate) struct ConsumerProcess {
     process: ChildProcess,
     name: String,
 }
@@ -38,7 +38,23 @@ struct ConsumerProcess {
 impl ConsumerProcess {
     /// Starts one in `env`'s group; its database sessions are named `name`
     /// (`application_name`), and so are its rows in the apply log.
-    fn start(env: &Env, name: &str, settings: &[(&str, &str)], apply_delay_ms: u64) -> Self {
+    pub(crate) fn start(
+        env: &Env,
+        name: &str,
+        settings: &[(&str, &str)],
+        apply_delay_ms: u64,
+    ) -> Self {
+        Self::start_with(env, name, settings, apply_delay_ms, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments (`--projection`).
+    pub(crate) fn start_with(
+        env: &Env,
+        name: &str,
+        settings: &[(&str, &str)],
+        apply_delay_ms: u64,
+        arguments: &[&str],
+    ) -> Self {
         let url = format!("{}&application_name={name}", env.consumer_db.url());
         let mut command = Command::new(env!("CARGO_BIN_EXE_consumer-process"));
         command
@@ -46,7 +62,8 @@ impl ConsumerProcess {
             .args(["--group", &env.group, "--topic", &env.topic, "--name", name])
             .args(["--apply-delay-ms", &apply_delay_ms.to_string()])
             .args(["--set", &format!("client.id={name}")])
-            .arg("--stop-on-stdin-close");
+            .arg("--stop-on-stdin-close")
+            .args(arguments);
         for (key, value) in settings {
             command.args(["--set", &format!("{key}={value}")]);
         }
@@ -57,12 +74,12 @@ impl ConsumerProcess {
     }
 
     /// SIGKILL: whatever was in flight is cut where it stands.
-    fn kill(self) {
+    pub(crate) fn kill(self) {
         self.process.kill();
     }
 
     /// SIGTERM, then its report (what it printed, as numbers by name).
-    async fn terminate(self) -> BTreeMap<String, u64> {
+    pub(crate) async fn terminate(self) -> BTreeMap<String, u64> {
         let out = self.process.terminate(TIMEOUT).await;
         let report: BTreeMap<String, u64> = out
             .split_whitespace()
@@ -79,7 +96,7 @@ impl ConsumerProcess {
 }
 
 /// Database sessions named `name`.
-fn sessions(conn: &mut PgConnection, name: &str) -> i64 {
+pub(crate) fn sessions(conn: &mut PgConnection, name: &str) -> i64 {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -93,7 +110,7 @@ fn sessions(conn: &mut PgConnection, name: &str) -> i64 {
 }
 
 /// The offsets `group` has committed on `topic`, per partition (`None`: none).
-fn committed(kafka: &TestKafka, group: &str, topic: &str) -> Vec<Option<i64>> {
+pub(crate) fn committed(kafka: &TestKafka, group: &str, topic: &str) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = kafka
         .consumer_config(group)
         .create()
