@@ -233,9 +233,13 @@ impl Dispatcher {
         match control {
             Control::Assigned(partitions) => {
                 for tp in partitions {
+                    let held = self.tasks.get(&tp).is_some_and(|task| {
+                        !task.revoked.load(Ordering::SeqCst) && !task.join.is_finished()
+                    });
                     self.task(&tp);
-                    if self.shared.projection.is_some() {
-                        // Read from the stored position, once its task has it.
+                    if self.shared.projection.is_some() && !held {
+                        // Read from the stored position, once its new task
+                        // has it (its `Seek` resumes the partition).
                         self.pause(&tp);
                     } else {
                         // A fresh assignment reads; its task re-pauses it if

@@ -147,18 +147,26 @@ pub(crate) async fn lock_requested(
     Ok(requested.is_some())
 }
 
-/// In the caller's transaction (after [`lock_requested`] and the user's
-/// reset): every partition of the projection back to its earliest record,
-/// re-applied quietly up to the high watermark taken at the start; the
-/// request cleared.
-pub(crate) async fn reset(
+/// In the caller's transaction (after [`lock_requested`], before the user's
+/// reset): deletes the projection's positions. First, so that the applies in
+/// flight finish before the reset locks their tables (an apply holds its
+/// position's row, then writes the tables: the other order deadlocks), and
+/// the applies after it find their position gone.
+pub(crate) async fn clear(conn: &mut AsyncPgConnection, projection: &str) -> QueryResult<()> {
+    diesel::delete(pp::table.filter(pp::projection.eq(projection)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// In the caller's transaction (after [`clear`] and the user's reset): every
+/// partition of the projection back to its earliest record, re-applied
+/// quietly up to the high watermark taken at the start; the request cleared.
+pub(crate) async fn start_replay(
     conn: &mut AsyncPgConnection,
     projection: &str,
     ranges: &[Range],
 ) -> QueryResult<()> {
-    diesel::delete(pp::table.filter(pp::projection.eq(projection)))
-        .execute(conn)
-        .await?;
     let rows: Vec<_> = ranges
         .iter()
         .map(|range| {

@@ -278,13 +278,14 @@ pub(crate) async fn rebuild(
             if !positions::lock_requested(conn, &name).await? && !forced {
                 return Ok(false);
             }
+            positions::clear(conn, &name).await?;
             for reset in &projection.resets {
                 match reset {
                     Reset::Sql(sql) => conn.batch_execute(sql).await?,
                     Reset::Hook(hook) => hook(conn).await?,
                 }
             }
-            positions::reset(conn, &name, &ranges).await?;
+            positions::start_replay(conn, &name, &ranges).await?;
             Ok(true)
         })
         .await?;
