@@ -259,6 +259,10 @@ async fn stale_versions_are_skipped_and_the_consumer_goes_on() {
         (0, 0, 0, 0),
         "{report:?}"
     );
+    // Key 1's two replays and its late `created`, key 3's old destroyed.
+    assert_eq!(report.stale, 4, "{report:?}");
+    assert_eq!(report.processed, sent.len() as u64 - 4, "{report:?}");
+    assert_eq!(report.gaps, 0, "{report:?}");
 }
 
 /// A message more than one version past its row's waits (`gap = "wait"`,
@@ -395,4 +399,10 @@ async fn a_gap_under_accept_is_applied() {
     assert_eq!(log_of(&mut conn, 10), upserts(&[6]));
     assert!(active_stops(&mut conn, &env.group).is_empty());
     assert_eq!((report.failed, report.stopped), (0, 0), "{report:?}");
+    // 9: v4 over v1 (a gap, applied), v3 (stale), v5; 10: no row.
+    assert_eq!(
+        (report.processed, report.stale, report.gaps),
+        (4, 1, 1),
+        "{report:?}"
+    );
 }
