@@ -36,6 +36,8 @@ fn stopped_gauge() -> metrics::Gauge {
 
 struct Task {
     id: u64,
+    /// The number of the task's latest seek to its stored position.
+    seeks: Arc<std::sync::atomic::AtomicU64>,
     items: UnboundedSender<Item>,
     queue: Arc<Queue>,
     revoked: Arc<AtomicBool>,
@@ -207,12 +209,15 @@ impl Dispatcher {
             shutdown: self.shutdown.subscribe(),
             position: None,
             skipped: HashMap::new(),
+            seeks: 0,
+            unsaved: None,
         };
         let join = tokio::spawn(task.run());
         self.tasks.insert(
             tp.clone(),
             Task {
                 id: self.next_task_id,
+                seeks: Arc::default(),
                 items,
                 queue,
                 revoked,
@@ -248,10 +253,20 @@ impl Dispatcher {
                     }
                 }
             }
-            Control::Seek { tp, task, offset } => {
+            Control::Seek {
+                tp,
+                task,
+                offset,
+                seek,
+            } => {
                 let Some(live) = self.current(&tp, task) else {
                     return;
                 };
+                // A retry of a seek the task has asked again since: dropped.
+                if live.seeks.load(Ordering::SeqCst) > seek {
+                    return;
+                }
+                live.seeks.store(seek, Ordering::SeqCst);
                 if let Some(offset) = offset {
                     self.pause(&tp);
                     // Right after an assignment librdkafka may not take a
@@ -264,12 +279,16 @@ impl Dispatcher {
                                 tp,
                                 task,
                                 offset: Some(offset),
+                                seek,
                             });
                         });
                         return;
                     }
                     // Records sent before this marker were read before the seek.
-                    let _ = live.items.send(Item::Resume { offset });
+                    let _ = live.items.send(Item::Resume {
+                        offset,
+                        seek: Some(seek),
+                    });
                     tracing::debug!(partition = %tp, offset, "projection sought to its stored position");
                 }
                 let blocked = live.queue.blocked.load(Ordering::SeqCst);
@@ -330,7 +349,7 @@ impl Dispatcher {
                     return;
                 }
                 // Records sent before this marker were read before the seek.
-                let _ = task.items.send(Item::Resume { offset });
+                let _ = task.items.send(Item::Resume { offset, seek: None });
                 let blocked = task.queue.blocked.load(Ordering::SeqCst);
                 self.forget_stop(&tp);
                 if !blocked {

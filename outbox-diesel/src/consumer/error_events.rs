@@ -67,11 +67,15 @@ pub(crate) fn event_of(
         outbox::kafka::read_headers(headers).collect()
     });
     let original = header(&headers, outbox::headers::EVENT);
-    let route = header(&headers, outbox::headers::TO).unwrap_or_default();
-    let key = record
-        .key()
-        .map(|key| String::from_utf8_lossy(key).into_owned())
-        .unwrap_or_default();
+    // PostgreSQL text holds no NUL; a garbage record may.
+    let text = |value: String| value.replace('\0', "");
+    let route = text(header(&headers, outbox::headers::TO).unwrap_or_default());
+    let key = text(
+        record
+            .key()
+            .map(|key| String::from_utf8_lossy(key).into_owned())
+            .unwrap_or_default(),
+    );
     let event = original
         .as_deref()
         .and_then(|event| Event::custom(&format!("error.{event}")).ok())
@@ -94,7 +98,7 @@ pub(crate) fn event_of(
         .map_err(|error| format!("error event to {topic}: {error}"))?;
     Ok(ErrorEvent {
         message,
-        source: header(&headers, outbox::headers::FROM).unwrap_or_default(),
+        source: text(header(&headers, outbox::headers::FROM).unwrap_or_default()),
         topic: record.topic().to_owned(),
     })
 }

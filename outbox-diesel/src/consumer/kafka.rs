@@ -87,10 +87,12 @@ pub(crate) enum Control {
     Resumed { tp: Tp, stop_id: i64, offset: i64 },
     /// Task `task` of a projection read its stored position: seek there
     /// (`None`: it has none, read on from the committed offset) and read.
+    /// `seek` numbers the task's seeks: a retry of an earlier one is dropped.
     Seek {
         tp: Tp,
         task: u64,
         offset: Option<i64>,
+        seek: u64,
     },
     /// A rebuild reset the projection's positions: every task reads its
     /// position again.

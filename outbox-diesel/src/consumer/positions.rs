@@ -85,10 +85,14 @@ pub(crate) async fn advance(
         .get_result(conn)
         .await
         .optional()?,
-        // The first record ever: whoever inserts the row first applies.
+        // The first record ever: whoever inserts the row first applies. The
+        // projection's row is locked first, as a rebuild does: a rebuild
+        // under way is waited for here, before this transaction holds
+        // anything it would wait on (then its row makes this one moved).
         None => diesel::sql_query(
-            "INSERT INTO outbox_projection_positions (projection, topic, kafka_partition, next_offset) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING replay_until",
+            "WITH projection AS (SELECT 1 FROM outbox_projections WHERE name = $1 FOR KEY SHARE) \
+             INSERT INTO outbox_projection_positions (projection, topic, kafka_partition, next_offset) \
+             SELECT $1, $2, $3, $4 FROM projection ON CONFLICT DO NOTHING RETURNING replay_until",
         )
         .bind::<Text, _>(projection)
         .bind::<Text, _>(topic)
@@ -152,21 +156,34 @@ pub(crate) async fn lock_requested(
 /// flight finish before the reset locks their tables (an apply holds its
 /// position's row, then writes the tables: the other order deadlocks), and
 /// the applies after it find their position gone.
-pub(crate) async fn clear(conn: &mut AsyncPgConnection, projection: &str) -> QueryResult<()> {
+/// Returns the positions deleted.
+pub(crate) async fn clear(
+    conn: &mut AsyncPgConnection,
+    projection: &str,
+) -> QueryResult<Vec<(String, i32, i64)>> {
     diesel::delete(pp::table.filter(pp::projection.eq(projection)))
-        .execute(conn)
-        .await?;
-    Ok(())
+        .returning((pp::topic, pp::kafka_partition, pp::next_offset))
+        .get_results(conn)
+        .await
 }
 
 /// In the caller's transaction (after [`clear`] and the user's reset): every
 /// partition of the projection back to its earliest record, re-applied
-/// quietly up to the high watermark taken at the start; the request cleared.
+/// quietly up to the high watermark taken at the start, or to where it
+/// stood (`cleared`) if records were applied past that since; the request
+/// cleared.
 pub(crate) async fn start_replay(
     conn: &mut AsyncPgConnection,
     projection: &str,
     ranges: &[Range],
+    cleared: &[(String, i32, i64)],
 ) -> QueryResult<()> {
+    let stood = |range: &Range| {
+        cleared
+            .iter()
+            .find(|(topic, partition, _)| *topic == range.topic && *partition == range.partition)
+            .map_or(range.high, |(_, _, next)| range.high.max(*next))
+    };
     let rows: Vec<_> = ranges
         .iter()
         .map(|range| {
@@ -175,7 +192,7 @@ pub(crate) async fn start_replay(
                 pp::topic.eq(&range.topic),
                 pp::kafka_partition.eq(range.partition),
                 pp::next_offset.eq(range.low),
-                pp::replay_until.eq(Some(range.high)),
+                pp::replay_until.eq(Some(stood(range))),
             )
         })
         .collect();

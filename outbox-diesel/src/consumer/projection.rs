@@ -130,7 +130,11 @@ impl Projection {
         self
     }
 
-    /// Rebuilds when the consumer starts, as if requested.
+    /// Rebuilds when the consumer starts, as if requested: at every start,
+    /// in every process of the projection (each truncates and replays). For
+    /// a one-off run (a job, a benchmark); a service asks with
+    /// [`request_rebuild`](Self::request_rebuild) or `outbox projections
+    /// rebuild`, done once by whichever process takes it.
     pub fn rebuild_at_start(mut self) -> Self {
         self.rebuild_at_start = true;
         self
@@ -223,38 +227,51 @@ pub(crate) async fn start(
 }
 
 /// While the consumer runs: rebuilds when one is requested, then has every
-/// partition task read its position again (within `interval`).
+/// partition task read its position again (within `interval`); and has them
+/// read it again when another process rebuilt the projection (its
+/// `rebuilt_at` moved), so that idle partitions are replayed too.
 pub(crate) async fn watch_requests(
     shared: Arc<Shared>,
     projection: Projection,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    type At = Option<chrono::DateTime<chrono::Utc>>;
+    // `None` until first read.
+    let mut seen: Option<At> = None;
     loop {
-        if !super::tick(interval, &mut shutdown).await {
-            return;
-        }
-        let requested = match checkout(&shared.pool).await {
+        let state = match checkout(&shared.pool).await {
             Ok(mut conn) => pr::table
                 .find(&shared.group)
-                .select(pr::rebuild_requested_at)
-                .first::<Option<chrono::DateTime<chrono::Utc>>>(&mut conn)
+                .select((pr::rebuild_requested_at, pr::rebuilt_at))
+                .first::<(At, At)>(&mut conn)
                 .await
-                .map(|at| at.is_some()),
-            Err(_) => continue,
+                .ok(),
+            Err(_) => None,
         };
-        if !matches!(requested, Ok(true)) {
-            continue;
-        }
-        match rebuild(&shared, &projection, false, shutdown.clone()).await {
-            Ok(true) => {
+        if let Some((requested, rebuilt)) = state {
+            if seen.is_some_and(|seen| seen != rebuilt) {
+                tracing::info!(projection = %shared.group, "projection rebuilt by another process: reading the positions again");
                 let _ = shared.control.send(super::kafka::Control::Reposition);
             }
-            Ok(false) => {}
-            Err(error) => {
-                tracing::warn!(projection = %shared.group, error = %crate::error::error_chain(&error),
-                    "projection rebuild failed; trying again");
+            seen = Some(rebuilt);
+            if requested.is_some() {
+                match rebuild(&shared, &projection, false, shutdown.clone()).await {
+                    Ok(true) => {
+                        let _ = shared.control.send(super::kafka::Control::Reposition);
+                        // Its own rebuild: not to be taken for another's.
+                        seen = None;
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(projection = %shared.group, error = %crate::error::error_chain(&error),
+                            "projection rebuild failed; trying again");
+                    }
+                }
             }
+        }
+        if !super::tick(interval, &mut shutdown).await {
+            return;
         }
     }
 }
@@ -278,14 +295,14 @@ pub(crate) async fn rebuild(
             if !positions::lock_requested(conn, &name).await? && !forced {
                 return Ok(false);
             }
-            positions::clear(conn, &name).await?;
+            let cleared = positions::clear(conn, &name).await?;
             for reset in &projection.resets {
                 match reset {
                     Reset::Sql(sql) => conn.batch_execute(sql).await?,
                     Reset::Hook(hook) => hook(conn).await?,
                 }
             }
-            positions::start_replay(conn, &name, &ranges).await?;
+            positions::start_replay(conn, &name, &ranges, &cleared).await?;
             Ok(true)
         })
         .await?;
@@ -318,7 +335,19 @@ async fn watermarks(shared: &Arc<Shared>) -> Result<Vec<Range>> {
                 .consumer
                 .fetch_metadata(Some(topic), timeout)
                 .map_err(kafka)?;
-            for meta in metadata.topics() {
+            let meta = metadata
+                .topics()
+                .iter()
+                .find(|meta| meta.name() == topic)
+                .filter(|meta| meta.error().is_none() && !meta.partitions().is_empty())
+                .ok_or_else(|| Error::NotReady {
+                    what: format!(
+                        "no partitions of {topic} at Kafka: a rebuild needs every topic the \
+                         projection reads (nothing was reset)"
+                    ),
+                    source: None,
+                })?;
+            {
                 for partition in meta.partitions() {
                     let (low, high) = shared
                         .consumer

@@ -50,9 +50,12 @@ const DEAD_LETTER_TRIES: u32 = 5;
 #[derive(Debug)]
 pub(crate) enum Item {
     Record(OwnedMessage),
-    /// The partition was resumed and reads again from `offset`.
+    /// The partition was resumed and reads again from `offset`: after a stop
+    /// (`seek` is `None`), or after the task's own seek number `seek` (a
+    /// projection's stored position).
     Resume {
         offset: i64,
+        seek: Option<u64>,
     },
     /// A rebuild reset the projection's positions: read yours again.
     Reposition,
@@ -91,8 +94,8 @@ pub(crate) struct Failure {
 enum Next {
     /// Done with it (applied, skipped, dead-lettered): its offset is stored.
     Done,
-    /// The partition stopped on it: the stop's id.
-    Stopped(i64),
+    /// The partition stopped on it: the stop's id and the record's offset.
+    Stopped(i64, i64),
     /// Shutdown or revocation came first: neither applied nor acknowledged.
     Abandoned,
     /// The projection's position moved (another process, a rebuild):
@@ -100,16 +103,21 @@ enum Next {
     Moved,
 }
 
+#[derive(Debug, Clone)]
 enum State {
     Running,
-    /// Stopped (stop `stop_id`): records are dropped until the partition is
-    /// resumed.
+    /// Stopped (stop `stop_id`, on the record at `offset`): records are
+    /// dropped until the partition is resumed.
     Stopped {
         stop_id: i64,
+        offset: i64,
     },
     /// A projection waiting for the dispatcher to seek to its stored
-    /// position: records read before are dropped.
-    Seeking,
+    /// position (its seek number `seek`): records read before are dropped,
+    /// and markers of earlier seeks ignored.
+    Seeking {
+        seek: u64,
+    },
     /// Resumed from `offset` (after stop `from`), or sought there: the
     /// dispatcher sought before sending the marker, so every record after it
     /// was read after the seek.
@@ -138,6 +146,13 @@ pub(crate) struct PartitionTask {
     /// offset, with their message ids when known: read again, they are
     /// acknowledged, not applied.
     pub(crate) skipped: std::collections::HashMap<i64, Option<uuid::Uuid>>,
+    /// The number of this task's last seek to a projection's position.
+    pub(crate) seeks: u64,
+    /// A projection's last record acknowledged without moving its position
+    /// (ignored, refused, dead-lettered, skipped): the position is moved
+    /// past it when the queue runs dry, so a restart or a rebuild's progress
+    /// does not wait for the next applied record.
+    pub(crate) unsaved: Option<i64>,
 }
 
 impl PartitionTask {
@@ -145,34 +160,57 @@ impl PartitionTask {
         if let Some(previous) = self.previous.take() {
             let _ = previous.await;
         }
+        // The stop first: a skip committed after it is read with the
+        // skipped records below.
+        let stop = match self.active_stop().await {
+            Some(stop) => stop,
+            None => return,
+        };
         if !self.load_skipped().await {
             return;
         }
-        let mut state = match self.active_stop().await {
-            Some(Some(stop_id)) => State::Stopped { stop_id },
-            Some(None) if self.shared.projection.is_some() => match self.seek_position().await {
+        let mut state = match stop {
+            Some((stop_id, offset)) => {
+                // A projection's position is known even while stopped: its
+                // applies after the resume move it.
+                if self.shared.projection.is_some() && !self.read_position().await {
+                    return;
+                }
+                State::Stopped { stop_id, offset }
+            }
+            None if self.shared.projection.is_some() => match self.seek_position().await {
                 Some(state) => state,
                 None => return,
             },
-            Some(None) => State::Running,
-            None => return,
+            None => State::Running,
         };
         // An item taken from the queue while gathering a batch, not a record.
         let mut held: Option<Item> = None;
         loop {
             let item = match held.take() {
                 Some(item) => item,
-                None => match self.items.recv().await {
-                    Some(item) => item,
-                    None => return,
-                },
+                None => {
+                    if self.unsaved.is_some()
+                        && self.items.is_empty()
+                        && !self.save_position().await
+                    {
+                        return;
+                    }
+                    match self.items.recv().await {
+                        Some(item) => item,
+                        None => return,
+                    }
+                }
             };
             if self.gone() {
                 return;
             }
             match item {
                 Item::Reposition => {
-                    // A stopped partition reads from its stop when resumed.
+                    if !self.load_skipped().await {
+                        return;
+                    }
+                    // A stopped partition reads from its position when resumed.
                     if !matches!(state, State::Stopped { .. }) {
                         state = match self.seek_position().await {
                             Some(state) => state,
@@ -180,24 +218,23 @@ impl PartitionTask {
                         };
                     }
                 }
-                Item::Resume { offset } => {
-                    let from = match state {
-                        State::Stopped { stop_id } => Some(stop_id),
-                        _ => None,
+                Item::Resume { offset, seek } => {
+                    let Some(next) = self.on_resume(&state, offset, seek).await else {
+                        return;
                     };
-                    state = State::Resuming { offset, from };
+                    state = next;
                 }
                 Item::Record(record) => {
                     self.dequeued(weight(&record));
                     // The resumed record draws other injected faults than
                     // those that stopped it.
                     let resumed_from = match state {
-                        State::Stopped { .. } | State::Seeking => continue,
+                        State::Stopped { .. } | State::Seeking { .. } => continue,
                         State::Resuming { offset, from } => {
                             if record.offset() > offset {
                                 // Only when the record is gone from the topic (retention).
                                 tracing::warn!(partition = %self.tp, expected = offset,
-                                    first = record.offset(), "resumed past the stopped record: it no longer exists");
+                                    first = record.offset(), "the record to read again from no longer exists (retention): reading on from the next one");
                             }
                             from
                         }
@@ -209,6 +246,7 @@ impl PartitionTask {
                             "record skipped with `outbox partitions skip`: acknowledged, not applied");
                         self.shared.counters.count(Outcome::Ignored, &self.tp.topic);
                         self.store_offset(record.offset());
+                        self.acknowledged(record.offset());
                         continue;
                     }
                     if self.applied_before(&record) {
@@ -232,9 +270,12 @@ impl PartitionTask {
                     } else {
                         self.process_batch(&records).await
                     };
+                    let last = records.last().map_or(-1, |record| record.offset());
                     match next {
-                        Next::Done => {}
-                        Next::Stopped(stop_id) => state = State::Stopped { stop_id },
+                        Next::Done => self.acknowledged(last),
+                        Next::Stopped(stop_id, offset) => {
+                            state = State::Stopped { stop_id, offset }
+                        }
                         Next::Abandoned => return,
                         Next::Moved => {
                             tracing::info!(partition = %self.tp,
@@ -490,7 +531,7 @@ impl PartitionTask {
 
     /// The active stop of this partition, if any (recorded by any consumer of
     /// the group); tells the dispatcher so it pauses it. `None` on shutdown.
-    async fn active_stop(&mut self) -> Option<Option<i64>> {
+    async fn active_stop(&mut self) -> Option<Option<(i64, i64)>> {
         let group = self.shared.group.clone();
         let tp = self.tp.clone();
         let found = self
@@ -503,7 +544,7 @@ impl PartitionTask {
             .await?;
         Some(found.map(|stop| {
             self.announce_stop(stop.id, stop.kafka_offset);
-            stop.id
+            (stop.id, stop.kafka_offset)
         }))
     }
 
@@ -541,9 +582,21 @@ impl PartitionTask {
                         outbox::kafka::read_headers(headers).collect()
                     });
                 raw_header(&headers, outbox::headers::MESSAGE_ID)
-                    .is_some_and(|header| header == id.to_string())
+                    .and_then(|header| header.parse::<uuid::Uuid>().ok())
+                    .is_some_and(|header| header == *id)
             }
         }
+    }
+
+    /// Whether a rebuild re-applies the record at `offset` with its
+    /// follow-ups (and dead letters, error events) muted.
+    fn muted(&self, offset: i64) -> bool {
+        self.shared
+            .projection
+            .is_some_and(|projection| !projection.follow_ups_in_rebuild)
+            && self
+                .position
+                .is_some_and(|position| position.replaying(offset))
     }
 
     /// How this task's applies claim their records.
@@ -573,10 +626,9 @@ impl PartitionTask {
         }
     }
 
-    /// Reads the projection's stored position and asks the dispatcher to
-    /// seek there (the group's committed offset is only a hint); `None` on
-    /// shutdown or revocation.
-    async fn seek_position(&mut self) -> Option<State> {
+    /// Reads the projection's stored position; `false` on shutdown or
+    /// revocation.
+    async fn read_position(&mut self) -> bool {
         let tp = self.tp.clone();
         let projection = self.shared.group.clone();
         let position = self
@@ -588,17 +640,118 @@ impl PartitionTask {
                         .map_err(crate::Error::from)
                 })
             })
-            .await?;
-        self.position = Some(position);
+            .await;
+        self.unsaved = None;
+        match position {
+            Some(position) => {
+                self.position = Some(position);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads the projection's stored position and asks the dispatcher to
+    /// seek there (the group's committed offset is only a hint); `None` on
+    /// shutdown or revocation.
+    async fn seek_position(&mut self) -> Option<State> {
+        if !self.read_position().await {
+            return None;
+        }
+        let next = self.position.and_then(|position| position.next);
+        self.seeks += 1;
         let _ = self.shared.control.send(Control::Seek {
             tp: self.tp.clone(),
             task: self.id,
-            offset: position.next,
+            offset: next,
+            seek: self.seeks,
         });
-        Some(match position.next {
-            Some(_) => State::Seeking,
+        Some(match next {
+            Some(_) => State::Seeking { seek: self.seeks },
             None => State::Running,
         })
+    }
+
+    /// The state after the marker of a resume (`seek` `None`: a stop's,
+    /// reading again from `offset`) or of a seek of this task's. A stop
+    /// resumed past its record (a skip) adds the record to the skipped ones;
+    /// a projection then reads from its stored position rather than the
+    /// stop's (a rebuild may have moved it back meanwhile). `None` on
+    /// shutdown or revocation.
+    async fn on_resume(&mut self, state: &State, offset: i64, seek: Option<u64>) -> Option<State> {
+        match (state, seek) {
+            (
+                State::Stopped {
+                    stop_id,
+                    offset: stopped_at,
+                },
+                None,
+            ) => {
+                if offset > *stopped_at {
+                    self.skipped.insert(*stopped_at, None);
+                }
+                if self.shared.projection.is_some() {
+                    tracing::info!(partition = %self.tp, stop_id, "partition resumed: reading from the projection's position");
+                    return self.seek_position().await;
+                }
+                Some(State::Resuming {
+                    offset,
+                    from: Some(*stop_id),
+                })
+            }
+            (State::Seeking { seek: awaited }, Some(seek)) if seek == *awaited => {
+                Some(State::Resuming { offset, from: None })
+            }
+            // A marker of an earlier seek, or a stop's that came late.
+            (state, _) => Some(state.clone()),
+        }
+    }
+
+    /// Notes that a projection acknowledged the records up to `offset`
+    /// without moving its position past them (ignored, refused,
+    /// dead-lettered, skipped, or not yet known to have moved).
+    fn acknowledged(&mut self, offset: i64) {
+        if let Some(position) = self.position
+            && offset >= 0
+            && position.next.is_none_or(|next| next <= offset)
+        {
+            self.unsaved = Some(offset);
+        }
+    }
+
+    /// Moves a projection's position past its records acknowledged without
+    /// an apply; `false` on shutdown or revocation.
+    async fn save_position(&mut self) -> bool {
+        let (Some(last), Some(position)) = (self.unsaved.take(), self.position) else {
+            return true;
+        };
+        let (tp, projection) = (self.tp.clone(), self.shared.group.clone());
+        let moved = self
+            .with_database(move |conn| {
+                let (tp, projection) = (tp.clone(), projection.clone());
+                Box::pin(async move {
+                    positions::advance(
+                        conn,
+                        &projection,
+                        &tp.topic,
+                        tp.partition,
+                        position.next,
+                        last + 1,
+                    )
+                    .await
+                    .map_err(crate::Error::from)
+                })
+            })
+            .await;
+        match moved {
+            Some(Some(_)) => {
+                self.applied_to(last);
+                true
+            }
+            // Moved by another process or a rebuild: the next apply finds out.
+            Some(None) => true,
+            None => false,
+        }
     }
 
     fn dequeued(&self, weight: usize) {
@@ -913,6 +1066,13 @@ impl PartitionTask {
                 }
             }
         }
+        if failure.policy.on_failure() == OnFailure::DeadLetter && self.muted(record.offset()) {
+            // Dead-lettered when first applied: a second copy would be
+            // replayed twice into a projection, which has no inbox.
+            tracing::info!(partition = %self.tp, offset = record.offset(),
+                "a rebuild re-applies a record that fails: not dead-lettered again");
+            return Next::Done;
+        }
         if failure.policy.on_failure() == OnFailure::DeadLetter {
             match self.dead_letter(record, &failure).await {
                 Ok(()) => {
@@ -945,6 +1105,9 @@ impl PartitionTask {
         };
         let (base, cap) = INFRASTRUCTURE_BACKOFF;
         let mut backoff = Backoff::new(base, cap);
+        // Tries left for an error of the transaction itself that may pass
+        // (a deadlock, a serialization failure).
+        let mut retriable = DEAD_LETTER_TRIES;
         loop {
             let result = match checkout(&self.shared.pool).await {
                 Ok(mut conn) => {
@@ -977,6 +1140,15 @@ impl PartitionTask {
                     {
                         tracing::warn!(partition = %self.tp, %error, "error event: database unavailable; retrying{repeats}");
                     }
+                    if !self.pause(backoff.next_delay()).await {
+                        return ErrorEventSent::Abandoned;
+                    }
+                }
+                Err(ApplyError::Handler(error))
+                    if error.kind() == outbox::HandlerErrorKind::Retriable && retriable > 1 =>
+                {
+                    retriable -= 1;
+                    tracing::warn!(partition = %self.tp, error = %error.chain(), "error event not written; retrying");
                     if !self.pause(backoff.next_delay()).await {
                         return ErrorEventSent::Abandoned;
                     }
@@ -1075,7 +1247,7 @@ impl PartitionTask {
         tracing::error!(partition = %tp, offset = stop.kafka_offset, stop_id = stop.id,
             "partition stopped; resume with `outbox partitions resume` once the cause is fixed");
         self.announce_stop(stop.id, stop.kafka_offset);
-        Next::Stopped(stop.id)
+        Next::Stopped(stop.id, stop.kafka_offset)
     }
 
     /// Marks stop `stop_id` resumed; best effort (a stop left behind is shown

@@ -156,7 +156,8 @@ async fn projection_killed_many_times_applies_every_record_once() {
 
 /// Two projection processes in one group; one is killed mid-run and another
 /// takes its place: through the rebalances every record is applied once, in
-/// order per key, and the positions end at the high watermarks.
+/// order per key, and the positions end at the high watermarks. Then a
+/// rebuild while both run re-applies everything once more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_projection_processes_through_rebalances() {
     const KEYS: i64 = 400;
@@ -187,6 +188,18 @@ async fn two_projection_processes_through_rebalances() {
     total += producer.write(&round(1..=KEYS, 3)).len() as i64;
     wait_until("every record is applied", TIMEOUT, || {
         count_applied(&mut conn) == total
+    })
+    .await;
+    // Rebuilt while both run: one of them does it, the other reads its
+    // positions again when it sees the rebuild, its idle partitions too.
+    assert!(Projection::request_rebuild(&mut conn, &env.group).expect("request"));
+    wait_until("the rebuild resets and catches up", TIMEOUT, || {
+        let stored = positions(&mut conn, &env.group);
+        stored.values().any(|(_, until)| until.is_some())
+            && stored
+                .values()
+                .all(|(next, until)| until.is_none_or(|until| *next >= until))
+            && count_applied(&mut conn) == total
     })
     .await;
     let reports = [a.terminate().await, b_again.terminate().await];
@@ -330,4 +343,153 @@ async fn a_rebuild_mutes_follow_ups() {
     relay.stop().await;
     assert_eq!(report.processed, (2 * KEYS + 10) as u64, "{report:?}");
     assert_eq!(count_inbox(&mut conn), 0);
+}
+
+/// Applies users; refuses user 7's update #1 while `broken` is set, with an
+/// error no retry fixes.
+struct Picky {
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[message_controller(model = User, table = users)]
+impl Picky {
+    async fn before_update(
+        &self,
+        _ctx: &mut Context<'_>,
+        user: User,
+    ) -> Result<User, HandlerError> {
+        if (user.id, user.seq) == (7, 1) && self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(HandlerError::permanent("user 7 #1 cannot be taken yet"));
+        }
+        Ok(user)
+    }
+}
+
+/// A projection stops a partition; a new process finds the stop at start,
+/// and once resumed applies the rest through the positions (no inbox row),
+/// which end at the high watermarks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_projection_resumed_after_a_restart_keeps_to_its_positions() {
+    const KEYS: i64 = 20;
+    let env = Env::new("projection_stop_restart");
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let consumer = || {
+        RunningConsumer::spawn(
+            env.consumer()
+                .controller_with(
+                    OnTopic::new(
+                        Picky {
+                            broken: std::sync::Arc::clone(&broken),
+                        },
+                        &env.topic,
+                    ),
+                    super::support::quick_retries(
+                        outbox_diesel::consumer::FailurePolicy::stop(),
+                        2,
+                    ),
+                )
+                .projection(Projection::new()),
+        )
+    };
+    let first = consumer();
+    let relay = env.relay();
+    let mut producer = env.producer();
+    let mut total = 0;
+    for seq in 0..3 {
+        total += producer.write(&round(1..=KEYS, seq)).len() as i64;
+    }
+    let mut conn = env.consumer_conn();
+    wait_until("the partition of user 7 stops", TIMEOUT, || {
+        !super::support::active_stops(&mut conn, &env.group).is_empty()
+    })
+    .await;
+    first.stop().await;
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let second = consumer();
+    // Its task finds the stop at start; then the stop is resumed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut async_conn = env.consumer_db.connect_async().await;
+    let partition = env.partition_of(7);
+    outbox_diesel::consumer::Consumer::resume(&mut async_conn, &env.group, &env.topic, partition)
+        .await
+        .expect("resume")
+        .expect("it was stopped");
+    wait_until("every user reaches its last change", TIMEOUT, || {
+        users_of(&mut conn) == users_of(&mut producer.conn)
+    })
+    .await;
+    let stored = || -> BTreeMap<i32, i64> {
+        positions(&mut env.consumer_conn(), &env.group)
+            .into_iter()
+            .map(|(partition, (next, _))| (partition, next))
+            .collect()
+    };
+    wait_until("the positions reach the high watermarks", TIMEOUT, || {
+        stored() == high_watermarks(&env)
+    })
+    .await;
+    let report = second.stop().await;
+    relay.stop().await;
+    assert_eq!(count_inbox(&mut conn), 0, "no inbox row: {report:?}");
+    assert!(
+        report.processed > 0 && report.processed < total as u64,
+        "{report:?}"
+    );
+}
+
+/// Records no controller serves at the end of a partition (ignored) move
+/// the position too, when the queue runs dry: a restart does not read them
+/// again, and a rebuild's progress reaches its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ignored_records_move_the_position() {
+    let env = Env::new("projection_ignored");
+    let consumer = RunningConsumer::spawn(
+        env.consumer()
+            .controller(OnTopic::new(Welcomer, &env.topic))
+            .ignore_unknown_routes(true)
+            .projection(Projection::new()),
+    );
+    let relay = env.relay();
+    let mut producer = env.producer();
+    producer.write(&round(1..=10, 0));
+    // Then messages of a route nobody here serves, on every partition.
+    let others: Vec<outbox::Message> = (1..=40)
+        .map(|id| {
+            let mut message =
+                super::support::message_of(&User::new(id, 0), Event::Created, &env.topic);
+            message.to = "somebody_else".to_owned();
+            message
+        })
+        .collect();
+    producer
+        .conn
+        .transaction(|conn| {
+            for message in &others {
+                producer.outbox.enqueue_message(conn, message)?;
+            }
+            Ok::<_, outbox_diesel::Error>(())
+        })
+        .expect("enqueue the other route's messages");
+    let want = high_watermarks_when(&env, 50).await;
+    let mut conn = env.consumer_conn();
+    wait_until("the positions pass the ignored records", TIMEOUT, || {
+        positions(&mut conn, &env.group)
+            .into_iter()
+            .map(|(partition, (next, _))| (partition, next))
+            .collect::<BTreeMap<_, _>>()
+            == want
+    })
+    .await;
+    let report = consumer.stop().await;
+    relay.stop().await;
+    assert_eq!((report.processed, report.ignored), (10, 40), "{report:?}");
+}
+
+/// The high watermarks once the topic holds `records` records.
+async fn high_watermarks_when(env: &Env, records: i64) -> BTreeMap<i32, i64> {
+    wait_until("the relay publishes everything", TIMEOUT, || {
+        high_watermarks(env).values().sum::<i64>() == records
+    })
+    .await;
+    high_watermarks(env)
 }

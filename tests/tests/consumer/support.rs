@@ -312,7 +312,7 @@ pub(crate) fn round<K: Borrow<i64>>(keys: impl IntoIterator<Item = K>, seq: i64)
 /// the same transaction, as an application does.
 pub(crate) struct Producer {
     pub(crate) conn: PgConnection,
-    outbox: Outbox,
+    pub(crate) outbox: Outbox,
     topic: String,
 }
 
