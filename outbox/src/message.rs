@@ -563,6 +563,46 @@ impl Message {
         }
     }
 
+    /// The version of `M` that [`read`](Message::read) reads the message as:
+    /// for JSON, the highest payload version both sides know; for Avro, the
+    /// version of `M` the writer's version maps to (the same, else `M`'s
+    /// highest below it, else its lowest). The fields of `M` that version
+    /// does not carry ([`Outboxed::columns_not_carried`]) are read as their
+    /// defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoCommonVersion`] for a JSON message sharing no version with
+    /// `M` (which `read` fails on too).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::{Event, Message, Outboxed, Payloads};
+    ///
+    /// #[derive(Debug, PartialEq, Outboxed)]
+    /// #[outbox(topic = "accounts", route = "users", versions = [1, 2])]
+    /// struct User {
+    ///     id: i64,
+    ///     #[outbox(since = 2, default)]
+    ///     nickname: Option<String>,
+    /// }
+    ///
+    /// // From a producer that knows version 1 only.
+    /// let payloads = Payloads::new(1, serde_json::json!({"id": 7}))?;
+    /// let message = Message::new(Event::Updated, "accounts", "users", "accounts", "7", payloads)?;
+    /// assert_eq!(message.reader_version::<User>()?, 1);
+    /// assert_eq!(message.read::<User>()?, User { id: 7, nickname: None });
+    /// assert_eq!(User::columns_not_carried(1), ["nickname"]);
+    /// # Ok::<(), outbox::Error>(())
+    /// ```
+    pub fn reader_version<M: Outboxed>(&self) -> Result<u32, Error> {
+        match &self.payloads.0 {
+            Inner::Json(_) => self.highest_common_version(M::VERSIONS),
+            Inner::Avro(avro) => Ok(crate::avro::reader_version(M::VERSIONS, avro.version)),
+        }
+    }
+
     /// Reads the primary key of the message's model as `M` sees it (a
     /// destroyed message's payload may carry only the key).
     ///

@@ -160,6 +160,46 @@ pub trait Outboxed: Sized {
         None
     }
 
+    /// The columns of the fields payload `version` does not carry (a field
+    /// `since` a later version, `until` an earlier one, or `skip`), by their
+    /// Diesel name: the field's `#[diesel(column_name = ..)]`, else its name.
+    /// A model read from that version has their defaults there, not values
+    /// from the message.
+    ///
+    /// A `#[message_controller]` upsert of a message read as `version`
+    /// inserts a new row with every column but updates an existing one
+    /// without these, so the row keeps what the message did not say (see
+    /// "The built-in events" in its docs). Empty for a version that carries
+    /// every field, and by default: a hand-written impl keeps the whole
+    /// upsert.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use outbox::Outboxed;
+    ///
+    /// #[derive(Outboxed)]
+    /// #[outbox(topic = "accounts", route = "users", versions = [1, 2, 3])]
+    /// struct User {
+    ///     id: i64,
+    ///     #[outbox(since = 2, default)]
+    ///     #[diesel(column_name = nick)]
+    ///     nickname: Option<String>,
+    ///     #[outbox(until = 2, default)]
+    ///     legacy_flag: bool,
+    ///     #[outbox(skip)]
+    ///     local_note: String,
+    /// }
+    ///
+    /// assert_eq!(User::columns_not_carried(1), ["nick", "local_note"]);
+    /// assert_eq!(User::columns_not_carried(2), ["local_note"]);
+    /// assert_eq!(User::columns_not_carried(3), ["legacy_flag", "local_note"]);
+    /// ```
+    fn columns_not_carried(version: u32) -> &'static [&'static str] {
+        let _ = version;
+        &[]
+    }
+
     /// The payload of `event` in `version`.
     ///
     /// # Errors

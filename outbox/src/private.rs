@@ -168,11 +168,14 @@ fn serialize_error<T: serde::Serialize>(
 pub use crate::controller::GroupError;
 #[cfg(feature = "diesel")]
 pub use group::{
-    ExcludedColumns, KeyEq, KeyEqFallback, KeyProbe, Signature, at, chunks, signature,
+    ExcludedColumns, KeyEq, KeyEqFallback, KeyProbe, Signature, Update, at, carried_signature,
+    chunks, signature, update,
 };
 
-/// What `#[message_controller]`'s `handle_group` needs: one multi-row upsert
-/// whose effect equals one `.set(&model)` upsert per row.
+/// What `#[message_controller]`'s upserts need beyond Diesel: in
+/// `handle_group`, one multi-row upsert whose effect equals one upsert per
+/// row; in both, the update of a row whose message does not carry some of
+/// its columns ([`Outboxed::columns_not_carried`]), which leaves them alone.
 ///
 /// Diesel lists neither an `Insertable`'s nor an `AsChangeset`'s columns, and
 /// its changeset types cannot be named outside Diesel, so the columns are
@@ -185,6 +188,13 @@ pub use group::{
 /// columns; any other row (a changeset that is not plain assignments of
 /// binds, a `None` under `treat_none_as_null`, `skip_insertion`) goes alone
 /// with its own upsert.
+///
+/// A row read from a payload version that does not carry some fields is
+/// updated without their columns: its signature is its own upsert's without
+/// them ([`carried_signature`]), so it shares a statement only with rows
+/// whose updates set the same columns; alone (in `handle` or in a group), it
+/// takes the narrower update [`update`] gives, built the same way. A row of
+/// a version carrying every field keeps its own upsert, not even rendered.
 #[cfg(feature = "diesel")]
 mod group {
     use std::marker::PhantomData;
@@ -193,6 +203,8 @@ mod group {
     use diesel::pg::{Pg, PgQueryBuilder};
     use diesel::query_builder::{AsChangeset, AstPass, QueryBuilder, QueryFragment, QueryId};
     use diesel::result::QueryResult;
+
+    use crate::outboxed::Outboxed;
 
     /// The SET columns of a row that may share a multi-row upsert (rows with
     /// equal signatures may).
@@ -207,18 +219,116 @@ mod group {
     /// .do_update().set(&model)`), rendered: the row's signature, or `None`
     /// when the row must go alone.
     pub fn signature<U: QueryFragment<Pg>>(upsert: &U) -> Option<Signature> {
-        let sql = render(upsert)?;
-        let (inserted, rest) = parse_insert(&sql)?;
-        let rest = rest.strip_prefix(" ON CONFLICT ")?;
-        let rest = parse_list(rest)?.1.strip_prefix(" DO UPDATE SET ")?;
-        let columns = parse_set(rest)?;
-        let all_bound = columns.iter().all(|column| {
+        narrowed_signature(upsert, &[])
+    }
+
+    /// The signature of a row read as payload `version` of `M`: that of its
+    /// own upsert without the columns the version does not carry
+    /// ([`Outboxed::columns_not_carried`]); the same as [`signature`] for a
+    /// version that carries every field. `None` when the row must go alone
+    /// (and when its update would set nothing).
+    pub fn carried_signature<M: Outboxed, U: QueryFragment<Pg>>(
+        version: u32,
+        upsert: &U,
+    ) -> Option<Signature> {
+        narrowed_signature(upsert, M::columns_not_carried(version))
+    }
+
+    fn narrowed_signature<U: QueryFragment<Pg>>(
+        upsert: &U,
+        not_carried: &[&str],
+    ) -> Option<Signature> {
+        let Upsert { inserted, mut set } = Upsert::parse(&render(upsert)?)?;
+        set.retain(|column| !not_carried.contains(&column.as_str()));
+        let all_bound = set.iter().all(|column| {
             inserted
                 .iter()
                 .any(|(name, bound)| *bound && name == column)
         });
         let binds = inserted.iter().filter(|(_, bound)| *bound).count();
-        (!columns.is_empty() && all_bound).then_some(Signature { columns, binds })
+        (!set.is_empty() && all_bound).then_some(Signature {
+            columns: set,
+            binds,
+        })
+    }
+
+    /// A row's own upsert, rendered and parsed: the inserted columns (each
+    /// with whether its value is a bind rather than `DEFAULT`) and the SET
+    /// columns (each assigned a bind).
+    struct Upsert {
+        inserted: Vec<(String, bool)>,
+        set: Vec<String>,
+    }
+
+    impl Upsert {
+        fn parse(sql: &str) -> Option<Self> {
+            let (inserted, rest) = parse_insert(sql)?;
+            let rest = rest.strip_prefix(" ON CONFLICT ")?;
+            let rest = parse_list(rest)?.1.strip_prefix(" DO UPDATE SET ")?;
+            Some(Upsert {
+                inserted,
+                set: parse_set(rest)?,
+            })
+        }
+    }
+
+    /// What the update of a row read as some payload version sets, when it
+    /// conflicts: see [`update`].
+    #[derive(Debug)]
+    pub enum Update<T> {
+        /// The row's own `.set(&model)`.
+        Own,
+        /// Nothing: `ON CONFLICT DO NOTHING`.
+        Nothing,
+        /// These columns, from the row's insert.
+        Columns(ExcludedColumns<T>),
+    }
+
+    /// The update of a row read as payload `version` of `M`, `upsert` being
+    /// its own: [`Update::Own`] when the version carries every field (at
+    /// once, nothing rendered), when none of the columns it does not carry
+    /// ([`Outboxed::columns_not_carried`]) is set, or when the narrower
+    /// update cannot be written (a changeset that is not plain assignments
+    /// of binds, a `skip_insertion` column); [`Update::Nothing`] when every
+    /// column set is one it does not carry; else [`Update::Columns`]: the
+    /// others, `c = excluded.c`, or `c = NULL` for a column the insert
+    /// writes as `DEFAULT` (a `None` under `treat_none_as_null`, which the
+    /// changeset writes as NULL).
+    pub fn update<M: Outboxed, T, U: QueryFragment<Pg>>(version: u32, upsert: &U) -> Update<T> {
+        let not_carried = M::columns_not_carried(version);
+        if not_carried.is_empty() {
+            return Update::Own;
+        }
+        narrowed_update(upsert, not_carried)
+    }
+
+    fn narrowed_update<T, U: QueryFragment<Pg>>(upsert: &U, not_carried: &[&str]) -> Update<T> {
+        let Some(Upsert { inserted, set }) = render(upsert).as_deref().and_then(Upsert::parse)
+        else {
+            return Update::Own;
+        };
+        let total = set.len();
+        let mut columns = Vec::with_capacity(total);
+        for column in set {
+            if not_carried.contains(&column.as_str()) {
+                continue;
+            }
+            let source = match inserted.iter().find(|(name, _)| *name == column) {
+                Some((_, true)) => Source::Excluded,
+                Some((_, false)) => Source::Null,
+                // Its value is in the changeset only.
+                None => return Update::Own,
+            };
+            columns.push((column, source));
+        }
+        match columns.len() {
+            0 => Update::Nothing,
+            kept if kept == total => Update::Own,
+            _ => Update::Columns(ExcludedColumns {
+                columns,
+                table: PhantomData,
+            }),
+        }
     }
 
     fn render(fragment: &impl QueryFragment<Pg>) -> Option<String> {
@@ -351,18 +461,30 @@ mod group {
     }
 
     /// `c = excluded.c` for each column of a signature: the SET of a
-    /// multi-row upsert of table `T`.
+    /// multi-row upsert of table `T`; or of a row's narrower update
+    /// ([`Update::Columns`]), where a column may be `c = NULL`.
     #[derive(Debug)]
     pub struct ExcludedColumns<T> {
-        columns: Vec<String>,
+        columns: Vec<(String, Source)>,
         table: PhantomData<fn() -> T>,
+    }
+
+    /// What a column of [`ExcludedColumns`] is set to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Source {
+        /// `excluded.c`: the row's inserted value.
+        Excluded,
+        /// `NULL`.
+        Null,
     }
 
     impl<T> ExcludedColumns<T> {
         /// The SET for rows of `signature`.
         pub fn new(signature: &Signature) -> Self {
             ExcludedColumns {
-                columns: signature.columns.clone(),
+                columns: (signature.columns.iter())
+                    .map(|column| (column.clone(), Source::Excluded))
+                    .collect(),
                 table: PhantomData,
             }
         }
@@ -384,13 +506,18 @@ mod group {
 
     impl<T> QueryFragment<Pg> for ExcludedColumns<T> {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-            for (i, column) in self.columns.iter().enumerate() {
+            for (i, (column, source)) in self.columns.iter().enumerate() {
                 if i > 0 {
                     out.push_sql(", ");
                 }
                 out.push_identifier(column)?;
-                out.push_sql(" = excluded.");
-                out.push_identifier(column)?;
+                match source {
+                    Source::Excluded => {
+                        out.push_sql(" = excluded.");
+                        out.push_identifier(column)?;
+                    }
+                    Source::Null => out.push_sql(" = NULL"),
+                }
             }
             Ok(())
         }
@@ -526,6 +653,124 @@ mod group {
                 render(&set).as_deref(),
                 Some(r#""label" = excluded."label", "note" = excluded."note""#)
             );
+        }
+
+        #[derive(diesel::Insertable, diesel::AsChangeset)]
+        #[diesel(table_name = things, treat_none_as_null = true)]
+        struct NullLabelled {
+            id: i64,
+            label: String,
+            note: Option<String>,
+        }
+
+        #[derive(diesel::Insertable, diesel::AsChangeset)]
+        #[diesel(table_name = things)]
+        struct Born {
+            id: i64,
+            label: String,
+            #[diesel(skip_insertion)]
+            born: i64,
+        }
+
+        /// `$body` with `$upsert` bound to `row`'s own upsert.
+        macro_rules! with_upsert {
+            ($row:expr, |$upsert:ident| $body:expr) => {{
+                let row = &$row;
+                let $upsert = diesel::insert_into(things::table)
+                    .values(row)
+                    .on_conflict(diesel::Table::primary_key(&things::table))
+                    .do_update()
+                    .set(row);
+                $body
+            }};
+        }
+
+        /// What `narrowed_update` gives: `None` for `Own`, `Some("")` for
+        /// `Nothing`, else the SET rendered.
+        fn update_sql(update: Update<things::table>) -> Option<String> {
+            match update {
+                Update::Own => None,
+                Update::Nothing => Some(String::new()),
+                Update::Columns(set) => render(&set),
+            }
+        }
+
+        #[test]
+        fn narrowed_signatures_and_updates() {
+            let thing = || Thing {
+                id: 1,
+                name: "a".into(),
+                note: Some("n".into()),
+                born: 0,
+            };
+            let columns = |names: &[&str], binds: usize| {
+                Some(Signature {
+                    columns: names.iter().map(|n| (*n).to_owned()).collect(),
+                    binds,
+                })
+            };
+            // A column not carried is left out of the update, not the insert.
+            with_upsert!(thing(), |upsert| {
+                assert_eq!(
+                    narrowed_signature(&upsert, &["note"]),
+                    columns(&["label"], 4)
+                );
+                assert_eq!(
+                    update_sql(narrowed_update(&upsert, &["note"])).as_deref(),
+                    Some(r#""label" = excluded."label""#)
+                );
+                // Nothing left to set.
+                assert_eq!(narrowed_signature(&upsert, &["label", "note"]), None);
+                assert_eq!(
+                    update_sql(narrowed_update(&upsert, &["note", "label"])).as_deref(),
+                    Some("")
+                );
+                // Columns the update does not set (skip_update, unknown
+                // names): the row's own update.
+                assert_eq!(
+                    narrowed_signature(&upsert, &["born", "nope"]),
+                    columns(&["label", "note"], 4)
+                );
+                assert_eq!(
+                    update_sql(narrowed_update(&upsert, &["born", "nope"])),
+                    None
+                );
+            });
+            // A `None` under treat_none_as_null: inserted as DEFAULT, set to NULL.
+            let labelled = |note: Option<&str>| NullLabelled {
+                id: 1,
+                label: "a".into(),
+                note: note.map(str::to_owned),
+            };
+            with_upsert!(labelled(None), |upsert| {
+                assert_eq!(signature(&upsert), None);
+                assert_eq!(narrowed_signature(&upsert, &["label"]), None);
+                assert_eq!(
+                    update_sql(narrowed_update(&upsert, &["label"])).as_deref(),
+                    Some(r#""note" = NULL"#)
+                );
+                // Without the NULL column, the row may share a statement.
+                assert_eq!(
+                    narrowed_signature(&upsert, &["note"]),
+                    columns(&["label"], 2)
+                );
+            });
+            with_upsert!(labelled(Some("n")), |upsert| {
+                assert_eq!(
+                    update_sql(narrowed_update(&upsert, &["label"])).as_deref(),
+                    Some(r#""note" = excluded."note""#)
+                );
+            });
+            // A column set but not inserted: no narrower update is written.
+            let born = Born {
+                id: 1,
+                label: "a".into(),
+                born: 7,
+            };
+            with_upsert!(born, |upsert| {
+                assert_eq!(update_sql(narrowed_update(&upsert, &["label"])), None);
+                assert_eq!(narrowed_signature(&upsert, &["label"]), None);
+            });
         }
 
         #[test]

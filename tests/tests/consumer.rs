@@ -7,11 +7,13 @@
 //! PostgreSQL refuses, backpressure, a rebalance while records fail);
 //! `retention` the deletion of old inbox rows; `grouped` the grouped upserts
 //! of hook-free controllers; `avro` Avro records read with the writer's
-//! schema from the real schema registry.
+//! schema from the real schema registry; `carried_columns` the upserts of
+//! messages whose version does not carry every field.
 
 mod consumer {
     mod avro;
     mod batches;
+    mod carried_columns;
     mod error_events;
     mod failures;
     mod flow;

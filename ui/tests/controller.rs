@@ -33,6 +33,15 @@ mod schema {
     }
 
     diesel::table! {
+        profiles (id) {
+            id -> BigInt,
+            email -> Text,
+            nick -> Nullable<Text>,
+            local_note -> Text,
+        }
+    }
+
+    diesel::table! {
         memberships (team_id, user_id) {
             team_id -> BigInt,
             user_id -> BigInt,
@@ -41,7 +50,7 @@ mod schema {
     }
 }
 
-use schema::{accounts, memberships, seats, users};
+use schema::{accounts, memberships, profiles, seats, users};
 
 /// A model with a version field, in a renamed column.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Outboxed)]
@@ -83,6 +92,41 @@ struct Membership {
     team_id: i64,
     user_id: i64,
     role: String,
+}
+
+/// A field only version 2 carries, in a renamed column, and one no
+/// version carries: a version 1 message's update leaves both columns.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Outboxed)]
+#[diesel(table_name = profiles, treat_none_as_null = true)]
+#[outbox(topic = "accounts", versions = [1, 2])]
+struct Profile {
+    id: i64,
+    email: String,
+    #[outbox(since = 2, default)]
+    #[diesel(column_name = nick)]
+    nickname: Option<String>,
+    #[outbox(skip)]
+    local_note: String,
+}
+
+/// Without hooks: grouped.
+struct Profiles;
+
+#[outbox::message_controller(model = Profile, table = profiles)]
+impl Profiles {}
+
+/// With a hook: one message at a time.
+struct HookedProfiles;
+
+#[outbox::message_controller(model = Profile, table = profiles, route = "hooked")]
+impl HookedProfiles {
+    async fn before_update(
+        &self,
+        _ctx: &mut Context<'_>,
+        profile: Profile,
+    ) -> Result<Profile, HandlerError> {
+        Ok(profile)
+    }
 }
 
 /// Every hook, and a custom event.
@@ -260,4 +304,17 @@ fn versioned_models_are_not_grouped() {
         assert!(Plain.groups(&event));
     }
     assert_controller(&Accounts);
+}
+
+#[test]
+fn columns_not_carried_by_a_version_are_named() {
+    assert_eq!(Profile::columns_not_carried(1), ["nick", "local_note"]);
+    assert_eq!(Profile::columns_not_carried(2), ["local_note"]);
+    assert!(User::columns_not_carried(1).is_empty());
+    assert!(Account::columns_not_carried(2).is_empty());
+    for event in [Event::Created, Event::Updated] {
+        assert!(Profiles.groups(&event));
+        assert!(!HookedProfiles.groups(&event));
+    }
+    assert_controller(&HookedProfiles);
 }

@@ -33,6 +33,8 @@ struct Names {
     name: Ident,
     model: Ident,
     key: Ident,
+    /// The payload version the model was read as.
+    version: Ident,
 }
 
 impl Names {
@@ -46,6 +48,7 @@ impl Names {
             name: ident("__outbox_name"),
             model: ident("__outbox_model"),
             key: ident("__outbox_key"),
+            version: ident("__outbox_payload_version"),
         }
     }
 }
@@ -186,9 +189,10 @@ fn groupable(handling: &Handling<'_>) -> bool {
 
 /// `groups` and `handle_group`, when created or updated is groupable: each
 /// message's model is read, then consecutive rows whose upserts set the same
-/// columns (each inserted with its value) and have distinct keys go in one
-/// multi-row upsert (`SET c = excluded.c`), any other row alone with the
-/// statement `handle` runs. Spanned on the `model` argument like the upsert.
+/// columns (each inserted with its value; without the columns their payload
+/// version does not carry) and have distinct keys go in one multi-row upsert
+/// (`SET c = excluded.c`), any other row alone with the statements `handle`
+/// runs. Spanned on the `model` argument like the upsert.
 fn group_methods(model: &Model<'_>) -> TokenStream {
     let (created, updated) = (groupable(&model.created), groupable(&model.updated));
     if !model.group || !(created || updated) {
@@ -203,7 +207,7 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
         local("__outbox_event"),
         local("__outbox_conn"),
         local("__outbox_messages"),
-        local("__outbox_guards"),
+        local("__outbox_rows"),
         local("__outbox_keys"),
         local("__outbox_signatures"),
         local("__outbox_chunks"),
@@ -212,6 +216,10 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
         local("__outbox_row"),
         local("__outbox_chunk"),
         local("__outbox_set"),
+    );
+    let (versions, version) = (
+        local("__outbox_versions"),
+        local("__outbox_payload_version"),
     );
     let upsert = |values: TokenStream, changes: TokenStream| {
         quote_spanned! {span=>
@@ -224,20 +232,27 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
     };
     let row_ref = borrow_at(&row, span);
     let own_upsert = upsert(row_ref.clone(), row_ref.clone());
-    let (at_chunk, at_set, at_row) = (
+    let (at_chunk, at_set, at_row, at_version) = (
         located(&chunk, span),
         located(&set, span),
         located(&row, span),
+        located(&version, span),
     );
     let group_upsert = upsert(quote!(#at_chunk), quote!(#at_set));
-    // JSON or Avro alike, with one decode of the payload.
+    // JSON or Avro alike, with one decode of the payload. A row's signature
+    // leaves out the columns its payload version does not carry.
     let read = quote_spanned! {span=>
         let (#row, __outbox_key): (#ty, #outboxed::Key) = ::core::result::Result::map_err(
             ::outbox::Message::read_with_key::<#ty>(#message),
             ::outbox::__private::at(#index),
         )?;
-        #signatures.push(::outbox::__private::signature(&#own_upsert));
+        let #version: u32 = ::core::result::Result::map_err(
+            ::outbox::Message::reader_version::<#ty>(#message),
+            ::outbox::__private::at(#index),
+        )?;
+        #signatures.push(::outbox::__private::carried_signature::<#ty, _>(#at_version, &#own_upsert));
         #keys.push(__outbox_key);
+        #versions.push(#version);
         #rows.push(#row);
     };
     let execute = |statement: TokenStream| {
@@ -245,10 +260,10 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
             ::core::result::Result::map_err(
                 ::outbox::__private::diesel_async::RunQueryDsl::execute(#statement, &mut *#conn).await,
                 ::outbox::GroupError::Database,
-            )?;
+            )?
         }
     };
-    let execute_own = execute(upsert(quote!(#at_row), quote!(#at_row)));
+    let execute_alone = upsert_statements(model, &quote!(#at_row), &at_version, execute);
     let execute_group = execute(group_upsert);
     let guards = local("__outbox_guards");
     let probe = version_guards(ty, &guards);
@@ -273,11 +288,12 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
                 // The keys are only compared, before any statement: not held across
                 // an await. The borrow of `KeyProbe` picks the specialization.
                 #[allow(clippy::needless_borrow)]
-                let (#rows, #signatures, #chunks) = {
+                let (#rows, #versions, #signatures, #chunks) = {
                     #[allow(unused_imports)]
                     use ::outbox::__private::{KeyEq as _, KeyEqFallback as _};
                     let mut #rows: ::std::vec::Vec<#ty> = ::std::vec::Vec::with_capacity(#messages.len());
                     let mut #keys: ::std::vec::Vec<#outboxed::Key> = ::std::vec::Vec::with_capacity(#messages.len());
+                    let mut #versions: ::std::vec::Vec<u32> = ::std::vec::Vec::with_capacity(#messages.len());
                     let mut #signatures: ::std::vec::Vec<::core::option::Option<::outbox::__private::Signature>> =
                         ::std::vec::Vec::with_capacity(#messages.len());
                     for (#index, #message) in ::core::iter::Iterator::enumerate(#messages.iter()) {
@@ -287,18 +303,19 @@ fn group_methods(model: &Model<'_>) -> TokenStream {
                     let #chunks = ::outbox::__private::chunks(&#signatures, |__outbox_i, __outbox_j| {
                         (&::outbox::__private::KeyProbe(&#keys[__outbox_i], &#keys[__outbox_j])).same_key()
                     });
-                    (#rows, #signatures, #chunks)
+                    (#rows, #versions, #signatures, #chunks)
                 };
                 for __outbox_range in #chunks {
                     match &#signatures[__outbox_range.start] {
                         ::core::option::Option::Some(__outbox_signature) if ::core::iter::ExactSizeIterator::len(&__outbox_range) > 1 => {
                             let #set = ::outbox::__private::ExcludedColumns::<#table::table>::new(__outbox_signature);
                             let #chunk: ::std::vec::Vec<&#ty> = ::core::iter::Iterator::collect(#rows[__outbox_range].iter());
-                            #execute_group
+                            #execute_group;
                         }
                         _ => {
                             let #row: &#ty = &#rows[__outbox_range.start];
-                            #execute_own
+                            let #version: u32 = #versions[__outbox_range.start];
+                            #execute_alone
                         }
                     }
                 }
@@ -403,7 +420,8 @@ fn read_model(model: &Model<'_>, names: &Names, binding: &Ident, key: bool) -> T
     }
 }
 
-/// created/updated: read the model, `before_`, upsert, `after_`.
+/// created/updated: read the model (and the payload version it was read
+/// as), `before_`, upsert, `after_`.
 fn upsert_arm(model: &Model<'_>, handling: &Handling<'_>, names: &Names) -> TokenStream {
     let (before, after) = match handling {
         Handling::Replaced(replaced) => return replaced_arm(replaced, names),
@@ -413,7 +431,6 @@ fn upsert_arm(model: &Model<'_>, handling: &Handling<'_>, names: &Names) -> Toke
         ctx, model: value, ..
     } = names;
     let ty = &model.model;
-    let table = &model.table;
     let read = read_model(model, names, value, false);
     let before = before.map(|before| {
         let call = call(&before, Argument::Model, names);
@@ -449,25 +466,67 @@ fn upsert_arm(model: &Model<'_>, handling: &Handling<'_>, names: &Names) -> Toke
             return ::core::result::Result::Ok(());
         }
     };
-    let upsert = quote_spanned! {span=>
-        ::outbox::__private::diesel_async::RunQueryDsl::execute(
-            ::outbox::__private::diesel::insert_into(#table::table)
-                .values(#borrowed)
-                .on_conflict(::outbox::__private::diesel::Table::primary_key(&#table::table))
-                .do_update()
-                .set(#borrowed),
-            ::outbox::Context::conn(#at_ctx),
-        )
-        .await?;
+    let (version, message) = (&names.version, &names.message);
+    let read_version = quote_spanned! {span=>
+        let #version: u32 = ::core::result::Result::map_err(
+            ::outbox::Message::reader_version::<#ty>(#message),
+            ::outbox::HandlerError::permanent,
+        )?;
     };
+    let upsert = upsert_statements(model, &borrowed, &located(version, span), |statement| {
+        quote_spanned! {span=>
+            ::outbox::__private::diesel_async::RunQueryDsl::execute(
+                #statement,
+                ::outbox::Context::conn(#at_ctx),
+            )
+            .await?
+        }
+    });
     quote! {{
         #read
+        #read_version
         #guard
         #before
         #upsert
         #after
         ::core::result::Result::Ok(())
     }}
+}
+
+/// The upsert of `row` (`&model`) read as payload version `version`, each
+/// statement run by `execute`: the row's own upsert when its version carries
+/// every field, else one whose update leaves the columns it does not carry
+/// (`::outbox::__private::update`). Spanned on the `model` argument.
+fn upsert_statements(
+    model: &Model<'_>,
+    row: &TokenStream,
+    version: &Ident,
+    execute: impl Fn(TokenStream) -> TokenStream,
+) -> TokenStream {
+    let ty = &model.model;
+    let table = &model.table;
+    let span = ty.span();
+    let own = Ident::new("__outbox_upsert", resolving_as(span));
+    let set = Ident::new("__outbox_set", resolving_as(span));
+    let (at_own, at_set) = (located(&own, span), located(&set, span));
+    let insert = quote_spanned! {span=>
+        ::outbox::__private::diesel::insert_into(#table::table)
+            .values(#row)
+            .on_conflict(::outbox::__private::diesel::Table::primary_key(&#table::table))
+    };
+    let (run_own, run_nothing, run_set) = (
+        execute(quote!(#at_own)),
+        execute(quote_spanned!(span=> #insert.do_nothing())),
+        execute(quote_spanned!(span=> #insert.do_update().set(#at_set))),
+    );
+    quote_spanned! {span=>
+        let #own = #insert.do_update().set(#row);
+        match ::outbox::__private::update::<#ty, #table::table, _>(#version, &#at_own) {
+            ::outbox::__private::Update::Own => #run_own,
+            ::outbox::__private::Update::Nothing => #run_nothing,
+            ::outbox::__private::Update::Columns(#set) => #run_set,
+        };
+    }
 }
 
 /// destroyed: read the key, `before_destroy`, delete, `after_destroy`.

@@ -66,6 +66,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         .avro_on_wire
         .then(|| quote!(const FORMAT: #krate::Format = #krate::Format::Avro;));
     let (version_items, versioned_row) = cx.version_items();
+    let columns_not_carried = cx.columns_not_carried();
 
     quote! {
         // The views repeat the model's field names and types: lints about those
@@ -95,6 +96,8 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
                 }
 
                 #version_items
+
+                #columns_not_carried
 
                 fn to_payload(
                     &self,
@@ -537,6 +540,38 @@ impl Expander<'_, '_> {
             }
         };
         (items, row)
+    }
+
+    /// `columns_not_carried`, when some version leaves a field out (the
+    /// trait's default, empty, otherwise): per version, the columns of the
+    /// fields it does not carry, in declaration order.
+    fn columns_not_carried(&self) -> Option<TokenStream> {
+        let arms: Vec<TokenStream> = self
+            .model
+            .versions
+            .iter()
+            .filter_map(|version| {
+                let columns: Vec<&str> = self
+                    .model
+                    .fields
+                    .iter()
+                    .filter(|field| !field.wire.contains_key(version))
+                    .map(|field| field.column.as_str())
+                    .collect();
+                (!columns.is_empty()).then(|| quote!(#version => &[#(#columns),*],))
+            })
+            .collect();
+        if arms.is_empty() {
+            return None;
+        }
+        Some(quote! {
+            fn columns_not_carried(__version: u32) -> &'static [&'static str] {
+                match __version {
+                    #(#arms)*
+                    _ => &[],
+                }
+            }
+        })
     }
 
     fn unknown_version(&self) -> TokenStream {

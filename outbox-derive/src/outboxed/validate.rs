@@ -68,6 +68,9 @@ pub(crate) struct ModelField<'a> {
     pub(crate) wire: BTreeMap<u32, String>,
     /// `avro_type = ".."`: a checked Avro type name or JSON schema text.
     pub(crate) avro_type: Option<LitStr>,
+    /// Its Diesel column: `#[diesel(column_name)]`, else the field's name
+    /// (raw `r#` stripped, as Diesel writes it in SQL).
+    pub(crate) column: String,
 }
 
 pub(crate) fn model<'a>(cx: &Ctxt, container: Container<'a>) -> Option<Model<'a>> {
@@ -427,6 +430,12 @@ fn model_field<'a>(cx: &Ctxt, field: &Field<'a>, versions: &[u32], avro: bool) -
         skip,
         wire,
         avro_type: attrs.avro_type.clone(),
+        column: attrs
+            .column_name
+            .as_ref()
+            .unwrap_or(field.ident)
+            .unraw()
+            .to_string(),
     }
 }
 
