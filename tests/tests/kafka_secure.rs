@@ -536,7 +536,7 @@ async fn consumer_check_says_to_run_the_migrations_and_names_missing_topics() {
         .to_string();
     eprintln!("{error}");
     assert!(
-        error.starts_with("no outbox_inbox, outbox_stopped_partitions, outbox_messages at "),
+        error.starts_with("no outbox_inbox, outbox_stopped_partitions, outbox_messages, outbox_projection_positions at "),
         "{error}"
     );
     assert!(error.contains(bare.schema()), "the search_path: {error}");

@@ -30,6 +30,16 @@ fn positions(conn: &mut PgConnection, projection: &str) -> BTreeMap<i32, (i64, O
         .collect()
 }
 
+/// Whether a rebuild of `projection` started (its positions have an end)
+/// and every partition has re-applied up to it.
+fn rebuilt(conn: &mut PgConnection, projection: &str) -> bool {
+    let stored = positions(conn, projection);
+    stored.values().any(|(_, until)| until.is_some())
+        && stored
+            .values()
+            .all(|(next, until)| until.is_none_or(|until| *next >= until))
+}
+
 /// The high watermark of each partition of `env`'s topic.
 fn high_watermarks(env: &Env) -> BTreeMap<i32, i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -194,12 +204,7 @@ async fn two_projection_processes_through_rebalances() {
     // positions again when it sees the rebuild, its idle partitions too.
     assert!(Projection::request_rebuild(&mut conn, &env.group).expect("request"));
     wait_until("the rebuild resets and catches up", TIMEOUT, || {
-        let stored = positions(&mut conn, &env.group);
-        stored.values().any(|(_, until)| until.is_some())
-            && stored
-                .values()
-                .all(|(next, until)| until.is_none_or(|until| *next >= until))
-            && count_applied(&mut conn) == total
+        rebuilt(&mut conn, &env.group) && count_applied(&mut conn) == total
     })
     .await;
     let reports = [a.terminate().await, b_again.terminate().await];
@@ -267,10 +272,7 @@ async fn rebuild_interrupted_and_run_again_gives_the_live_tables() {
     assert!(Projection::request_rebuild(&mut conn, &env.group).expect("request"));
     let again = projection(&env, &env.kafka.unique_name("again"), 0);
     wait_until("the rebuild catches up", TIMEOUT, || {
-        count_applied(&mut conn) == total
-            && positions(&mut conn, &env.group)
-                .values()
-                .all(|(next, until)| until.is_none_or(|until| *next >= until))
+        count_applied(&mut conn) == total && rebuilt(&mut conn, &env.group)
     })
     .await;
     let report = again.terminate().await;
@@ -325,11 +327,7 @@ async fn a_rebuild_mutes_follow_ups() {
     .await;
     assert!(Projection::request_rebuild(&mut conn, &env.group).expect("request"));
     wait_until("the rebuild catches up", TIMEOUT, || {
-        let stored = positions(&mut conn, &env.group);
-        stored.values().any(|(_, until)| until.is_some())
-            && stored
-                .values()
-                .all(|(next, until)| until.is_none_or(|until| *next >= until))
+        rebuilt(&mut conn, &env.group)
     })
     .await;
     assert_eq!(users_of(&mut conn).len() as i64, KEYS, "the users are back");
