@@ -109,14 +109,7 @@ fn follow(conn: &mut diesel::PgConnection, url: &str, name: &str) -> Result<Stri
             .iter()
             .map(|p| p.next_offset)
             .sum::<i64>();
-    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {human_pos}/{human_len} records, {per_sec}, {eta} left",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(format!("rebuilding {name}"));
+    let bar = crate::consumer::rebuild_bar(name, total);
     let clock = std::time::Instant::now();
     loop {
         let status = read(conn)?;

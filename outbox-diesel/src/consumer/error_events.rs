@@ -11,7 +11,7 @@ use rdkafka::message::OwnedMessage;
 use super::apply::{ApplyError, Claim};
 use super::inbox::{self, Received};
 use super::positions;
-use super::worker::Failure;
+use super::worker::{Failure, raw_header as header};
 use crate::Outbox;
 
 /// The event of a record whose own event cannot be read.
@@ -41,15 +41,6 @@ pub(crate) struct ErrorEvent {
     /// The record's `from` and topic: its inbox row's key and place.
     source: String,
     topic: String,
-}
-
-fn header(headers: &[RawHeader<'_>], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|header| header.name == name.as_bytes())
-        .and_then(|header| header.value)
-        .and_then(|value| std::str::from_utf8(value).ok())
-        .map(str::to_owned)
 }
 
 /// The error event about `record`, from `producer`, by `failure`'s policy.

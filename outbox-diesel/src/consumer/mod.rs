@@ -55,6 +55,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use policy::{FailurePolicy, OnFailure, Retry};
+pub(crate) use projection::rebuild_bar;
 pub use projection::{PartitionPosition, Projection, ProjectionStatus, ResetHook};
 pub use report::ConsumerReport;
 

@@ -210,20 +210,19 @@ pub(crate) async fn start_replay(
     Ok(())
 }
 
-/// Records applied so far by a rebuild, and how many it re-applies in all:
-/// from the stored positions.
-pub(crate) async fn rebuild_progress(
+/// Records a rebuild still has to re-apply, from the stored positions (0:
+/// caught up).
+pub(crate) async fn rebuild_left(
     conn: &mut AsyncPgConnection,
     projection: &str,
-) -> QueryResult<(i64, bool)> {
+) -> QueryResult<i64> {
     let rows: Vec<(i64, Option<i64>)> = pp::table
         .filter(pp::projection.eq(projection))
         .select((pp::next_offset, pp::replay_until))
         .load(conn)
         .await?;
-    let behind: i64 = rows
+    Ok(rows
         .iter()
         .map(|(next, until)| until.map_or(0, |until| (until - next).max(0)))
-        .sum();
-    Ok((behind, behind == 0))
+        .sum())
 }

@@ -371,6 +371,21 @@ async fn watermarks(shared: &Arc<Shared>) -> Result<Vec<Range>> {
     })?
 }
 
+/// The bar of a rebuild of `name` re-applying `total` records (records,
+/// records/s, time left), as the consumer and `projections rebuild --wait`
+/// draw it.
+pub(crate) fn rebuild_bar(name: &str, total: i64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {human_pos}/{human_len} records, {per_sec}, {eta} left",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("rebuilding {name}"));
+    bar
+}
+
 /// Shows a rebuild's progress (a bar on a terminal, a log line every 10 s)
 /// from the stored positions, until it catches up or the consumer stops.
 async fn follow(
@@ -382,15 +397,7 @@ async fn follow(
 ) {
     let started = Instant::now();
     let bar = if draw {
-        let bar = indicatif::ProgressBar::new(total.max(0) as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {human_pos}/{human_len} records, {per_sec}, {eta} left",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(format!("rebuilding {name}"));
-        bar
+        rebuild_bar(&name, total)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -406,13 +413,13 @@ async fn follow(
         let Ok(mut conn) = checkout(&pool).await else {
             continue;
         };
-        let Ok((behind, done)) = positions::rebuild_progress(&mut conn, &name).await else {
+        let Ok(behind) = positions::rebuild_left(&mut conn, &name).await else {
             continue;
         };
         let applied = (total - behind).max(0);
         bar.set_position(applied as u64);
         let elapsed = started.elapsed().as_secs_f64().max(1e-3);
-        if done {
+        if behind == 0 {
             bar.finish();
             tracing::info!(projection = %name, records = total,
                 seconds = elapsed, per_second = (total as f64 / elapsed).round(),

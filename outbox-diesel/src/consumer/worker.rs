@@ -1276,7 +1276,7 @@ impl PartitionTask {
 }
 
 /// A header's value as text, if present and UTF-8.
-fn raw_header(headers: &[RawHeader<'_>], name: &str) -> Option<String> {
+pub(crate) fn raw_header(headers: &[RawHeader<'_>], name: &str) -> Option<String> {
     headers
         .iter()
         .find(|header| header.name == name.as_bytes())

@@ -404,7 +404,13 @@ async fn a_projection_resumed_after_a_restart_keeps_to_its_positions() {
     first.stop().await;
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
     let second = consumer();
-    // Its task finds the stop at start; then the stop is resumed.
+    // Its task finds the stop at start (once the group has assigned it the
+    // partitions); then the stop is resumed.
+    wait_until("the second consumer holds the partitions", TIMEOUT, || {
+        let (state, members) = super::support::group_state(&env.kafka, &env.group);
+        state == "Stable" && members.len() == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut async_conn = env.consumer_db.connect_async().await;
     let partition = env.partition_of(7);
